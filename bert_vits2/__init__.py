@@ -1,0 +1,1 @@
+"""Bert-VITS2 v2.3: a clean-room, checkpoint-compatible implementation (MIT)."""
