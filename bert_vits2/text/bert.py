@@ -1,0 +1,240 @@
+"""Phone-level BERT features for Bert-VITS2 v2.3 (Chinese, Japanese, English).
+
+Each language has its own pretrained BERT in a local folder (``bert/<name>`` by default). The feature of a sentence is the
+third-to-last hidden state (``hidden_states[-3]``) of its tokens, each token repeated once per phone it covers
+(``word2ph``), transposed to ``[hidden, n_phones]``: exactly what upstream ``*_bert.get_bert_feature`` computes.
+Models are read from disk only (never from the hub), cached per (folder, device) and loaded once even when several
+threads ask at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+LANGUAGES = ("ZH", "JP", "EN")
+
+
+@dataclass(frozen=True)
+class BertModelInfo:
+    """Which pretrained model a language needs and where upstream gets it."""
+
+    language: str
+    folder_name: str
+    hf_repo: str
+    purpose: str
+
+
+BERT_MODELS: dict[str, BertModelInfo] = {
+    "ZH": BertModelInfo(
+        "ZH",
+        "chinese-roberta-wwm-ext-large",
+        "hfl/chinese-roberta-wwm-ext-large",
+        "Chinese (ZH) BERT features for Bert-VITS2 v2.3 training (bert_gen.py) and inference",
+    ),
+    "JP": BertModelInfo(
+        "JP",
+        "deberta-v2-large-japanese-char-wwm",
+        "ku-nlp/deberta-v2-large-japanese-char-wwm",
+        "Japanese (JP) BERT features and the Japanese word tokenizer of the text frontend",
+    ),
+    "EN": BertModelInfo(
+        "EN",
+        "deberta-v3-large",
+        "microsoft/deberta-v3-large",
+        "English (EN) BERT features and the English word tokenizer of the text frontend",
+    ),
+}
+
+#: Root folder of the default model folders; overridable with the BV2_BERT_ROOT environment variable or per call.
+DEFAULT_BERT_ROOT = "bert"
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+class BertModelMissingError(FileNotFoundError):
+    """A BERT folder (or a file in it) is missing; the message says what to download and where to put it."""
+
+
+class BertFeatureError(ValueError):
+    """The text, its tokens and word2ph do not line up (upstream asserted here)."""
+
+
+def normalize_language(language: str) -> str:
+    """Upstream language code (``ZH``/``JP``/``EN``) of ``language``; accepts lower case and ``JA``."""
+    code = str(language).strip().upper()
+    if code == "JA":
+        code = "JP"
+    if code not in BERT_MODELS:
+        raise ValueError(f"unknown language {language!r}: Bert-VITS2 v2.3 supports ZH, JP and EN")
+    return code
+
+
+def default_bert_dir(language: str, root: str | os.PathLike | None = None) -> Path:
+    """Default model folder of ``language``: ``<root>/<upstream folder name>`` (root: BV2_BERT_ROOT or ``bert``)."""
+    info = BERT_MODELS[normalize_language(language)]
+    if root is None:
+        root = os.environ.get("BV2_BERT_ROOT", DEFAULT_BERT_ROOT)
+    return Path(root) / info.folder_name
+
+
+def resolve_bert_dirs(bert_dirs: dict[str, str | os.PathLike] | None = None) -> dict[str, Path]:
+    """Folder for every language: the given ones (keys any case, ``JA`` accepted) over the defaults."""
+    dirs = {lang: default_bert_dir(lang) for lang in LANGUAGES}
+    for lang, folder in (bert_dirs or {}).items():
+        if folder is not None:
+            dirs[normalize_language(lang)] = Path(folder)
+    return dirs
+
+
+def _missing_message(model_dir: Path, language: str, what: str) -> str:
+    info = BERT_MODELS[language]
+    return (
+        f"{what} in BERT folder '{model_dir}'. Place the pretrained model '{info.folder_name}' there "
+        f"(Hugging Face repo {info.hf_repo}: config.json, the weights and the tokenizer files), e.g. "
+        f"`huggingface-cli download {info.hf_repo} --local-dir {model_dir}`. It is needed for: {info.purpose}. "
+        f"Another folder can be chosen with the --bert-dir options / bert_dirs argument."
+    )
+
+
+def check_bert_dir(model_dir: str | os.PathLike, language: str) -> Path:
+    """Raise BertModelMissingError unless ``model_dir`` looks like a complete model folder."""
+    language = normalize_language(language)
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        raise BertModelMissingError(_missing_message(folder, language, "Missing folder: no such directory"))
+    if not (folder / "config.json").is_file():
+        raise BertModelMissingError(_missing_message(folder, language, "Missing file config.json"))
+    if not any((folder / name).is_file() for name in _WEIGHT_FILES):
+        raise BertModelMissingError(
+            _missing_message(folder, language, f"No model weights ({' / '.join(_WEIGHT_FILES[:2])})")
+        )
+    return folder
+
+
+_cache: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+_cache_lock = threading.Lock()
+_key_locks: dict[tuple[str, str, str], threading.Lock] = {}
+
+
+def _load(folder: Path, language: str, device: str) -> tuple[Any, Any]:
+    import transformers
+
+    try:
+        if language == "EN":
+            tokenizer = transformers.DebertaV2Tokenizer.from_pretrained(str(folder), local_files_only=True)
+            model = transformers.DebertaV2Model.from_pretrained(str(folder), local_files_only=True)
+        else:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            model = transformers.AutoModelForMaskedLM.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise BertModelMissingError(_missing_message(folder, language, f"Could not load the model ({exc})")) from exc
+    model = model.to(device).eval()
+    model.requires_grad_(False)
+    return tokenizer, model
+
+
+def load_bert(model_dir: str | os.PathLike, language: str, device: str = "cpu") -> tuple[Any, Any]:
+    """(tokenizer, model in eval mode) for ``language`` from ``model_dir``; loaded once per (folder, device)."""
+    language = normalize_language(language)
+    folder = check_bert_dir(model_dir, language)
+    key = (str(folder.resolve()), language, str(torch.device(device)))
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            return hit
+        key_lock = _key_locks.setdefault(key, threading.Lock())
+    with key_lock:  # one loader per key; other keys load concurrently
+        with _cache_lock:
+            hit = _cache.get(key)
+        if hit is None:
+            logger.info("loading %s BERT from %s on %s", language, folder, device)
+            hit = _load(folder, language, device)
+            with _cache_lock:
+                _cache[key] = hit
+    return hit
+
+
+def clear_bert_cache() -> None:
+    """Forget every loaded model (frees their memory once no caller holds them)."""
+    with _cache_lock:
+        _cache.clear()
+        _key_locks.clear()
+
+
+def _model_text(text: str, language: str) -> str:
+    """The string that is tokenized: Japanese goes through katakana first, as upstream does."""
+    if language == "JP":
+        from bert_vits2.text.japanese import text2sep_kata
+
+        return "".join(text2sep_kata(text)[0])
+    return text
+
+
+def _token_hidden(text: str, language: str, tokenizer: Any, model: Any, device: str) -> torch.Tensor:
+    """``hidden_states[-3]`` of one sentence, [n_tokens, hidden] on the CPU."""
+    inputs = tokenizer(text, return_tensors="pt")
+    inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+    hidden_states = out.hidden_states
+    if len(hidden_states) < 3:
+        raise BertFeatureError(
+            f"{language} BERT has {len(hidden_states) - 1} layers; Bert-VITS2 needs at least 2 (it uses hidden_states[-3])"
+        )
+    return hidden_states[-3][0].float().cpu()
+
+
+def get_bert_feature(
+    norm_text: str,
+    word2ph: Sequence[int],
+    language: str,
+    model_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    style_text: str | None = None,
+    style_weight: float = 0.7,
+) -> torch.Tensor:
+    """Phone-level BERT feature ``[hidden, sum(word2ph)]`` of ``norm_text`` (upstream v2.3 ``get_bert_feature``).
+
+    ``word2ph[i]`` is the number of phones token ``i`` covers ([CLS] and [SEP] included), normally the blank-adjusted
+    list (``2*w``, +1 on the first) so the result lines up with the model's phone ids. With ``style_text``, every
+    phone's feature is mixed with the token-mean of the style sentence: ``feat*(1-w) + style_mean*w``.
+    ``model_dir`` defaults to ``bert/<upstream folder name>``.
+    """
+    language = normalize_language(language)
+    word2ph = [int(n) for n in word2ph]
+    if any(n < 0 for n in word2ph):
+        raise BertFeatureError(f"word2ph has negative counts: {word2ph}")
+    folder = Path(model_dir) if model_dir is not None else default_bert_dir(language)
+    tokenizer, model = load_bert(folder, language, device)
+
+    text = _model_text(norm_text, language)
+    token_feats = _token_hidden(text, language, tokenizer, model, device)
+    n_tokens = token_feats.shape[0]
+    if n_tokens != len(word2ph):
+        hint = (
+            "for ZH/JP there must be one entry per character of the normalised text plus 2 ([CLS]/[SEP])"
+            if language != "EN"
+            else "for EN there must be one entry per sentencepiece token plus 2 ([CLS]/[SEP])"
+        )
+        raise BertFeatureError(
+            f"{language} text {norm_text!r} gives {n_tokens} BERT tokens (tokenized text {text!r}) but word2ph has "
+            f"{len(word2ph)} entries; {hint}. Pass the norm_text and word2ph that clean_text returned together, and "
+            f"the BERT folder whose tokenizer the frontend used."
+        )
+
+    counts = torch.tensor(word2ph, dtype=torch.long)
+    phone_feats = torch.repeat_interleave(token_feats, counts, dim=0)
+    if style_text:
+        style_feats = _token_hidden(_model_text(style_text, language), language, tokenizer, model, device)
+        style_mean = style_feats.mean(0)
+        phone_feats = phone_feats * (1 - style_weight) + style_mean * style_weight
+    return phone_feats.T.contiguous()
