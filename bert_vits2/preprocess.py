@@ -1,0 +1,601 @@
+"""Dataset preparation for Bert-VITS2 v2.3 training: resample audio, clean transcriptions, cache BERT features.
+
+The three steps of upstream's pipeline (``resample.py`` -> ``preprocess_text.py`` -> ``bert_gen.py``) as library
+functions; the top-level scripts only parse arguments. Every step can be re-run: finished outputs are skipped, every file
+is written atomically (temp file + ``os.replace``), and bad input is reported with its location and skipped instead of
+stopping the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+LANGUAGES = ("ZH", "JP", "EN")
+
+# ----------------------------------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _default_processes(requested: int | None, n_jobs: int) -> int:
+    if requested is None or requested <= 0:
+        cpus = os.cpu_count() or 1
+        requested = cpus - 2 if cpus > 4 else 1  # upstream: leave two cores free on big machines
+    return max(1, min(requested, max(n_jobs, 1)))
+
+
+def _run_jobs(
+    worker: Callable[[Any], Any],
+    jobs: Sequence[Any],
+    processes: int,
+    desc: str,
+    progress: bool,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple = (),
+) -> list[Any]:
+    """Map ``worker`` over ``jobs`` in-process (processes == 1) or in a spawn pool, with a tqdm bar."""
+    from tqdm import tqdm
+
+    results = []
+    bar = tqdm(total=len(jobs), desc=desc, disable=not progress, unit="file")
+    try:
+        if processes <= 1:
+            if initializer is not None:
+                initializer(*initargs)
+            for job in jobs:
+                results.append(worker(job))
+                bar.update()
+        else:
+            # spawn: forking a process whose torch/OpenMP threads are running can deadlock the children
+            ctx = multiprocessing.get_context("spawn")
+            chunksize = max(1, min(64, len(jobs) // (processes * 8) or 1))
+            with ctx.Pool(processes, initializer=initializer, initargs=initargs) as pool:
+                for result in pool.imap_unordered(worker, jobs, chunksize=chunksize):
+                    results.append(result)
+                    bar.update()
+    finally:
+        bar.close()
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# resample
+
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff", ".aifc", ".webm",
+     ".mp4", ".mka", ".caf", ".w64", ".au", ".snd"}
+)
+
+
+class AudioReadError(RuntimeError):
+    """An audio file neither soundfile nor ffmpeg can decode."""
+
+
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Decode any audio file to float32 ``[frames, channels]`` and its rate (soundfile, else ffmpeg)."""
+    import soundfile as sf
+
+    path = Path(path)
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        return data, int(sr)
+    except Exception as sf_error:  # soundfile raises LibsndfileError/RuntimeError/TypeError by format
+        if shutil.which("ffmpeg") is None:
+            raise AudioReadError(
+                f"cannot decode {path} with soundfile ({sf_error}); install ffmpeg to read this format"
+            ) from None
+    with tempfile.TemporaryDirectory(prefix="bv2_decode_") as tmp:
+        decoded = Path(tmp) / "decoded.wav"
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(path), "-vn", "-c:a", "pcm_f32le", str(decoded)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not decoded.is_file():
+            raise AudioReadError(f"cannot decode {path}: ffmpeg says {proc.stderr.strip()[-300:] or 'nothing'}")
+        data, sr = sf.read(str(decoded), dtype="float32", always_2d=True)
+    return data, int(sr)
+
+
+def to_mono_resampled(data: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Channel mean then soxr HQ resampling: what ``librosa.load(path, sr=sr_out)`` (upstream) does."""
+    import soxr
+
+    mono = data.mean(axis=1) if data.ndim == 2 else data
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    if sr_in != sr_out and mono.size:
+        mono = soxr.resample(mono, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
+    return mono
+
+
+def write_wav_pcm16(path: str | os.PathLike, audio: np.ndarray, sampling_rate: int) -> None:
+    """Write mono float audio as 16-bit PCM wav atomically (clipped to [-1, 1] instead of wrapping around)."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.wav", dir=path.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, np.clip(audio, -1.0, 1.0), sampling_rate, subtype="PCM_16", format="WAV")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def resample_file(src: str | os.PathLike, dst: str | os.PathLike, sampling_rate: int = 44100) -> None:
+    """Convert one file of any format/rate/channel count to mono 16-bit PCM wav at ``sampling_rate``."""
+    data, sr = read_audio(src)
+    write_wav_pcm16(dst, to_mono_resampled(data, sr, sampling_rate), sampling_rate)
+
+
+def find_audio_files(in_dir: str | os.PathLike) -> list[Path]:
+    """Audio files under ``in_dir`` (recursive, sorted), relative to it; hidden files/folders are ignored."""
+    root = Path(in_dir)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in AUDIO_EXTENSIONS:
+                found.append((Path(dirpath) / name).relative_to(root))
+    return found
+
+
+@dataclass
+class ToolSummary:
+    """What a tool did: counts and the problems it skipped (each a human-readable line)."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self, what: str) -> str:
+        lines = [f"{what}: {self.done} written, {self.skipped} already done (skipped), {len(self.failed)} failed"]
+        lines += [f"  FAILED {msg}" for msg in self.failed]
+        lines += [f"  note: {msg}" for msg in self.notes]
+        return "\n".join(lines)
+
+
+def _resample_job(job: tuple[str, str, int]) -> tuple[str, str | None]:
+    src, dst, sr = job
+    try:
+        resample_file(src, dst, sr)
+        return src, None
+    except Exception as exc:  # report and go on with the other files
+        return src, f"{type(exc).__name__}: {exc}"
+
+
+def resample_folder(
+    in_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    sampling_rate: int = 44100,
+    processes: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ToolSummary:
+    """Resample every audio file under ``in_dir`` into ``out_dir`` (same sub-folders, ``.wav`` names).
+
+    Files whose output already exists are skipped unless ``overwrite``. ``processes`` None/0: cpu_count - 2 on
+    machines with more than 4 cores, else 1 (upstream's choice).
+    """
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if not in_dir.is_dir():
+        raise FileNotFoundError(f"input folder {in_dir} does not exist; put the raw audio there or pass --in-dir")
+    summary = ToolSummary()
+    jobs: list[tuple[str, str, int]] = []
+    targets: dict[Path, Path] = {}
+    for rel in find_audio_files(in_dir):
+        dst = (out_dir / rel).with_suffix(".wav")
+        if dst in targets:
+            summary.notes.append(f"{in_dir / rel} skipped: {targets[dst]} already maps to {dst}")
+            continue
+        targets[dst] = in_dir / rel
+        if not overwrite and dst.is_file() and dst.stat().st_size > 44:
+            summary.skipped += 1
+            continue
+        jobs.append((str(in_dir / rel), str(dst), int(sampling_rate)))
+    if not targets:
+        summary.notes.append(f"no audio files found under {in_dir} (extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})")
+    n_proc = _default_processes(processes, len(jobs))
+    for src, error in _run_jobs(_resample_job, jobs, n_proc, "resample", progress):
+        if error is None:
+            summary.done += 1
+        else:
+            summary.failed.append(f"{src}: {error}")
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# preprocess_text
+
+
+@dataclass(frozen=True)
+class CleanedLine:
+    """One line of a cleaned filelist (spec 3.6): ``wav|speaker|LANG|norm_text|phones|tones|word2ph``."""
+
+    wav: str
+    speaker: str
+    language: str
+    norm_text: str
+    phones: tuple[str, ...]
+    tones: tuple[int, ...]
+    word2ph: tuple[int, ...]
+
+    def to_line(self) -> str:
+        return "|".join(
+            [
+                self.wav,
+                self.speaker,
+                self.language,
+                self.norm_text,
+                " ".join(self.phones),
+                " ".join(map(str, self.tones)),
+                " ".join(map(str, self.word2ph)),
+            ]
+        )
+
+    @classmethod
+    def parse(cls, line: str) -> "CleanedLine":
+        """Parse one cleaned line; ValueError says what is wrong."""
+        fields = line.rstrip("\r\n").split("|")
+        if len(fields) != 7:
+            raise ValueError(f"expected 7 '|'-separated fields (wav|speaker|LANG|norm|phones|tones|word2ph), got {len(fields)}")
+        wav, speaker, language, norm_text, phones, tones, word2ph = fields
+        try:
+            tone_list = tuple(int(t) for t in tones.split())
+            w2p = tuple(int(w) for w in word2ph.split())
+        except ValueError:
+            raise ValueError("tones and word2ph must be space-separated integers") from None
+        phone_list = tuple(phones.split())
+        if len(phone_list) != len(tone_list):
+            raise ValueError(f"{len(phone_list)} phones but {len(tone_list)} tones")
+        if sum(w2p) != len(phone_list):
+            raise ValueError(f"word2ph sums to {sum(w2p)} but there are {len(phone_list)} phones")
+        if language not in LANGUAGES:
+            raise ValueError(f"unknown language {language!r} (use ZH, JP or EN)")
+        return cls(wav, speaker, language, norm_text, phone_list, tone_list, w2p)
+
+
+@dataclass
+class TextSummary:
+    """Outcome of preprocess_text: kept lines per split, speakers, and every skipped line with its reason."""
+
+    n_lines: int = 0
+    n_train: int = 0
+    n_val: int = 0
+    spk2id: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        lines = [
+            f"preprocess_text: {self.n_lines} lines read, {self.n_train} train + {self.n_val} val kept, "
+            f"{len(self.problems)} skipped, {len(self.spk2id)} speakers: "
+            + ", ".join(f"{name}={sid}" for name, sid in self.spk2id.items())
+        ]
+        lines += [f"  skipped {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"transcription list {path} does not exist (lines: wav_path|speaker|LANG|text)")
+    return path.read_text(encoding="utf-8-sig").splitlines()
+
+
+def clean_transcription(
+    transcription_path: str | os.PathLike,
+    tokenizer_dirs: dict[str, str | os.PathLike] | None = None,
+    check_wavs: bool = True,
+    progress: bool = True,
+) -> tuple[list[tuple[int, CleanedLine]], list[str]]:
+    """Run the frontend over a ``wav|speaker|LANG|text`` list.
+
+    Returns (line number, CleanedLine) for the good lines and one message per bad line (wrong field count, unknown
+    language, missing wav when ``check_wavs``, text the frontend rejects). ``tokenizer_dirs`` maps JP/EN to the
+    word-tokenizer (BERT) folders the frontend splits words with (default ``bert/<upstream name>``).
+    """
+    from tqdm import tqdm
+
+    from bert_vits2.text import clean_text
+    from bert_vits2.text.bert import resolve_bert_dirs
+
+    path = Path(transcription_path)
+    dirs = resolve_bert_dirs(tokenizer_dirs)
+    good: list[tuple[int, CleanedLine]] = []
+    problems: list[str] = []
+    for line_no, raw in enumerate(tqdm(_read_lines(path), desc="clean text", disable=not progress, unit="line"), 1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{line_no}"
+        fields = raw.strip("\r\n").split("|")
+        if len(fields) != 4:
+            problems.append(f"{where}: expected 4 '|'-separated fields wav|speaker|LANG|text, got {len(fields)}: {raw!r}")
+            continue
+        wav, speaker, language, text = (fields[0].strip(), fields[1].strip(), fields[2].strip().upper(), fields[3])
+        if language not in LANGUAGES:
+            problems.append(f"{where}: unknown language {fields[2]!r} (use ZH, JP or EN)")
+            continue
+        if not wav or not speaker:
+            problems.append(f"{where}: empty wav path or speaker name")
+            continue
+        if check_wavs and not os.path.isfile(wav):
+            problems.append(f"{where}: audio file {wav} not found")
+            continue
+        try:
+            norm_text, phones, tones, word2ph = clean_text(text.strip(), language, tokenizer_dir=dirs[language])
+        except Exception as exc:  # the frontend rejects this text; keep going with the rest
+            problems.append(f"{where}: text rejected by the {language} frontend ({type(exc).__name__}: {exc}): {text!r}")
+            continue
+        if "|" in norm_text or "\n" in norm_text:
+            problems.append(f"{where}: normalised text contains '|' or a line break: {norm_text!r}")
+            continue
+        if all(p == "_" for p in phones):
+            problems.append(f"{where}: text gives no phones: {text!r}")
+            continue
+        good.append(
+            (line_no, CleanedLine(wav, speaker, language, norm_text, tuple(phones), tuple(map(int, tones)),
+                                  tuple(map(int, word2ph))))
+        )
+    return good, problems
+
+
+def split_train_val(
+    lines: Sequence[CleanedLine],
+    val_per_lang: int = 4,
+    max_val_total: int = 12,
+    seed: int | None = 1234,
+    group_by: str = "language",
+) -> tuple[list[CleanedLine], list[CleanedLine]]:
+    """Upstream's split: per group (language, or speaker) shuffle and take ``val_per_lang`` for validation; if the
+    validation list then exceeds ``max_val_total`` the surplus (after a shuffle) goes back to training."""
+    if group_by not in ("language", "speaker"):
+        raise ValueError("group_by must be 'language' or 'speaker'")
+    rng = random.Random(seed)
+    groups: dict[str, list[CleanedLine]] = defaultdict(list)
+    for line in lines:
+        groups[line.language if group_by == "language" else line.speaker].append(line)
+    train: list[CleanedLine] = []
+    val: list[CleanedLine] = []
+    for items in groups.values():
+        items = list(items)
+        rng.shuffle(items)
+        val += items[:val_per_lang]
+        train += items[val_per_lang:]
+    rng.shuffle(val)
+    if len(val) > max_val_total:
+        train += val[max_val_total:]
+        val = val[:max_val_total]
+    return train, val
+
+
+def preprocess_text(
+    transcription_path: str | os.PathLike = "filelists/esd.list",
+    cleaned_path: str | os.PathLike | None = None,
+    train_path: str | os.PathLike = "filelists/train.list",
+    val_path: str | os.PathLike = "filelists/val.list",
+    config_path: str | os.PathLike = "configs/config.json",
+    val_per_lang: int = 4,
+    max_val_total: int = 12,
+    clean: bool = True,
+    tokenizer_dirs: dict[str, str | os.PathLike] | None = None,
+    seed: int | None = 1234,
+    group_by: str = "language",
+    progress: bool = True,
+) -> TextSummary:
+    """Clean a transcription list, split it into train/val lists and write spk2id/n_speakers into the config.
+
+    ``cleaned_path`` defaults to ``<transcription_path>.cleaned``; with ``clean=False`` an existing cleaned list is
+    reused. Lines with a missing or repeated wav, an unknown language, a wrong field count or text the frontend rejects
+    are listed in the summary and left out; nothing is written when no line is usable.
+    """
+    from bert_vits2.hparams import load_hparams, save_hparams
+
+    transcription_path = Path(transcription_path)
+    cleaned_path = Path(cleaned_path) if cleaned_path else Path(str(transcription_path) + ".cleaned")
+    hps = load_hparams(config_path)  # fail before the long cleaning run if the config is unusable
+    summary = TextSummary()
+
+    if clean:
+        good, summary.problems = clean_transcription(transcription_path, tokenizer_dirs, progress=progress)
+        summary.n_lines = sum(1 for raw in _read_lines(transcription_path) if raw.strip())
+        _atomic_write_text(cleaned_path, "".join(line.to_line() + "\n" for _, line in good))
+        source = transcription_path
+    else:
+        good = []
+        raws = _read_lines(cleaned_path)
+        summary.n_lines = sum(1 for raw in raws if raw.strip())
+        for line_no, raw in enumerate(raws, 1):
+            if not raw.strip():
+                continue
+            try:
+                good.append((line_no, CleanedLine.parse(raw)))
+            except ValueError as exc:
+                summary.problems.append(f"{cleaned_path}:{line_no}: {exc}")
+        source = cleaned_path
+
+    kept: list[CleanedLine] = []
+    seen: dict[str, int] = {}
+    for line_no, line in good:
+        if line.wav in seen:
+            summary.problems.append(f"{source}:{line_no}: audio {line.wav} already used on line {seen[line.wav]}")
+            continue
+        if not clean and not os.path.isfile(line.wav):
+            summary.problems.append(f"{source}:{line_no}: audio file {line.wav} not found")
+            continue
+        seen[line.wav] = line_no
+        kept.append(line)
+        summary.spk2id.setdefault(line.speaker, len(summary.spk2id))
+    if not kept:
+        raise ValueError(
+            f"no usable line in {source}; nothing written.\n" + "\n".join(summary.problems[:20])
+        )
+
+    train, val = split_train_val(kept, val_per_lang, max_val_total, seed, group_by)
+    summary.n_train, summary.n_val = len(train), len(val)
+    _atomic_write_text(train_path, "".join(line.to_line() + "\n" for line in train))
+    _atomic_write_text(val_path, "".join(line.to_line() + "\n" for line in val))
+
+    hps.data.spk2id = dict(summary.spk2id)
+    hps.data.n_speakers = len(summary.spk2id)
+    hps.data.training_files = Path(os.path.normpath(train_path)).as_posix()
+    hps.data.validation_files = Path(os.path.normpath(val_path)).as_posix()
+    hps.version = "2.3"
+    save_hparams(hps, config_path)
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# bert_gen
+
+
+def bert_path_for(wav_path: str) -> str:
+    """Where bert_gen caches a wav's BERT feature: upstream's ``.wav``/``.WAV`` -> ``.bert.pt`` (other suffixes too)."""
+    bert_path = wav_path.replace(".WAV", ".wav").replace(".wav", ".bert.pt")
+    if bert_path == wav_path:  # not a .wav name: never overwrite the audio
+        root, _ = os.path.splitext(wav_path)
+        bert_path = root + ".bert.pt"
+    return bert_path
+
+
+def n_model_phones(n_phones: int, add_blank: bool) -> int:
+    """Length of the model's phone sequence (ids) for ``n_phones`` cleaned phones."""
+    return 2 * n_phones + 1 if add_blank else n_phones
+
+
+def is_valid_bert_cache(path: str | os.PathLike, n_phones: int) -> bool:
+    """True if ``path`` holds a 2-D tensor covering ``n_phones`` phones (header only: memory-mapped)."""
+    import torch
+
+    try:
+        feat = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return False
+    return isinstance(feat, torch.Tensor) and feat.ndim == 2 and feat.shape[-1] == n_phones and feat.numel() > 0
+
+
+_worker_state: dict[str, Any] = {}
+
+
+def _bert_worker_init(bert_dirs: dict[str, str], device: str, threads: int) -> None:
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    _worker_state["bert_dirs"] = bert_dirs
+    _worker_state["device"] = device
+
+
+def _bert_job(job: tuple[str, str, str, str, tuple[int, ...], bool]) -> tuple[str, str | None]:
+    """Compute and atomically save one utterance's feature; (where, error or None)."""
+    import torch
+
+    from bert_vits2.text.bert import get_bert_feature
+    from bert_vits2.text.inputs import add_blank_to_word2ph
+
+    where, wav, language, norm_text, word2ph, add_blank = job
+    try:
+        w2p = add_blank_to_word2ph(word2ph) if add_blank else list(word2ph)
+        feat = get_bert_feature(norm_text, w2p, language, _worker_state["bert_dirs"][language],
+                                device=_worker_state["device"])
+        out = Path(bert_path_for(wav))
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        os.close(fd)
+        try:
+            torch.save(feat.cpu().contiguous(), tmp)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return where, None
+    except Exception as exc:
+        return where, f"{type(exc).__name__}: {exc}"
+
+
+def bert_gen(
+    list_paths: Iterable[str | os.PathLike],
+    bert_dirs: dict[str, str | os.PathLike] | None = None,
+    add_blank: bool = True,
+    device: str = "cpu",
+    processes: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ToolSummary:
+    """Cache the phone-level BERT feature of every line of the cleaned lists next to its wav (``.bert.pt``).
+
+    Features already cached with the right length are skipped (unless ``overwrite``); each worker process loads the
+    models it needs once. ``bert_dirs`` maps language -> BERT folder (default ``bert/<upstream name>``).
+    """
+    from bert_vits2.text.bert import check_bert_dir, resolve_bert_dirs
+
+    dirs = resolve_bert_dirs(bert_dirs)
+    summary = ToolSummary()
+    jobs = []
+    seen: set[str] = set()
+    for list_path in list_paths:
+        list_path = Path(list_path)
+        if not list_path.is_file():
+            raise FileNotFoundError(f"filelist {list_path} does not exist; run preprocess_text.py first")
+        for line_no, raw in enumerate(list_path.read_text(encoding="utf-8-sig").splitlines(), 1):
+            if not raw.strip():
+                continue
+            where = f"{list_path}:{line_no}"
+            try:
+                line = CleanedLine.parse(raw)
+            except ValueError as exc:
+                summary.failed.append(f"{where}: {exc}")
+                continue
+            out = bert_path_for(line.wav)
+            if out in seen:
+                continue
+            seen.add(out)
+            if not Path(line.wav).parent.is_dir():
+                summary.failed.append(f"{where}: folder of {line.wav} does not exist")
+                continue
+            n = n_model_phones(len(line.phones), add_blank)
+            if not overwrite and is_valid_bert_cache(out, n):
+                summary.skipped += 1
+                continue
+            jobs.append((where, line.wav, line.language, line.norm_text, line.word2ph, add_blank))
+    for language in sorted({job[2] for job in jobs}):
+        check_bert_dir(dirs[language], language)  # a missing model stops the run before any work
+    jobs.sort(key=lambda job: job[2])  # group languages so workers touch fewer models
+    n_proc = max(1, min(processes, len(jobs) or 1))
+    # worker processes share the cores; in-process runs leave the caller's torch settings alone
+    threads = max(1, (os.cpu_count() or 1) // n_proc) if device == "cpu" and n_proc > 1 else 0
+    results = _run_jobs(
+        _bert_job, jobs, n_proc, "bert_gen", progress,
+        initializer=_bert_worker_init, initargs=({k: str(v) for k, v in dirs.items()}, device, threads),
+    )
+    for where, error in results:
+        if error is None:
+            summary.done += 1
+        else:
+            summary.failed.append(f"{where}: {error}")
+    return summary
