@@ -517,11 +517,11 @@ def _bert_job(job: tuple[str, str, str, str, tuple[int, ...], bool]) -> tuple[st
     import torch
 
     from bert_vits2.text.bert import get_bert_feature
-    from bert_vits2.text.inputs import add_blank_to_word2ph
+    from bert_vits2.text import add_blank
 
-    where, wav, language, norm_text, word2ph, add_blank = job
+    where, wav, language, norm_text, word2ph, with_blanks = job
     try:
-        w2p = add_blank_to_word2ph(word2ph) if add_blank else list(word2ph)
+        w2p = add_blank((), (), (), word2ph)[3] if with_blanks else list(word2ph)
         feat = get_bert_feature(norm_text, w2p, language, _worker_state["bert_dirs"][language],
                                 device=_worker_state["device"])
         out = Path(bert_path_for(wav))

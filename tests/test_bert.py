@@ -207,3 +207,16 @@ def test_get_text_without_blanks(tiny_dirs):
     out = get_text("我很好。", "ZH", {"data": {"add_blank": False}}, bert_dirs=tiny_dirs)
     assert len(out.phone_ids) == len(out.phones) == sum(out.word2ph) == out.bert.shape[1]
     assert "_" not in out.phones[1:-1]
+
+
+@needs_frontend
+@pytest.mark.parametrize("name,channel", [("bert_ja_0", "ja_bert"), ("bert_en_0", "en_bert"), ("bert_zh_3", "bert")])
+def test_get_text_end_to_end_matches_upstream_bert(name, channel, cases, tiny_dirs):
+    """Raw text -> frontend (fixture tokenizers) -> BERT gives upstream's phone-level feature."""
+    from bert_vits2.text.inputs import get_text
+
+    case = cases[name]
+    language = case["inputs"].get("language", "ZH")
+    out = get_text(case["inputs"]["text"], language, {"data": {"add_blank": True}}, bert_dirs=tiny_dirs)
+    assert out.word2ph == case["inputs"]["word2ph"]
+    torch.testing.assert_close(getattr(out, channel), case["outputs"]["phone_level_feature"], rtol=1e-4, atol=1e-4)

@@ -8,7 +8,7 @@ adjustment -> BERT feature of the utterance's language. The two other languages'
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple
 
 import torch
 
@@ -34,14 +34,6 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return getattr(obj, name, default)
 
 
-def add_blank_to_word2ph(word2ph: Sequence[int]) -> list[int]:
-    """word2ph after intersperse: every count doubles and the leading blank joins the first token."""
-    adjusted = [2 * int(n) for n in word2ph]
-    if adjusted:
-        adjusted[0] += 1
-    return adjusted
-
-
 def get_text(
     text: str,
     language: str,
@@ -62,7 +54,7 @@ def get_text(
     or ``zeros``. ``filler_dim`` defaults to the native feature's width (1024 for the real models).
     """
     from bert_vits2.commons import intersperse
-    from bert_vits2.text import clean_text, cleaned_text_to_sequence
+    from bert_vits2.text import add_blank, clean_text, cleaned_text_to_sequence
 
     if filler not in ("randn", "zeros"):
         raise ValueError(f"filler must be 'randn' or 'zeros', not {filler!r}")
@@ -78,11 +70,8 @@ def get_text(
     word2ph = [int(n) for n in word2ph]
     data = _get(hps, "data", hps)
     if _get(data, "add_blank", True):
-        phone_ids = intersperse(phone_ids, 0)
-        tone_ids = intersperse(tone_ids, 0)
-        language_ids = intersperse(language_ids, 0)
+        phone_ids, tone_ids, language_ids, word2ph = add_blank(phone_ids, tone_ids, language_ids, word2ph)
         phones = intersperse(phones, "_")
-        word2ph = add_blank_to_word2ph(word2ph)
 
     native = get_bert_feature(
         norm_text, word2ph, language, dirs[language], device=device, style_text=style_text, style_weight=style_weight
