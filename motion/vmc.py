@@ -1,0 +1,272 @@
+"""Sending body motion and faces to VMC apps (VSeeFace, VMagicMirror, Warudo, EVMC4U, VMC4UE, ...).
+
+The VMC protocol is OSC over UDP. We act as a Performer: every frame is one OSC bundle, in this order::
+
+    /VMC/Ext/OK 1                                   (int: model loaded)
+    /VMC/Ext/T <seconds>                            (float: time since the stream started)
+    /VMC/Ext/Root/Pos "root" px py pz qx qy qz qw   (only with a body)
+    /VMC/Ext/Bone/Pos <HumanBodyBones> px py pz qx qy qz qw   (one per mapped bone, only with a body)
+    /VMC/Ext/Blend/Val <PerfectSyncName> value      (52 ARKit shapes, only with a face)
+    /VMC/Ext/Blend/Apply                            (only with a face)
+
+Coordinates are Unity's (left-handed, Y up, character facing +Z); see ``motion.skeleton`` for the conversion.
+Bone rotations are local and identity in the T-pose; bone positions are the rest offsets from the parent, except
+Hips, whose position carries the pelvis height. The root carries the horizontal travel (``root_motion=True``) and
+identity rotation (the hips carry the facing). Frames are sent by time (``motion.playback.run_schedule``), on the
+audio stream's clock when a wav plays, so long clips do not drift.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from motion.arkit import check_frames, to_perfect_sync
+from motion.skeleton import UNITY_BONES, BodyMotion, resample_motion, to_unity_positions, to_unity_quats
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 39539
+DEFAULT_FPS = 30.0
+
+ADDR_OK = "/VMC/Ext/OK"
+ADDR_TIME = "/VMC/Ext/T"
+ADDR_ROOT = "/VMC/Ext/Root/Pos"
+ADDR_BONE = "/VMC/Ext/Bone/Pos"
+ADDR_BLEND = "/VMC/Ext/Blend/Val"
+ADDR_APPLY = "/VMC/Ext/Blend/Apply"
+
+TYPE_TAGS: dict[str, str] = {
+    ADDR_OK: "i", ADDR_TIME: "f", ADDR_ROOT: "sfffffff", ADDR_BONE: "sfffffff", ADDR_BLEND: "sf", ADDR_APPLY: "",
+}
+"""OSC type tags (without the leading comma) each address is sent with."""
+
+Message = tuple[str, list]
+
+
+@dataclass(frozen=True)
+class VmcClip:
+    """Everything sent, precomputed per frame at ``fps`` in Unity coordinates (arrays are float32)."""
+
+    fps: float
+    num_frames: int
+    root_positions: np.ndarray | None  # [N, 3]
+    bone_positions: np.ndarray | None  # [N, B, 3]
+    bone_rotations: np.ndarray | None  # [N, B, 4]
+    blend_names: tuple[str, ...]
+    blend_values: np.ndarray | None  # [N, 52]
+    bone_names: tuple[str, ...] = UNITY_BONES
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+    def messages(self, i: int, time_s: float) -> list[Message]:
+        """The frame's messages as ``(address, args)`` in sending order."""
+        msgs: list[Message] = [(ADDR_OK, [1]), (ADDR_TIME, [float(time_s)])]
+        if self.bone_rotations is not None:
+            root = self.root_positions[i].tolist()
+            msgs.append((ADDR_ROOT, ["root", *root, 0.0, 0.0, 0.0, 1.0]))
+            pos = self.bone_positions[i].tolist()
+            rot = self.bone_rotations[i].tolist()
+            msgs.extend((ADDR_BONE, [name, *p, *q]) for name, p, q in zip(self.bone_names, pos, rot))
+        if self.blend_values is not None:
+            msgs.extend((ADDR_BLEND, [n, v]) for n, v in zip(self.blend_names, self.blend_values[i].tolist()))
+            msgs.append((ADDR_APPLY, []))
+        return msgs
+
+    def bundle(self, i: int, time_s: float) -> bytes:
+        """One OSC bundle (datagram bytes) holding frame ``i``."""
+        return build_bundle(self.messages(i, time_s))
+
+
+def build_bundle(messages: list[Message]) -> bytes:
+    """Encode ``(address, args)`` messages as one OSC bundle, with the type tags of ``TYPE_TAGS``."""
+    from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for address, args in messages:
+        builder = OscMessageBuilder(address=address)
+        for arg, tag in zip(args, TYPE_TAGS[address]):
+            builder.add_arg(arg, tag)
+        bundle.add_content(builder.build())
+    return bundle.build().dgram
+
+
+def _hold_to(arr: np.ndarray, n: int) -> np.ndarray:
+    """Pad the frame axis to ``n`` by repeating the last frame."""
+    if arr.shape[0] >= n:
+        return arr[:n]
+    return np.concatenate([arr, np.repeat(arr[-1:], n - arr.shape[0], axis=0)], axis=0)
+
+
+def make_clip(
+    body: BodyMotion | None = None,
+    face: np.ndarray | None = None,
+    face_fps: float | None = None,
+    fps: float = DEFAULT_FPS,
+    root_motion: bool = True,
+) -> VmcClip:
+    """Resample a body (slerp) and/or a face ``[T, 61]`` (linear, frame centres) to ``fps`` and convert to Unity.
+
+    The clip lasts as long as the longer input; the shorter one holds its last frame.
+    """
+    if body is None and face is None:
+        raise ValueError("nothing to send: give a body motion, a face, or both")
+    if fps <= 0:
+        raise ValueError(f"--fps must be positive, got {fps}")
+    lengths = []
+    rot = pos = root = None
+    if body is not None:
+        body = resample_motion(body, fps)
+        lengths.append(body.num_frames)
+    blend = None
+    names: tuple[str, ...] = ()
+    if face is not None:
+        from motion.postprocess import resample_curves
+
+        if face_fps is None or face_fps <= 0:
+            raise ValueError(f"the face needs a positive frame rate, got {face_fps}")
+        face = resample_curves(check_frames(face, "face"), face_fps, fps)
+        shapes = to_perfect_sync(face)
+        names = tuple(shapes)
+        blend = np.clip(np.stack([shapes[n] for n in names], axis=-1), 0.0, 1.0).astype(np.float32)
+        lengths.append(blend.shape[0])
+    n = max(lengths)
+    if body is not None:
+        pelvis = to_unity_positions(body.root_positions)
+        root = np.zeros_like(pelvis)
+        if root_motion:
+            root[:, [0, 2]] = pelvis[:, [0, 2]]
+        offsets = to_unity_positions(body.rest.offsets)
+        pos = np.repeat(offsets[None], body.num_frames, axis=0)
+        pos[:, 0] = pelvis - root  # hips relative to the root
+        rot = to_unity_quats(body.rotations)
+        root, pos, rot = (_hold_to(a, n).astype(np.float32) for a in (root, pos, rot))
+    if blend is not None:
+        blend = _hold_to(blend, n)
+    return VmcClip(
+        fps=float(fps), num_frames=n, root_positions=root, bone_positions=pos, bone_rotations=rot,
+        blend_names=names, blend_values=blend,
+    )
+
+
+class VmcSender:
+    """UDP sender of OSC datagrams to one VMC receiver (a Marionette, usually on port 39539)."""
+
+    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+        import socket
+
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"port must be in 1..65535, got {port}")
+        try:
+            family, _, _, _, address = socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM)[0]
+        except OSError as err:
+            raise OSError(f"cannot resolve VMC receiver host {host!r} ({err}); check --host") from err
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        self._address = address
+        self.host, self.port = host, int(port)
+
+    def send(self, dgram: bytes) -> None:
+        try:
+            self._sock.sendto(dgram, self._address)
+        except OSError as err:  # e.g. nobody listening on a local port (ICMP refused): keep streaming
+            log.debug("send to %s:%d failed: %s", self.host, self.port, err)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def iter_frames(clip: VmcClip) -> Iterator[tuple[int, float, list[Message]]]:
+    """``(index, time, messages)`` for each frame of one pass, time = index / fps."""
+    for i in range(clip.num_frames):
+        t = i / clip.fps
+        yield i, t, clip.messages(i, t)
+
+
+def write_dry_run(clip: VmcClip, path: str | Path) -> int:
+    """Write what would be sent to a JSON Lines file (one bundle per line: frame, time, messages); no network.
+
+    Returns the number of frames written. The file is written atomically.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for i, t, msgs in iter_frames(clip):
+            rows = [[addr, "," + TYPE_TAGS[addr], args] for addr, args in msgs]
+            f.write(json.dumps({"frame": i, "t": round(t, 6), "messages": rows}) + "\n")
+    os.replace(tmp, path)
+    return clip.num_frames
+
+
+def stream_clip(
+    clip: VmcClip,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    loop: bool = False,
+    stop: threading.Event | None = None,
+    audio: np.ndarray | None = None,
+    sample_rate: int | None = None,
+    delay_s: float = 0.0,
+):
+    """Send ``clip`` one bundle per frame, scheduled by time; returns ``motion.playback.ScheduleStats``.
+
+    With ``audio`` the frames follow the audio output stream's clock (frame 0 at the first heard sample);
+    ``loop`` repeats until ``stop`` is set (not with audio: the sound would not repeat).
+    """
+    from motion.playback import AudioPlayer, MonotonicClock, run_schedule
+
+    if audio is not None and loop:
+        raise ValueError("looping is not supported together with audio; drop --loop or --wav")
+    if audio is not None and not sample_rate:
+        raise ValueError("audio needs its sample_rate")
+    sender = VmcSender(host, port)
+
+    def send(i: int, due: float) -> None:
+        sender.send(clip.bundle(i, due))
+
+    try:
+        if audio is None:
+            return run_schedule(clip.num_frames, clip.fps, send, MonotonicClock(), delay_s, loop, stop)
+        with AudioPlayer(audio, int(sample_rate)) as player:
+            stats = run_schedule(clip.num_frames, clip.fps, send, player, delay_s, False, stop)
+            while stop is None or not stop.is_set():  # let the tail of the audio play out
+                if player.finished.wait(0.05):
+                    break
+            return stats
+    finally:
+        sender.close()
+
+
+def stream_face(
+    frames: np.ndarray,
+    fps: float,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    audio: np.ndarray | None = None,
+    sample_rate: int | None = None,
+    stop: threading.Event | None = None,
+):
+    """Stream a face ``[T, 61]`` (Live Link wire order, at ``fps``) as Perfect Sync blendshapes, ± audio in sync.
+
+    Sent at the face's own rate; blocks until done or ``stop`` is set; returns the schedule's timing stats.
+    """
+    clip = make_clip(face=frames, face_fps=fps, fps=fps)
+    log.info("streaming %d face frames at %.1f fps to %s:%d", clip.num_frames, fps, host, port)
+    return stream_clip(clip, host, port, stop=stop, audio=audio, sample_rate=sample_rate)
+
+
+__all__ = [
+    "ADDR_APPLY", "ADDR_BLEND", "ADDR_BONE", "ADDR_OK", "ADDR_ROOT", "ADDR_TIME", "DEFAULT_FPS", "DEFAULT_HOST",
+    "DEFAULT_PORT", "TYPE_TAGS", "VmcClip", "VmcSender", "build_bundle", "iter_frames", "make_clip", "stream_clip",
+    "stream_face", "write_dry_run",
+]

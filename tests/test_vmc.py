@@ -1,0 +1,225 @@
+"""VMC sending: loopback to a python-osc server, the sent rotations' kinematics, the CLI and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from pythonosc import osc_bundle, osc_server
+from pythonosc.dispatcher import Dispatcher
+
+from motion.arkit import NUM_VALUES, PERFECT_SYNC_NAMES
+from motion.skeleton import (
+    NUM_JOINTS, PARENTS, UNITY_BONES, check_joints, positions_to_rotations, quat_mul, quat_rotate,
+    to_unity_positions,
+)
+from motion.vmc import (
+    ADDR_APPLY, ADDR_BLEND, ADDR_BONE, ADDR_OK, ADDR_ROOT, ADDR_TIME, make_clip, stream_clip, stream_face,
+)
+from motion.vmc_cli import main
+
+
+@pytest.fixture(scope="module")
+def joints(motion_ref):
+    return check_joints(np.load(motion_ref / "humanml3d_012314_joints.npy"))
+
+
+def _face(t: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0.0, 1.0, size=(t, NUM_VALUES)).astype(np.float32)
+
+
+class RecordingDispatcher(Dispatcher):
+    """Keeps every datagram the python-osc server receives, with its arrival time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.packets: list[tuple[float, bytes]] = []
+
+    def call_handlers_for_packet(self, data, client_address):
+        self.packets.append((time.perf_counter(), data))
+        return super().call_handlers_for_packet(data, client_address)
+
+
+@pytest.fixture()
+def receiver():
+    disp = RecordingDispatcher()
+    server = osc_server.ThreadingOSCUDPServer(("127.0.0.1", 0), disp)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], disp
+    server.shutdown()
+    server.server_close()
+
+
+def _type_tags(msg_dgram: bytes) -> str:
+    """The OSC type tag string (with its comma) of a message datagram."""
+    end = msg_dgram.index(b"\0")
+    start = (end // 4 + 1) * 4
+    return msg_dgram[start : msg_dgram.index(b"\0", start)].decode()
+
+
+def _decode(disp: RecordingDispatcher, expected: int):
+    _wait_for(disp, expected)
+    frames = []
+    for arrival, data in disp.packets:
+        assert osc_bundle.OscBundle.dgram_is_bundle(data), "every frame must be one OSC bundle"
+        bundle = osc_bundle.OscBundle(data)
+        msgs = [bundle.content(k) for k in range(bundle.num_contents)]
+        frames.append((arrival, [(m.address, _type_tags(m.dgram), list(m.params)) for m in msgs]))
+    return frames
+
+
+def _wait_for(disp: RecordingDispatcher, n: int) -> None:
+    deadline = time.time() + 2.0
+    while len(disp.packets) < n and time.time() < deadline:
+        time.sleep(0.01)
+
+
+def test_loopback_body_and_face(receiver, joints):
+    port, disp = receiver
+    motion = positions_to_rotations(joints[:16])  # 0.8 s at 20 fps
+    fps = 30.0
+    clip = make_clip(motion, _face(48), face_fps=60.0, fps=fps)
+    assert clip.num_frames == 24
+    stats = stream_clip(clip, "127.0.0.1", port)
+    frames = _decode(disp, clip.num_frames)
+    assert len(frames) == clip.num_frames == stats.sent  # one bundle per frame
+
+    for i, (_, msgs) in enumerate(frames):
+        addresses = [m[0] for m in msgs]
+        assert addresses[:3] == [ADDR_OK, ADDR_TIME, ADDR_ROOT]
+        assert addresses[3 : 3 + NUM_JOINTS] == [ADDR_BONE] * NUM_JOINTS
+        assert addresses[3 + NUM_JOINTS :] == [ADDR_BLEND] * 52 + [ADDR_APPLY]
+        tags = {m[0]: m[1] for m in msgs}
+        assert tags == {ADDR_OK: ",i", ADDR_TIME: ",f", ADDR_ROOT: ",sfffffff", ADDR_BONE: ",sfffffff",
+                        ADDR_BLEND: ",sf", ADDR_APPLY: ","}
+        assert msgs[0][2] == [1]
+        assert msgs[1][2][0] == pytest.approx(i / fps, abs=1e-5)
+        root = msgs[2][2]
+        assert root[0] == "root"
+        np.testing.assert_allclose(root[1:4], clip.root_positions[i], atol=1e-6)
+        assert root[4:] == [0.0, 0.0, 0.0, 1.0]
+        bones = msgs[3 : 3 + NUM_JOINTS]
+        assert [b[2][0] for b in bones] == list(UNITY_BONES)
+        np.testing.assert_allclose([b[2][1:4] for b in bones], clip.bone_positions[i], atol=1e-6)
+        np.testing.assert_allclose([b[2][4:8] for b in bones], clip.bone_rotations[i], atol=1e-6)
+        blends = msgs[3 + NUM_JOINTS : -1]
+        assert [b[2][0] for b in blends] == list(PERFECT_SYNC_NAMES)
+        np.testing.assert_allclose([b[2][1] for b in blends], clip.blend_values[i], atol=1e-6)
+        assert msgs[-1][2] == []
+
+    arrivals = np.array([a for a, _ in frames])
+    intervals = np.diff(arrivals)
+    print(f"arrival interval median {np.median(intervals) * 1e3:.2f} ms (want {1e3 / fps:.2f})")
+    assert np.median(intervals) == pytest.approx(1.0 / fps, abs=0.004)
+    assert arrivals[-1] - arrivals[0] == pytest.approx((clip.num_frames - 1) / fps, abs=0.06)
+
+
+def test_stream_face_sends_only_the_face(receiver):
+    port, disp = receiver
+    face = _face(12, seed=3)
+    stats = stream_face(face, 60.0, "127.0.0.1", port)
+    frames = _decode(disp, 12)
+    assert stats.sent == len(frames) == 12
+    for i, (_, msgs) in enumerate(frames):
+        assert [m[0] for m in msgs] == [ADDR_OK, ADDR_TIME] + [ADDR_BLEND] * 52 + [ADDR_APPLY]
+        np.testing.assert_allclose([m[2][1] for m in msgs[2:-1]], face[i, :52], atol=1e-6)
+    with pytest.raises(ValueError, match=r"\[T, 61\]"):
+        stream_face(np.zeros((5, 52)), 60.0, "127.0.0.1", port)
+
+
+def test_sent_rotations_reproduce_the_real_bones(joints):
+    """FK with exactly what is sent (Unity axes, float32) on the sent rest offsets → HumanML3D bone directions."""
+    motion = positions_to_rotations(joints)
+    clip = make_clip(motion, fps=20.0)  # the source rate: no resampling
+    rot = clip.bone_rotations.astype(np.float64)
+    offsets = clip.bone_positions.astype(np.float64)
+    glob = np.zeros_like(rot)
+    pos = np.zeros(offsets.shape)
+    glob[:, 0] = rot[:, 0]
+    pos[:, 0] = clip.root_positions + offsets[:, 0]
+    for j in range(1, NUM_JOINTS):
+        p = PARENTS[j]
+        glob[:, j] = quat_mul(glob[:, p], rot[:, j])
+        pos[:, j] = pos[:, p] + quat_rotate(glob[:, p], offsets[:, j])
+    target = to_unity_positions(joints)
+    kids = np.arange(1, NUM_JOINTS)
+    a = pos[:, kids] - pos[:, list(PARENTS[1:])]
+    b = target[:, kids] - target[:, list(PARENTS[1:])]
+    err = np.degrees(np.arccos(np.clip(np.sum(a * b, -1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1), -1, 1)))
+    print(f"max bone direction error of the sent rotations: {err.max():.4f} deg over {err.size} bone-frames")
+    assert err.max() < 2.0
+    np.testing.assert_allclose(pos[:, 0], target[:, 0], atol=1e-5)  # root + hips = pelvis
+    # Unity: facing +Z, the character's left is -X: the left hand is at smaller X than the right in frame 0.
+    assert pos[0, UNITY_BONES.index("LeftUpperArm"), 0] < pos[0, UNITY_BONES.index("RightUpperArm"), 0]
+
+
+def test_cli_dry_run_concatenates_and_writes_times(tmp_path, joints, capsys):
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    np.save(a, joints[None, :20].astype(np.float32))  # MotionGPT's [1, T, 22, 3]
+    np.save(b, joints[20:40].astype(np.float32))
+    face = tmp_path / "face.npy"
+    np.save(face, _face(90))
+    out = tmp_path / "sent.jsonl"
+    assert main([str(a), str(b), "--face", str(face), "--face-fps", "60", "--fps", "30", "--dry-run", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 60  # 40 frames at 20 fps = 2 s at 30 fps (the 1.5 s face holds its last frame)
+    assert [r["frame"] for r in rows] == list(range(60))
+    np.testing.assert_allclose([r["t"] for r in rows], np.arange(60) / 30.0, atol=1e-6)
+    first = rows[0]["messages"]
+    assert [m[0] for m in first[:3]] == [ADDR_OK, ADDR_TIME, ADDR_ROOT]
+    assert sum(m[0] == ADDR_BONE for m in first) == NUM_JOINTS
+    assert sum(m[0] == ADDR_BLEND for m in first) == 52 and first[-1] == [ADDR_APPLY, ",", []]
+
+
+def test_cli_face_csv(tmp_path):
+    from motion.llf_csv import write_csv
+
+    csv = tmp_path / "take.csv"
+    write_csv(csv, _face(30), fps=30.0)
+    out = tmp_path / "sent.jsonl"
+    assert main(["--face", str(csv), "--fps", "30", "--dry-run", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 30 and all(r["messages"][2][0] == ADDR_BLEND for r in rows)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: np.save(p / "m.npy", np.zeros((10, 21, 3))), r"\[T, 22, 3\] or \[1, T, 22, 3\], got \[10, 21, 3\]"),
+        (lambda p: np.save(p / "m.npy", np.full((10, 22, 3), np.nan)), "10 frames hold NaN"),
+        (lambda p: (p / "m.fbx").write_text("x"), "unknown motion format '.fbx'"),
+        (lambda p: (p / "m.npy").write_text("not numpy"), "not a readable .npy"),
+    ],
+)
+def test_cli_errors_are_clear(tmp_path, capsys, make, message):
+    make(tmp_path)
+    path = next(tmp_path.iterdir())
+    assert main([str(path), "--dry-run", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert __import__("re").search(message, err), err
+
+
+def test_cli_bad_face_and_no_input(tmp_path, capsys):
+    np.save(tmp_path / "f.npy", np.zeros((5, 52)))
+    assert main(["--face", str(tmp_path / "f.npy"), "--dry-run", str(tmp_path / "o")]) == 2
+    assert "[T, 61]" in capsys.readouterr().err
+    (tmp_path / "f.txt").write_text("x")
+    assert main(["--face", str(tmp_path / "f.txt")]) == 2
+    assert "unknown face format" in capsys.readouterr().err
+    assert main([]) == 2
+    assert "nothing to send" in capsys.readouterr().err
+
+
+def test_script_runs_without_traceback(tmp_path, repo_root):
+    np.save(tmp_path / "bad.npy", np.zeros((3, 3)))
+    proc = subprocess.run([sys.executable, str(repo_root / "motion" / "vmc_cli.py"), str(tmp_path / "bad.npy")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "error:" in proc.stderr
