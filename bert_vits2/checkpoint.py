@@ -12,6 +12,7 @@ fresh initialisation and is reported by name. ``strict=True`` (inference) refuse
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 import re
@@ -134,10 +135,13 @@ def _describe_load_failure(path: Path, exc: BaseException) -> str:
     elif head[:1] != b"\x80":  # neither zip nor pickle (legacy torch.save format starts with a pickle protocol byte)
         if head.startswith(b"version https://git-lfs"):
             return f"{path}: a Git LFS pointer, not the checkpoint itself; run `git lfs pull` or download the real file"
-        try:
-            return f"{path}: a text file, not a PyTorch checkpoint (starts with {head[:24].decode('utf-8')!r})"
+        try:  # incremental decoder: a multi-byte character cut at byte 64 is not an error
+            text = codecs.getincrementaldecoder("utf-8")().decode(head)
         except UnicodeDecodeError:
-            return f"{path}: not a PyTorch checkpoint (unknown binary data, starts with {head[:8]!r})"
+            text = ""
+        if text and all(c.isprintable() or c.isspace() for c in text):
+            return f"{path}: a text file, not a PyTorch checkpoint (starts with {text[:24]!r})"
+        return f"{path}: not a PyTorch checkpoint (unknown binary data, starts with {head[:8]!r})"
     unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
     if unsafe:
         name = unsafe.group(1)

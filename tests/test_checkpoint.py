@@ -387,3 +387,22 @@ def test_shipped_config_builds_the_released_v23_layout(repo_root: Path, bv2_ref:
         model = _build(hps)
     got = [f"{k} {str(tuple(v.shape)).replace(' ', '')}" for k, v in model.state_dict().items()]  # `key (d0,d1,...)`
     assert got == (bv2_ref / "keys_full_v23.txt").read_text().splitlines()
+
+
+@pytest.mark.parametrize("name", ["DUR_ref.pth", "WD_ref.pth"])
+def test_upstream_discriminator_checkpoints_load_strictly(bv2_ref: Path, ref_hps, name: str, tmp_path: Path) -> None:
+    """DUR_*/WD_* files as train_ms.py writes them: same layout, every key used, optimizer state fits."""
+    if name.startswith("DUR"):
+        net = models.DurationDiscriminator(ref_hps.model.hidden_channels, ref_hps.model.hidden_channels, 3, 0.1,
+                                           gin_channels=ref_hps.model.gin_channels)
+    else:
+        slm = ref_hps.model.slm
+        net = models.WavLMDiscriminator(slm.hidden, slm.nlayers, slm.initial_channel)
+    opt = torch.optim.AdamW(net.parameters(), ref_hps.train.learning_rate, betas=ref_hps.train.betas, eps=ref_hps.train.eps)
+    result = load_checkpoint(bv2_ref / name, net, opt, strict=True)
+    assert result.report.clean and result.report.optimizer_loaded and result.iteration == 7
+    expected = torch.load(bv2_ref / name, weights_only=True)["model"]
+    _assert_same_state(net.state_dict(), expected)
+    # and our save of it is read back identically by plain torch.load
+    save_checkpoint(net, opt, result.learning_rate, result.iteration, tmp_path / name)
+    _assert_same_state(torch.load(tmp_path / name, weights_only=True)["model"], expected)
