@@ -18,9 +18,11 @@ audio stream's clock when a wav plays, so long clips do not drift.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,12 +86,31 @@ class VmcClip:
         return msgs
 
     def bundle(self, i: int, time_s: float) -> bytes:
-        """One OSC bundle (datagram bytes) holding frame ``i``."""
-        return build_bundle(self.messages(i, time_s))
+        """One OSC bundle (datagram bytes) holding frame ``i``; the same bytes as ``build_bundle(messages(i, t))``.
+
+        Encoded from precomputed message prefixes and big-endian float32 rows (about 20x faster than building
+        each message with python-osc, which matters at 30-60 fps beside other work).
+        """
+        enc = _encoder(self.bone_names if self.bone_rotations is not None else (), self.blend_names)
+        parts = [_BUNDLE_HEADER, enc.ok, enc.time, _F32.pack(time_s)]
+        if self.bone_rotations is not None:
+            root = np.empty(7, dtype=">f4")
+            root[:3] = self.root_positions[i]
+            root[3:] = (0.0, 0.0, 0.0, 1.0)
+            parts += [enc.root, root.tobytes()]
+            rows = np.concatenate([self.bone_positions[i], self.bone_rotations[i]], axis=-1).astype(">f4").tobytes()
+            for k, prefix in enumerate(enc.bones):
+                parts += [prefix, rows[28 * k : 28 * k + 28]]
+        if self.blend_values is not None:
+            values = self.blend_values[i].astype(">f4").tobytes()
+            for k, prefix in enumerate(enc.blends):
+                parts += [prefix, values[4 * k : 4 * k + 4]]
+            parts.append(enc.apply)
+        return b"".join(parts)
 
 
 def build_bundle(messages: list[Message]) -> bytes:
-    """Encode ``(address, args)`` messages as one OSC bundle, with the type tags of ``TYPE_TAGS``."""
+    """Encode ``(address, args)`` messages as one OSC bundle with python-osc, with the type tags of ``TYPE_TAGS``."""
     from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
     from pythonosc.osc_message_builder import OscMessageBuilder
 
@@ -100,6 +121,47 @@ def build_bundle(messages: list[Message]) -> bytes:
             builder.add_arg(arg, tag)
         bundle.add_content(builder.build())
     return bundle.build().dgram
+
+
+# --- fast OSC encoding of VMC frames (checked byte for byte against python-osc in tests/test_vmc.py) ---
+
+_BUNDLE_HEADER = b"#bundle\0" + (1).to_bytes(8, "big")  # time tag 1 = "immediately"
+_F32 = struct.Struct(">f")
+
+
+def _osc_string(text: str) -> bytes:
+    raw = text.encode("utf-8") + b"\0"
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def _element_prefix(address: str, string_arg: str | None, num_numbers: int) -> bytes:
+    """Bundle element size + address + type tags (+ leading string argument), before the numeric arguments."""
+    body = _osc_string(address) + _osc_string("," + TYPE_TAGS[address])
+    if string_arg is not None:
+        body += _osc_string(string_arg)
+    return struct.pack(">i", len(body) + 4 * num_numbers) + body
+
+
+@dataclass(frozen=True)
+class _Encoder:
+    ok: bytes
+    time: bytes
+    root: bytes
+    bones: tuple[bytes, ...]
+    blends: tuple[bytes, ...]
+    apply: bytes
+
+
+@functools.lru_cache(maxsize=8)
+def _encoder(bone_names: tuple[str, ...], blend_names: tuple[str, ...]) -> _Encoder:
+    return _Encoder(
+        ok=_element_prefix(ADDR_OK, None, 1) + struct.pack(">i", 1),
+        time=_element_prefix(ADDR_TIME, None, 1),
+        root=_element_prefix(ADDR_ROOT, "root", 7),
+        bones=tuple(_element_prefix(ADDR_BONE, n, 7) for n in bone_names),
+        blends=tuple(_element_prefix(ADDR_BLEND, n, 1) for n in blend_names),
+        apply=_element_prefix(ADDR_APPLY, None, 0),
+    )
 
 
 def _hold_to(arr: np.ndarray, n: int) -> np.ndarray:

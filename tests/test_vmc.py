@@ -19,7 +19,7 @@ from motion.skeleton import (
     to_unity_positions,
 )
 from motion.vmc import (
-    ADDR_APPLY, ADDR_BLEND, ADDR_BONE, ADDR_OK, ADDR_ROOT, ADDR_TIME, make_clip, stream_clip, stream_face,
+    ADDR_APPLY, ADDR_BLEND, ADDR_BONE, ADDR_OK, ADDR_ROOT, ADDR_TIME, build_bundle, make_clip, stream_clip, stream_face,
 )
 from motion.vmc_cli import main
 
@@ -118,6 +118,14 @@ def test_loopback_body_and_face(receiver, joints):
     print(f"arrival interval median {np.median(intervals) * 1e3:.2f} ms (want {1e3 / fps:.2f})")
     assert np.median(intervals) == pytest.approx(1.0 / fps, abs=0.004)
     assert arrivals[-1] - arrivals[0] == pytest.approx((clip.num_frames - 1) / fps, abs=0.06)
+
+
+def test_fast_encoding_matches_python_osc(joints):
+    clip = make_clip(positions_to_rotations(joints[:6]), _face(18), face_fps=60.0, fps=30.0)
+    for i in (0, clip.num_frames - 1):
+        assert clip.bundle(i, i / 30.0) == build_bundle(clip.messages(i, i / 30.0))
+    face_only = make_clip(face=_face(4), face_fps=30.0, fps=30.0)
+    assert face_only.bundle(3, 0.1) == build_bundle(face_only.messages(3, 0.1))
 
 
 def test_stream_face_sends_only_the_face(receiver):
