@@ -169,22 +169,27 @@ def _g2p_segment(segment: str) -> tuple[list[str], list[int], list[int]]:
     sandhi = _tone_sandhi()
     segment = _LATIN_RE.sub("", segment)
     words = [(w, p) for w, p in jieba.posseg.lcut(segment)]
-    try:
-        merged = sandhi.pre_merge(words)
-    except IndexError as exc:  # an empty final (嗯-like syllables) breaks upstream's third-tone merge
-        bad = [w for w, _ in words if any(not f for f in _finals(w))]
+    # A syllable without a final (噷 "hm", 嗯 "n") makes upstream fail later in every case (IndexError or
+    # AssertionError, whatever the sandhi does to it), so it is rejected up front with a clear message.
+    voiceless = [w for w, _ in words if any(not f for f in _finals(w))]
+    if voiceless:
         raise TextRejected(
-            f"{segment!r}: {''.join(bad) or 'a character'} has no vowel in its pinyin, which Bert-VITS2 v2.3 cannot "
-            "pronounce (upstream fails on it): remove it or replace it (e.g. 嗯 -> 恩)"
-        ) from exc
+            f"{segment!r}: {''.join(voiceless)} has no vowel in its pinyin, which Bert-VITS2 v2.3 cannot pronounce "
+            "(upstream fails on it): remove it or replace it (e.g. 嗯 -> 恩)"
+        )
     phones: list[str] = []
     tones: list[int] = []
     word2ph: list[int] = []
-    for word, pos in merged:
+    for word, pos in sandhi.pre_merge(words):
         if pos == "eng":
             continue
         initials = _initials(word)
-        finals = sandhi.modified_tone(word, pos, _finals(word))
+        try:
+            finals = sandhi.modified_tone(word, pos, _finals(word))
+        except IndexError as exc:  # only reachable with non-Chinese runs in un-normalised input
+            raise TextRejected(
+                f"{word!r} in {segment!r} cannot be read (upstream fails on it); pass the text through text_normalize"
+            ) from exc
         for char, initial, final in zip(word, initials, finals):
             p, t = _syllable(initial, final, char, segment)
             phones += p
