@@ -139,7 +139,8 @@ def _syllable(initial: str, final: str, char: str, segment: str) -> tuple[list[s
         if initial in punctuation:
             return [initial], 0
         raise TextRejected(
-            f"{char!r} in {segment!r} has no pinyin reading: remove it or replace it with a common character"
+            f"{initial!r} in {segment!r} has no pinyin reading: remove it, or pass the text through "
+            "text_normalize (numbers, punctuation)"
         )
     if not final or final[-1] not in "12345":
         raise TextRejected(
