@@ -23,6 +23,16 @@ from bert_vits2.models import (
     remove_weight_norm_,
 )
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The CI box has 2 cores shared with other jobs: 2 spinning OpenMP threads on tiny ops are many times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 # Case families owned by other areas (text frontend, BERT, audio features).
 OTHER_AREAS = ("audio_", "seq_", "bert_")
 MY_PREFIXES = ("infer_", "posterior_", "flow_", "dec_", "mas_", "spline_", "losses_", "disc_", "sdp_")
