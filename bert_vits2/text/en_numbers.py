@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 
 _COMMA_NUMBER_RX = re.compile(r"([0-9][0-9\,]+[0-9])")
 _DECIMAL_NUMBER_RX = re.compile(r"([0-9]+\.[0-9]+)")
@@ -19,11 +20,38 @@ _ORDINAL_RX = re.compile(r"[0-9]+(st|nd|rd|th)")
 _NUMBER_RX = re.compile(r"[0-9]+")
 
 
+def import_inflect():
+    """Import inflect without typeguard's import-time instrumentation of its methods.
+
+    inflect 7 decorates ~20 methods with ``typeguard.typechecked``, which re-parses and recompiles
+    their source on import (seconds of CPU per process, and a runtime check on every call). The
+    checks only reject wrongly typed arguments, so outputs are unchanged; g2p_offline imports
+    g2p_en (which imports inflect) through here too.
+    """
+    if "inflect" in sys.modules:
+        return sys.modules["inflect"]
+    try:
+        import typeguard
+    except ImportError:  # pragma: no cover - inflect depends on typeguard
+        import inflect
+
+        return inflect
+    original = typeguard.typechecked
+    typeguard.typechecked = _no_typecheck
+    try:
+        import inflect
+    finally:
+        typeguard.typechecked = original
+    return inflect
+
+
+def _no_typecheck(target=None, **kwargs):
+    return target if target is not None else (lambda f: f)
+
+
 @functools.lru_cache(maxsize=1)
 def _engine():
-    import inflect
-
-    return inflect.engine()
+    return import_inflect().engine()
 
 
 def _unit(n: int, singular: str) -> str:

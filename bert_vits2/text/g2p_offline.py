@@ -46,6 +46,9 @@ def get_g2p_en():
     """The process-wide offline ``g2p_en.G2p`` instance (built on first use, ~1 s)."""
     import nltk
 
+    from bert_vits2.text.en_numbers import import_inflect
+
+    import_inflect()  # g2p_en imports inflect: do it the fast way first
     original = nltk.download
     nltk.download = _no_download
     try:

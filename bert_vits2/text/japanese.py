@@ -26,6 +26,7 @@ import re
 import unicodedata
 from typing import List, Optional, Sequence, Tuple
 
+from bert_vits2.text.errors import TextRejected
 from bert_vits2.text.symbols import punctuation, symbols
 from bert_vits2.text.word_tokenizer import DEFAULT_JA_TOKENIZER_DIR, distribute_phones, get_word_tokenizer
 
@@ -214,7 +215,7 @@ def _align_tones(word_phones: List[List[str]], accents: List[Tuple[str, int]]) -
         tones += acc
     bad = [t for t in tones if t not in (0, 1)]
     if bad:
-        raise ValueError(f"accent alignment produced tones {sorted(set(bad))} outside 0/1")
+        raise TextRejected(f"accent alignment produced tones {sorted(set(bad))} outside 0/1")
     return tones
 
 
@@ -279,7 +280,7 @@ def g2p(
     for word, phones in zip(sep_text, word_phones):
         unknown = [p for p in phones if p not in symbols]
         if unknown:
-            raise ValueError(
+            raise TextRejected(
                 f"Japanese word {word!r} gave phones {unknown} outside the symbol set; "
                 "pyopenjtalk cannot read it: rewrite it in kana"
             )
