@@ -373,6 +373,11 @@ def test_load_model_for_inference(bv2_ref: Path, tmp_path: Path) -> None:
     with torch.no_grad():
         out = model.dec(case["inputs"]["z"], g=case["inputs"]["g"])
     torch.testing.assert_close(out, case["outputs"]["o"], rtol=case["tol"]["rtol"], atol=case["tol"]["atol"])
+    case = torch.load(bv2_ref / "cases.pt", weights_only=True)["infer_a"]  # whole upstream infer, deterministic
+    with torch.no_grad():
+        o, attn = model.infer(**case["inputs"], **case["kwargs"])[:2]
+    torch.testing.assert_close(o, case["outputs"]["o"], rtol=case["tol"]["rtol"], atol=case["tol"]["atol"])
+    assert torch.equal(attn, case["outputs"]["attn"])
     # a config that does not belong to the checkpoint is refused with the differing keys named
     wrong = load_hparams(bv2_ref / "config.json")
     wrong.model.gin_channels = 8
