@@ -44,6 +44,9 @@ def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+_worker_state: dict[str, Any] = {}  # per worker process (or the caller, when run in-process)
+
+
 def _default_processes(requested: int | None, n_jobs: int) -> int:
     if requested is None or requested <= 0:
         cpus = os.cpu_count() or 1
@@ -59,12 +62,13 @@ def _run_jobs(
     progress: bool,
     initializer: Callable[..., None] | None = None,
     initargs: tuple = (),
+    unit: str = "file",
 ) -> list[Any]:
     """Map ``worker`` over ``jobs`` in-process (processes == 1) or in a spawn pool, with a tqdm bar."""
     from tqdm import tqdm
 
     results = []
-    bar = tqdm(total=len(jobs), desc=desc, disable=not progress, unit="file")
+    bar = tqdm(total=len(jobs), desc=desc, disable=not progress, unit=unit)
     try:
         if processes <= 1:
             if initializer is not None:
@@ -309,61 +313,76 @@ def _read_lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8-sig").splitlines()
 
 
+def _clean_worker_init(tokenizer_dirs: dict[str, str]) -> None:
+    _worker_state["tokenizer_dirs"] = tokenizer_dirs
+
+
+def _clean_job(job: tuple[int, str, str, str, str, str]) -> tuple[int, CleanedLine | None, str | None]:
+    """Frontend on one transcription line: (line number, cleaned line or None, problem or None)."""
+    from bert_vits2.text import clean_text
+
+    line_no, where, wav, speaker, language, text = job
+    try:
+        norm_text, phones, tones, word2ph = clean_text(
+            text.strip(), language, tokenizer_dir=_worker_state["tokenizer_dirs"][language]
+        )
+    except Exception as exc:  # the frontend rejects this text; keep going with the rest
+        return line_no, None, f"{where}: text rejected by the {language} frontend ({type(exc).__name__}: {exc}): {text!r}"
+    if "|" in norm_text or "\n" in norm_text:
+        return line_no, None, f"{where}: normalised text contains '|' or a line break: {norm_text!r}"
+    if all(p == "_" for p in phones):
+        return line_no, None, f"{where}: text gives no phones: {text!r}"
+    cleaned = CleanedLine(wav, speaker, language, norm_text, tuple(phones), tuple(map(int, tones)),
+                          tuple(map(int, word2ph)))
+    return line_no, cleaned, None
+
+
 def clean_transcription(
     transcription_path: str | os.PathLike,
     tokenizer_dirs: dict[str, str | os.PathLike] | None = None,
     check_wavs: bool = True,
     progress: bool = True,
+    processes: int = 1,
 ) -> tuple[list[tuple[int, CleanedLine]], list[str]]:
-    """Run the frontend over a ``wav|speaker|LANG|text`` list.
+    """Run the frontend over a ``wav|speaker|LANG|text`` list (in ``processes`` worker processes).
 
-    Returns (line number, CleanedLine) for the good lines and one message per bad line (wrong field count, unknown
-    language, missing wav when ``check_wavs``, text the frontend rejects). ``tokenizer_dirs`` maps JP/EN to the
-    word-tokenizer (BERT) folders the frontend splits words with (default ``bert/<upstream name>``).
+    Returns (line number, CleanedLine) for the good lines in file order and one message per bad line (wrong field
+    count, unknown language, missing wav when ``check_wavs``, text the frontend rejects). ``tokenizer_dirs`` maps JP/EN
+    to the word-tokenizer (BERT) folders the frontend splits words with (default ``bert/<upstream name>``).
     """
-    from tqdm import tqdm
-
-    from bert_vits2.text import clean_text
     from bert_vits2.text.bert import resolve_bert_dirs
 
     path = Path(transcription_path)
-    dirs = resolve_bert_dirs(tokenizer_dirs)
-    good: list[tuple[int, CleanedLine]] = []
-    problems: list[str] = []
-    for line_no, raw in enumerate(tqdm(_read_lines(path), desc="clean text", disable=not progress, unit="line"), 1):
+    dirs = {lang: str(folder) for lang, folder in resolve_bert_dirs(tokenizer_dirs).items()}
+    problems: list[tuple[int, str]] = []
+    jobs = []
+    for line_no, raw in enumerate(_read_lines(path), 1):
         if not raw.strip():
             continue
         where = f"{path}:{line_no}"
         fields = raw.strip("\r\n").split("|")
         if len(fields) != 4:
-            problems.append(f"{where}: expected 4 '|'-separated fields wav|speaker|LANG|text, got {len(fields)}: {raw!r}")
+            problems.append((line_no, f"{where}: expected 4 '|'-separated fields wav|speaker|LANG|text, got {len(fields)}: {raw!r}"))
             continue
         wav, speaker, language, text = (fields[0].strip(), fields[1].strip(), fields[2].strip().upper(), fields[3])
         if language not in LANGUAGES:
-            problems.append(f"{where}: unknown language {fields[2]!r} (use ZH, JP or EN)")
-            continue
-        if not wav or not speaker:
-            problems.append(f"{where}: empty wav path or speaker name")
-            continue
-        if check_wavs and not os.path.isfile(wav):
-            problems.append(f"{where}: audio file {wav} not found")
-            continue
-        try:
-            norm_text, phones, tones, word2ph = clean_text(text.strip(), language, tokenizer_dir=dirs[language])
-        except Exception as exc:  # the frontend rejects this text; keep going with the rest
-            problems.append(f"{where}: text rejected by the {language} frontend ({type(exc).__name__}: {exc}): {text!r}")
-            continue
-        if "|" in norm_text or "\n" in norm_text:
-            problems.append(f"{where}: normalised text contains '|' or a line break: {norm_text!r}")
-            continue
-        if all(p == "_" for p in phones):
-            problems.append(f"{where}: text gives no phones: {text!r}")
-            continue
-        good.append(
-            (line_no, CleanedLine(wav, speaker, language, norm_text, tuple(phones), tuple(map(int, tones)),
-                                  tuple(map(int, word2ph))))
-        )
-    return good, problems
+            problems.append((line_no, f"{where}: unknown language {fields[2]!r} (use ZH, JP or EN)"))
+        elif not wav or not speaker:
+            problems.append((line_no, f"{where}: empty wav path or speaker name"))
+        elif check_wavs and not os.path.isfile(wav):
+            problems.append((line_no, f"{where}: audio file {wav} not found"))
+        else:
+            jobs.append((line_no, where, wav, speaker, language, text))
+    n_proc = max(1, min(processes, len(jobs) or 1))
+    good: list[tuple[int, CleanedLine]] = []
+    for line_no, cleaned, problem in _run_jobs(_clean_job, jobs, n_proc, "clean text", progress,
+                                               initializer=_clean_worker_init, initargs=(dirs,), unit="line"):
+        if cleaned is not None:
+            good.append((line_no, cleaned))
+        else:
+            problems.append((line_no, problem))
+    good.sort(key=lambda item: item[0])
+    return good, [msg for _, msg in sorted(problems, key=lambda item: item[0])]
 
 
 def split_train_val(
@@ -408,11 +427,12 @@ def preprocess_text(
     seed: int | None = 1234,
     group_by: str = "language",
     progress: bool = True,
+    processes: int = 1,
 ) -> TextSummary:
     """Clean a transcription list, split it into train/val lists and write spk2id/n_speakers into the config.
 
     ``cleaned_path`` defaults to ``<transcription_path>.cleaned``; with ``clean=False`` an existing cleaned list is
-    reused. Lines with a missing or repeated wav, an unknown language, a wrong field count or text the frontend rejects
+    reused. ``processes`` > 1 runs the frontend in that many worker processes. Lines with a missing or repeated wav, an unknown language, a wrong field count or text the frontend rejects
     are listed in the summary and left out; nothing is written when no line is usable.
     """
     from bert_vits2.hparams import load_hparams, save_hparams
@@ -423,7 +443,8 @@ def preprocess_text(
     summary = TextSummary()
 
     if clean:
-        good, summary.problems = clean_transcription(transcription_path, tokenizer_dirs, progress=progress)
+        good, summary.problems = clean_transcription(transcription_path, tokenizer_dirs, progress=progress,
+                                                     processes=processes)
         summary.n_lines = sum(1 for raw in _read_lines(transcription_path) if raw.strip())
         _atomic_write_text(cleaned_path, "".join(line.to_line() + "\n" for _, line in good))
         source = transcription_path
@@ -500,14 +521,14 @@ def is_valid_bert_cache(path: str | os.PathLike, n_phones: int) -> bool:
     return isinstance(feat, torch.Tensor) and feat.ndim == 2 and feat.shape[-1] == n_phones and feat.numel() > 0
 
 
-_worker_state: dict[str, Any] = {}
-
-
 def _bert_worker_init(bert_dirs: dict[str, str], device: str, threads: int) -> None:
     import torch
 
-    if threads > 0:
+    if threads > 0:  # a worker process: share the cores, keep transformers' per-model loading bars out of ours
         torch.set_num_threads(threads)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     _worker_state["bert_dirs"] = bert_dirs
     _worker_state["device"] = device
 

@@ -19,6 +19,7 @@ from bert_vits2.preprocess import (
     CleanedLine,
     bert_gen,
     bert_path_for,
+    clean_transcription,
     preprocess_text,
     resample_folder,
     split_train_val,
@@ -191,6 +192,13 @@ def test_preprocess_text_end_to_end_with_bad_lines(dataset):
     assert after["data"]["spk2id"] == {"alice": 0, "bob": 1, "carol": 2} and after["data"]["n_speakers"] == 3
     assert after["data"]["training_files"] == "filelists/train.list" and after["version"] == "2.3"
     assert after["model"] == before["model"] and after["train"] == before["train"]
+
+    # the frontend in two worker processes gives the same lines and report, in file order (ZH only: cheap workers)
+    zh_lines = [l for l in Path("filelists/esd.list").read_text(encoding="utf-8").splitlines() if "|ZH|" in l]
+    Path("filelists/zh.list").write_text("\n".join(zh_lines) + "\n", encoding="utf-8")
+    serial = clean_transcription("filelists/zh.list", progress=False)
+    assert clean_transcription("filelists/zh.list", progress=False, processes=2) == serial
+    assert len(serial[0]) == 4 and len(serial[1]) == 2
 
     # --no-clean reuses the cleaned list and gives the same split
     again = preprocess_text(clean=False, val_per_lang=1, progress=False)
