@@ -1,0 +1,497 @@
+"""Training the expression head (``python train_ms.py -m MODEL --config CONFIG --visemes``); the TTS stays frozen.
+
+Data: the filelists written by ``motion/prepare_visemes.py`` (features [C, T] at 86.13 fps + face frames on a 60 fps
+grid with a validity mask). Training crops random windows (batches > 1, padded, masked); predictions are interpolated
+to the label frame centres; loss = masked, per-channel-weighted MSE (+ optional velocity term on frame differences).
+Validation runs on EVERY validation take at full length and reports per-channel MAE and Pearson r for the mouth shapes.
+
+Checkpoints ``V_{epoch}.pth`` and ``V_best.pth`` in the model folder hold ``model``, ``head_config``, ``optimizer``,
+``step``, ``epoch``, ``learning_rate``, ``best_val``, ``feature`` (kind, n_mels, fps) and ``offset_s``; written
+atomically and loadable with ``torch.load(weights_only=True)``. Training resumes from the newest ``V_*.pth`` and stops
+early when validation has not improved for ``patience`` evaluations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from motion.arkit import INDEX, MOUTH_NAMES, NAMES, NUM_VALUES
+from motion.heads import FEATURE_FPS, build_head, count_parameters, head_config, lengths_mask
+
+log = logging.getLogger(__name__)
+
+HEAD_CHANNELS = [INDEX[n] for n in ("HeadYaw", "HeadPitch", "HeadRoll")]
+EVAL_NAMES = ("JawOpen", "MouthClose", "MouthFunnel", "MouthPucker", "MouthSmileLeft", "MouthStretchLeft",
+              "MouthLowerDownLeft", "MouthRollLower")
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or continue; the message says what to do."""
+
+
+@dataclass
+class Clip:
+    """One take: features [C, T] at ``FEATURE_FPS``, face [M, 61] at ``label_fps`` and valid [M]."""
+
+    name: str
+    features: np.ndarray
+    frames: np.ndarray
+    valid: np.ndarray
+    label_fps: float = 60.0
+
+
+@dataclass
+class TrainOptions:
+    epochs: int = 3000
+    batch_size: int = 8
+    crop_s: float = 4.0
+    learning_rate: float | None = None  # None: 1e-3 for the mel head, 2e-4 (the original's) for the z head
+    betas: tuple[float, float] = (0.8, 0.99)
+    eps: float = 1e-9
+    lr_decay: float = 0.99995
+    weight_decay: float = 0.01
+    eval_interval: int = 10  # epochs
+    patience: int = 20  # evaluations without improvement before stopping; 0 = never stop early
+    velocity_weight: float = 0.0
+    head_weight: float = 1.0  # loss weight of head yaw/pitch/roll (0 = off)
+    eye_weight: float = 1.0  # loss weight of eye shapes and eye rotations (0 = off)
+    seed: int = 1234
+    max_minutes: float | None = None
+    resume: bool = True
+    keep_checkpoints: int = 3
+    grad_clip: float = 5.0
+    log_interval: int = 1  # epochs between training-loss log lines
+    tensorboard: bool = True
+    feature_noise: float = 0.0  # std of Gaussian noise added to features in training
+    num_threads: int | None = None  # torch intra-op threads (None: leave torch's setting)
+
+
+def channel_weights(head_weight: float, eye_weight: float) -> torch.Tensor:
+    """Per-channel loss weights [61]: 1 for face shapes, the given weights for head and eye channels."""
+    w = torch.ones(NUM_VALUES)
+    for i, n in enumerate(NAMES):
+        if i in HEAD_CHANNELS:
+            w[i] = head_weight
+        elif n.startswith("Eye") or n.startswith(("LeftEye", "RightEye")):
+            w[i] = eye_weight
+    return w
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+
+
+def load_clips(filelist: str | Path, kind: str) -> list[Clip]:
+    """Clips from a prepared filelist for a head ``kind`` ('z' or 'mel')."""
+    from motion.visemes_data import read_filelist
+
+    path = Path(filelist)
+    if not path.is_file():
+        raise TrainError(f"{path}: filelist not found; run `python motion/prepare_visemes.py` first")
+    clips = []
+    for entry in read_filelist(path):
+        feat_path = entry["z"] if kind == "z" else entry["mel"]
+        if not feat_path:
+            need = "a G checkpoint (-m/--model, --config)" if kind == "z" else "mel features (do not pass --no-mel)"
+            raise TrainError(f"{path}: a take has no {kind} features; re-run prepare_visemes.py with {need}, or pick "
+                             f"the other head with --head {'mel' if kind == 'z' else 'z'}")
+        face = np.load(entry["face"], allow_pickle=False)
+        clips.append(Clip(Path(entry["face"]).name.removesuffix(".face.npz"), np.load(feat_path, allow_pickle=False),
+                          face["frames"].astype(np.float32), face["valid"].astype(bool), float(face["fps"])))
+    return clips
+
+
+def _crop(clip: Clip, crop_s: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A random window: features [C, Lf], label frames [K, 61], valid [K], label positions in feature frames [K]."""
+    m = clip.frames.shape[0]
+    k = min(m, max(1, int(round(crop_s * clip.label_fps))))
+    k0 = int(rng.integers(0, m - k + 1))
+    times = (np.arange(k0, k0 + k) + 0.5) / clip.label_fps
+    t_f = clip.features.shape[1]
+    f0 = max(0, int(math.floor(times[0] * FEATURE_FPS - 0.5)) - 2)
+    f1 = min(t_f, int(math.ceil(times[-1] * FEATURE_FPS - 0.5)) + 3)
+    f0 = min(f0, max(0, f1 - 1))
+    pos = times * FEATURE_FPS - 0.5 - f0
+    return clip.features[:, f0:f1], clip.frames[k0:k0 + k], clip.valid[k0:k0 + k], pos
+
+
+def _full(clip: Clip) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    m = clip.frames.shape[0]
+    pos = (np.arange(m) + 0.5) / clip.label_fps * FEATURE_FPS - 0.5
+    return clip.features, clip.frames, clip.valid, pos
+
+
+def collate(items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, torch.Tensor]:
+    """Pad a list of (features, frames, valid, positions) into a batch."""
+    b = len(items)
+    c = items[0][0].shape[0]
+    tf = max(i[0].shape[1] for i in items)
+    k = max(i[1].shape[0] for i in items)
+    x = torch.zeros(b, c, tf)
+    y = torch.zeros(b, k, NUM_VALUES)
+    mask = torch.zeros(b, k, dtype=torch.bool)
+    pos = torch.zeros(b, k, dtype=torch.float64)
+    lengths = torch.zeros(b, dtype=torch.long)
+    for j, (f, fr, v, p) in enumerate(items):
+        x[j, :, : f.shape[1]] = torch.from_numpy(f)
+        y[j, : fr.shape[0]] = torch.from_numpy(fr)
+        mask[j, : fr.shape[0]] = torch.from_numpy(v)
+        pos[j, : fr.shape[0]] = torch.from_numpy(p)
+        lengths[j] = f.shape[1]
+    return {"x": x, "y": y, "mask": mask, "pos": pos, "lengths": lengths}
+
+
+def sample_predictions(pred: torch.Tensor, pos: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of ``pred [B, 61, T]`` at fractional feature positions ``pos [B, K]`` -> [B, K, 61]."""
+    hi_lim = (lengths - 1).clamp(min=0).to(pos.dtype)[:, None]
+    p = torch.minimum(pos.clamp(min=0.0), hi_lim)
+    lo = p.floor().long()
+    hi = torch.minimum(lo + 1, (lengths - 1).clamp(min=0)[:, None])
+    w = (p - lo.to(p.dtype)).to(pred.dtype)[:, :, None]
+    pt = pred.transpose(1, 2)  # [B, T, 61]
+    g_lo = torch.gather(pt, 1, lo[:, :, None].expand(-1, -1, pt.shape[2]))
+    g_hi = torch.gather(pt, 1, hi[:, :, None].expand(-1, -1, pt.shape[2]))
+    return g_lo * (1.0 - w) + g_hi * w
+
+
+def masked_loss(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor, velocity_weight: float = 0.0) -> torch.Tensor:
+    """Weighted MSE over valid frames (+ velocity term on consecutive valid frames); all [B, K, 61] / [B, K]."""
+    m = mask.to(pred.dtype)[:, :, None]
+    wsum = (m * weights[None, None, :]).sum().clamp(min=1.0)
+    loss = ((pred - y) ** 2 * m * weights).sum() / wsum
+    if velocity_weight > 0 and pred.shape[1] > 1:
+        mv = (mask[:, 1:] & mask[:, :-1]).to(pred.dtype)[:, :, None]
+        dv = (pred[:, 1:] - pred[:, :-1]) - (y[:, 1:] - y[:, :-1])
+        loss = loss + velocity_weight * (dv ** 2 * mv * weights).sum() / (mv * weights[None, None, :]).sum().clamp(min=1.0)
+    return loss
+
+
+# --- evaluation ---------------------------------------------------------------------------------------------------
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 3 or a.std() < 1e-8 or b.std() < 1e-8:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, clips: Sequence[Clip], weights: torch.Tensor) -> dict[str, Any]:
+    """Every clip at full length: weighted masked MSE, per-channel MAE (all 61), Pearson r per mouth shape."""
+    model.eval()
+    preds, targets = [], []
+    loss_sum, n = 0.0, 0
+    for clip in clips:
+        batch = collate([_full(clip)])
+        out = model(batch["x"], batch["lengths"])
+        p = sample_predictions(out, batch["pos"], batch["lengths"])
+        loss_sum += float(masked_loss(p, batch["y"], batch["mask"], weights)) * int(batch["mask"].sum())
+        n += int(batch["mask"].sum())
+        v = batch["mask"][0].numpy()
+        preds.append(p[0].numpy()[v])
+        targets.append(batch["y"][0].numpy()[v])
+    if n == 0:
+        return {"loss": float("nan"), "mae": {}, "r": {}, "frames": 0}
+    pr, tg = np.concatenate(preds), np.concatenate(targets)
+    mae = {name: float(np.abs(pr[:, i] - tg[:, i]).mean()) for i, name in enumerate(NAMES)}
+    r = {name: pearson(pr[:, INDEX[name]], tg[:, INDEX[name]]) for name in MOUTH_NAMES}
+    mouth = [INDEX[nm] for nm in MOUTH_NAMES]
+    return {"loss": loss_sum / n, "mae": mae, "r": r, "frames": int(len(pr)),
+            "mouth_mae": float(np.abs(pr[:, mouth] - tg[:, mouth]).mean())}
+
+
+# --- checkpoints --------------------------------------------------------------------------------------------------
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    from bert_vits2.checkpoint import _atomic_torch_save  # the project's one atomic torch.save
+
+    _atomic_torch_save(obj, path)
+
+
+def load_head_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A trained head from ``V_*.pth`` (or the shipped default), in eval mode, and its checkpoint dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainError(f"{path}: head checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        raise TrainError(f"{path}: not a readable head checkpoint ({str(err).splitlines()[0][:160]})") from None
+    if not isinstance(ckpt, dict) or "head_config" not in ckpt or "model" not in ckpt:
+        raise TrainError(f"{path}: not an expression-head checkpoint (V_*.pth from train_ms.py --visemes)")
+    model = build_head(ckpt["head_config"])
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, ckpt
+
+
+def _epoch_of(path: Path) -> int:
+    m = re.fullmatch(r"V_(\d+)\.pth", path.name)
+    return int(m.group(1)) if m else -1
+
+
+def latest_head_checkpoint(model_dir: str | Path) -> Path | None:
+    found = sorted((p for p in Path(model_dir).glob("V_*.pth") if _epoch_of(p) >= 0), key=_epoch_of)
+    return found[-1] if found else None
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    best_path: Path | None
+    best_val: float
+    epochs_run: int
+    last_epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    final_metrics: dict[str, Any] = field(default_factory=dict)
+    stopped: str = ""
+
+
+def train_head(
+    train_clips: Sequence[Clip],
+    val_clips: Sequence[Clip],
+    config: dict[str, Any],
+    model_dir: str | Path,
+    options: TrainOptions = TrainOptions(),
+    feature_info: dict[str, Any] | None = None,
+    offset_s: float | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a head of ``config`` on clips; checkpoints into ``model_dir``. Returns where the best model is."""
+    if not train_clips:
+        raise TrainError("no training clips; run prepare_visemes.py (and check filelists/train_visemes.list)")
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if options.num_threads:
+        torch.set_num_threads(options.num_threads)
+    torch.manual_seed(options.seed)
+    rng = np.random.default_rng(options.seed)
+    channels = train_clips[0].features.shape[0]
+    config = dict(config)
+    config["n_mels" if config.get("type") == "mel" else "in_channels"] = channels
+    model = build_head(config)
+    lr = options.learning_rate or (1e-3 if config["type"] == "mel" else 2e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=options.betas, eps=options.eps, weight_decay=options.weight_decay)
+    weights = channel_weights(options.head_weight, options.eye_weight)
+    start_epoch, step, best_val, bad_evals = 1, 0, float("inf"), 0
+    latest = latest_head_checkpoint(model_dir) if options.resume else None
+    if latest is not None:
+        ckpt = torch.load(latest, map_location="cpu", weights_only=True)
+        if ckpt.get("head_config", {}).get("type") != config["type"]:
+            raise TrainError(f"{latest}: holds a {ckpt.get('head_config', {}).get('type')} head but a {config['type']} "
+                             "head was asked for; use another -m folder or pass --no-resume")
+        model = build_head(ckpt["head_config"])
+        model.load_state_dict(ckpt["model"])
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=options.betas, eps=options.eps, weight_decay=options.weight_decay)
+        try:
+            opt.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError) as err:
+            log.warning("%s: optimizer state not restored (%s)", latest, err)
+        start_epoch = int(ckpt["epoch"]) + 1
+        step = int(ckpt.get("step", 0))
+        best_val = float(ckpt.get("best_val", float("inf")))
+        bad_evals = int(ckpt.get("bad_evals", 0))
+        log.info("resuming from %s (epoch %d, step %d)", latest, start_epoch - 1, step)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, options.lr_decay)
+    for g in opt.param_groups:  # restore the decayed rate on resume (one decay per finished epoch)
+        g["lr"] = lr * options.lr_decay ** (start_epoch - 1)
+    log.info("%s head, %d parameters, %d train / %d val takes", config["type"], count_parameters(model), len(train_clips), len(val_clips))
+    writer = None
+    if options.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(model_dir / "eval_visemes"))
+        except Exception as err:  # noqa: BLE001 - TensorBoard is optional
+            log.warning("TensorBoard logging off (%s)", err)
+    t_start = time.monotonic()
+    result = TrainResult(None, best_val, 0, start_epoch - 1)
+    best_path = model_dir / "V_best.pth"
+    if best_path.is_file():
+        result.best_path = best_path
+
+    def save(epoch: int, path: Path, metrics: dict[str, Any] | None = None) -> None:
+        _atomic_save({
+            "model": model.state_dict(), "head_config": dict(model.config), "optimizer": opt.state_dict(),
+            "step": step, "epoch": epoch, "learning_rate": float(opt.param_groups[0]["lr"]), "best_val": best_val,
+            "bad_evals": bad_evals, "feature": dict(feature_info or {"kind": config["type"], "fps": FEATURE_FPS}),
+            "offset_s": offset_s, "names": list(NAMES),
+            "val_metrics": None if metrics is None else {"loss": metrics["loss"], "r": metrics["r"], "mae": metrics["mae"]},
+        }, path)
+
+    n_batches = max(1, math.ceil(len(train_clips) / options.batch_size))
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    epochs = range(start_epoch, options.epochs + 1)
+    bar = tqdm(epochs, desc="visemes", disable=not progress) if tqdm else epochs
+    epoch = start_epoch - 1
+    for epoch in bar:
+        model.train()
+        order = rng.permutation(len(train_clips))
+        total = 0.0
+        for bi in range(n_batches):
+            idx = order[bi * options.batch_size:(bi + 1) * options.batch_size]
+            if len(idx) == 0:
+                continue
+            batch = collate([_crop(train_clips[i], options.crop_s, rng) for i in idx])
+            x = batch["x"]
+            if options.feature_noise > 0:
+                x = x + options.feature_noise * torch.randn_like(x) * lengths_mask(batch["lengths"], x.shape[0], x.shape[2])[:, None]
+            out = model(x, batch["lengths"])
+            pred = sample_predictions(out, batch["pos"], batch["lengths"])
+            loss = masked_loss(pred, batch["y"], batch["mask"], weights, options.velocity_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if options.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+            opt.step()
+            step += 1
+            total += float(loss.detach())
+        sched.step()
+        result.epochs_run += 1
+        result.last_epoch = epoch
+        if writer is not None:
+            writer.add_scalar("train/loss", total / n_batches, step)
+        if epoch % options.log_interval == 0:
+            log.info("epoch %d step %d train loss %.5f", epoch, step, total / n_batches)
+        out_of_time = options.max_minutes is not None and (time.monotonic() - t_start) / 60.0 >= options.max_minutes
+        last = epoch == options.epochs or out_of_time
+        if epoch % options.eval_interval == 0 or last:
+            metrics = evaluate(model, val_clips, weights) if val_clips else evaluate(model, train_clips, weights)
+            result.history.append({"epoch": epoch, "step": step, "val_loss": metrics["loss"], "mouth_mae": metrics.get("mouth_mae")})
+            if writer is not None:
+                writer.add_scalar("val/loss", metrics["loss"], step)
+                writer.add_scalar("val/mouth_mae", metrics.get("mouth_mae", float("nan")), step)
+                for name in EVAL_NAMES:
+                    if np.isfinite(metrics["r"].get(name, float("nan"))):
+                        writer.add_scalar(f"val_r/{name}", metrics["r"][name], step)
+            improved = metrics["loss"] < best_val - 1e-7
+            if improved:
+                best_val, bad_evals = metrics["loss"], 0
+                save(epoch, best_path, metrics)
+                result.best_path = best_path
+            else:
+                bad_evals += 1
+            save(epoch, model_dir / f"V_{epoch}.pth", metrics)
+            _prune(model_dir, options.keep_checkpoints)
+            log.info("epoch %d: val loss %.5f (best %.5f), mouth MAE %.4f, r JawOpen %.3f", epoch, metrics["loss"],
+                     best_val, metrics.get("mouth_mae", float("nan")), metrics["r"].get("JawOpen", float("nan")))
+            result.final_metrics = metrics
+            if options.patience and bad_evals >= options.patience:
+                result.stopped = f"early stop: no improvement for {bad_evals} evaluations"
+                break
+        if out_of_time:
+            result.stopped = f"time limit of {options.max_minutes} min reached"
+            break
+    else:
+        result.stopped = result.stopped or "all epochs done"
+    if writer is not None:
+        writer.close()
+    result.best_val = best_val
+    return result
+
+
+def _prune(model_dir: Path, keep: int) -> None:
+    if keep <= 0:
+        return
+    found = sorted((p for p in model_dir.glob("V_*.pth") if _epoch_of(p) >= 0), key=_epoch_of)
+    for p in found[:-keep]:
+        p.unlink(missing_ok=True)
+
+
+# --- train_ms.py --visemes ----------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``train_ms.py --visemes`` (beside the shared -m/--model and -c/--config)."""
+    g = parser.add_argument_group("expression head (--visemes)")
+    g.add_argument("--head", choices=("auto", "z", "mel"), default="auto",
+                   help="head type: z (the original, needs z features) or mel (CRNN on log-mel); auto = z if prepared")
+    g.add_argument("--train-list", default="filelists/train_visemes.list")
+    g.add_argument("--val-list", default="filelists/val_visemes.list")
+    g.add_argument("--epochs", type=int, default=3000)
+    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--crop-s", type=float, default=4.0, help="length of the random training windows in seconds")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 mel, 2e-4 z)")
+    g.add_argument("--eval-interval", type=int, default=10, help="epochs between evaluations/checkpoints")
+    g.add_argument("--patience", type=int, default=20, help="evaluations without improvement before stopping (0 = off)")
+    g.add_argument("--velocity-weight", type=float, default=0.0, help="weight of the frame-difference loss term")
+    g.add_argument("--head-weight", type=float, default=1.0, help="loss weight of head rotations (0 = ignore them)")
+    g.add_argument("--eye-weight", type=float, default=1.0, help="loss weight of eye shapes/rotations (0 = ignore them)")
+    g.add_argument("--no-transformer", action="store_true", help="z head without its transformer (1.3 M parameters)")
+    g.add_argument("--rnn", choices=("lstm", "gru"), default=None, help="z head recurrent layer (default lstm)")
+    g.add_argument("--max-minutes", type=float, default=None, help="stop after this much wall-clock time")
+    g.add_argument("--no-resume", action="store_true", help="start fresh even if V_*.pth exist")
+    g.add_argument("--seed", type=int, default=1234)
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def model_dir_for(model: str) -> Path:
+    """``-m X`` -> ``X/models`` (where upstream keeps G_*.pth; the head's V_*.pth go beside them)."""
+    return Path(model) / "models"
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """What ``train_ms.py --visemes`` does; returns the exit code."""
+    import json
+
+    kind = args.head
+    if kind == "auto":
+        first = Path(args.train_list)
+        if not first.is_file():
+            raise TrainError(f"{first}: filelist not found; run `python motion/prepare_visemes.py` first")
+        from motion.visemes_data import read_filelist
+
+        entries = read_filelist(first)
+        kind = "z" if entries and all(e["z"] for e in entries) else "mel"
+    overrides: dict[str, Any] = {}
+    cfg_path = Path(args.config) if args.config else None
+    if cfg_path is not None and cfg_path.is_file():
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        overrides.update(cfg.get("visemes", {}).get(f"{kind}_head", {}))
+    if kind == "z":
+        if args.no_transformer:
+            overrides["use_transformer"] = False
+        if args.rnn:
+            overrides["rnn"] = args.rnn
+    train = load_clips(args.train_list, kind)
+    val = load_clips(args.val_list, kind) if Path(args.val_list).is_file() else []
+    if not val:
+        log.warning("no validation takes: evaluating on the training takes (pass --val-size to prepare_visemes.py)")
+    prep = Path(args.train_list).with_name("visemes_prepare.json")
+    offset = json.loads(prep.read_text())["offset_s"] if prep.is_file() else None
+    opts = TrainOptions(
+        epochs=args.epochs, batch_size=args.batch_size, crop_s=args.crop_s, learning_rate=args.lr,
+        eval_interval=args.eval_interval, patience=args.patience, velocity_weight=args.velocity_weight,
+        head_weight=args.head_weight, eye_weight=args.eye_weight, seed=args.seed, max_minutes=args.max_minutes,
+        resume=not args.no_resume, num_threads=args.threads,
+    )
+    info = {"kind": kind, "fps": FEATURE_FPS, "n_mels": int(train[0].features.shape[0]) if kind == "mel" else None}
+    res = train_head(train, val, head_config(kind, **overrides), model_dir_for(args.model), opts, info, offset)
+    print(f"expression head training finished ({res.stopped}); best validation loss {res.best_val:.5f}; "
+          f"best model: {res.best_path}")
+    if res.final_metrics.get("r"):
+        r = res.final_metrics["r"]
+        print("last evaluation, Pearson r: " + ", ".join(f"{n} {r[n]:.3f}" for n in EVAL_NAMES if n in r))
+    return 0
+
+
+__all__ = [
+    "Clip", "TrainError", "TrainOptions", "TrainResult", "add_arguments", "channel_weights", "collate", "evaluate",
+    "latest_head_checkpoint", "load_clips", "load_head_checkpoint", "masked_loss", "model_dir_for", "pearson",
+    "run_from_args", "sample_predictions", "train_head",
+]

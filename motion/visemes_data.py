@@ -1,0 +1,309 @@
+"""Training data for the expression heads, made from the takes in ``records/``.
+
+For every complete take (``<take>.wav`` + ``<take>.npy`` + ``<take>.json``, recorded or imported):
+
+1. audio -> mono 44.1 kHz -> log-mel (``<take>.mel.npy``) and, with a G checkpoint, -> linear spectrogram -> ``enc_q``
+   -> z (``<take>.z.npy``), both [C, T] at 86.13 frames/s;
+2. face frames -> a uniform 60 fps grid starting at the first audio sample (``Take.on_grid``: frame numbers placed by
+   the arrival times, gaps interpolated and flagged as not measured);
+3. the audio<->face offset is estimated per take and overall by cross-correlating the audio envelope with mouth
+   opening (positive: the face lags the audio), and the overall one (or ``--offset-ms``) is applied by shifting the
+   face earlier; the result goes to ``<take>.face.npz`` (``frames`` [M, 61], ``valid`` [M], ``fps``, ``offset_s``);
+4. takes are split (by take, seeded) into ``train_visemes.list`` / ``val_visemes.list``, one line per take:
+   ``z_path|face_path|mel_path`` (the first two fields as in the original ``z|blendshapes`` list; a field is empty
+   when that feature was not computed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from motion.arkit import INDEX
+
+log = logging.getLogger(__name__)
+
+GRID_FPS = 60.0
+Z_SUFFIX = ".z.npy"
+MEL_SUFFIX = ".mel.npy"
+FACE_SUFFIX = ".face.npz"
+MOUTH_OPEN = (INDEX["JawOpen"], INDEX["MouthLowerDownLeft"], INDEX["MouthLowerDownRight"])
+
+
+class PrepareError(RuntimeError):
+    """Takes could not be prepared; the message says what to do."""
+
+
+# --- audio <-> face offset ----------------------------------------------------------------------------------------
+
+
+def audio_envelope(audio: np.ndarray, sample_rate: int, num_frames: int, fps: float = GRID_FPS) -> np.ndarray:
+    """Log RMS energy (dB, floored 50 dB under the peak) in one-frame windows centred on the grid's frame centres."""
+    audio = np.asarray(audio, dtype=np.float64)
+    win = max(1, int(round(sample_rate / fps)))
+    centres = ((np.arange(num_frames) + 0.5) / fps * sample_rate).astype(np.int64)
+    csum = np.concatenate([[0.0], np.cumsum(audio * audio)])
+    lo = np.clip(centres - win, 0, len(audio))
+    hi = np.clip(centres + win, 0, len(audio))
+    energy = (csum[hi] - csum[lo]) / np.maximum(hi - lo, 1)
+    db = 10.0 * np.log10(energy + 1e-10)
+    return np.maximum(db, db.max() - 50.0)
+
+
+def mouth_opening(frames: np.ndarray) -> np.ndarray:
+    """JawOpen + mean MouthLowerDown: the face signal that follows loudness."""
+    f = np.asarray(frames, dtype=np.float64)
+    return f[:, MOUTH_OPEN[0]] + 0.5 * (f[:, MOUTH_OPEN[1]] + f[:, MOUTH_OPEN[2]])
+
+
+def lag_correlations(envelope: np.ndarray, mouth: np.ndarray, valid: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson r between ``envelope[k]`` and ``mouth[k + lag]`` for lag in [-max_lag, max_lag], and the overlap counts."""
+    n = len(envelope)
+    lags = np.arange(-max_lag, max_lag + 1)
+    r = np.full(len(lags), np.nan)
+    counts = np.zeros(len(lags), dtype=np.int64)
+    for i, lag in enumerate(lags):
+        a0, a1 = max(0, -lag), min(n, n - lag)
+        if a1 - a0 < 8:
+            continue
+        a = envelope[a0:a1]
+        b = mouth[a0 + lag:a1 + lag]
+        ok = valid[a0 + lag:a1 + lag]
+        if ok.sum() < 8:
+            continue
+        a, b = a[ok], b[ok]
+        sa, sb = a.std(), b.std()
+        if sa < 1e-9 or sb < 1e-9:
+            continue
+        r[i] = float(((a - a.mean()) * (b - b.mean())).mean() / (sa * sb))
+        counts[i] = int(ok.sum())
+    return r, counts
+
+
+def peak_lag(r: np.ndarray, max_lag: int) -> float | None:
+    """Lag (in frames, sub-frame by parabolic interpolation) of the correlation maximum; None if undefined."""
+    if not np.isfinite(r).any():
+        return None
+    i = int(np.nanargmax(r))
+    lag = float(i - max_lag)
+    if 0 < i < len(r) - 1 and np.isfinite(r[i - 1]) and np.isfinite(r[i + 1]):
+        den = r[i - 1] - 2 * r[i] + r[i + 1]
+        if den < 0:
+            lag += float(np.clip(0.5 * (r[i - 1] - r[i + 1]) / den, -0.5, 0.5))
+    return lag
+
+
+def shift_face(frames: np.ndarray, valid: np.ndarray, offset_s: float, fps: float = GRID_FPS) -> tuple[np.ndarray, np.ndarray]:
+    """Undo a face lag of ``offset_s``: the result at frame k is the face at time ``(k + 0.5) / fps + offset_s``.
+
+    Frames that would come from outside the recording (or from unmeasured frames) are marked invalid."""
+    m = frames.shape[0]
+    src = (np.arange(m) + 0.5) + offset_s * fps - 0.5  # fractional source index
+    lo = np.floor(src).astype(np.int64)
+    w = (src - lo)[:, None].astype(np.float32)
+    inside = (lo >= 0) & (lo + 1 <= m - 1) | ((lo == m - 1) & (w[:, 0] < 1e-6))
+    lo_c = np.clip(lo, 0, m - 1)
+    hi_c = np.clip(lo + 1, 0, m - 1)
+    out = frames[lo_c] * (1.0 - w) + frames[hi_c] * w
+    ok = inside & valid[lo_c] & (valid[hi_c] | (w[:, 0] < 1e-6))
+    return out.astype(np.float32), ok
+
+
+# --- takes --------------------------------------------------------------------------------------------------------
+
+
+def find_takes(records: str | os.PathLike) -> list[Path]:
+    """Stems of the complete takes (wav + npy + json) in ``records``, sorted by name."""
+    records = Path(records)
+    if not records.is_dir():
+        raise PrepareError(f"{records}: no such folder; record takes with `python motion/record.py` or pass --records")
+    stems = []
+    for js in sorted(records.glob("*.json")):
+        stem = js.with_suffix("")
+        if stem.with_name(stem.name + ".npy").is_file() and stem.with_name(stem.name + ".wav").is_file():
+            stems.append(stem)
+    return stems
+
+
+@dataclass
+class PreparedTake:
+    stem: Path
+    duration_s: float
+    frames: np.ndarray  # [M, 61] on the 60 fps grid, before the offset shift
+    measured: np.ndarray  # [M] bool
+    envelope: np.ndarray  # [M]
+    gaps: int = 0
+    offset_s: float | None = None  # this take's own estimate
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+def split_takes(stems: list[str], val_size: int = 5, seed: int = 1234) -> tuple[list[str], list[str]]:
+    """Seeded split by take: ``val_size`` takes (at most all but one) for validation, the rest for training."""
+    stems = sorted(stems)
+    if len(stems) < 2:
+        return stems, []
+    n_val = max(1, min(int(val_size), len(stems) - 1)) if val_size > 0 else 0
+    order = stems[:]
+    random.Random(seed).shuffle(order)
+    val = sorted(order[:n_val])
+    return [s for s in stems if s not in val], val
+
+
+def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        np.save(f, arr)
+    os.replace(tmp, path)
+
+
+def _save_npz_atomic(path: Path, **arrays) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_filelist(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Lines ``z_path|face_path|mel_path`` (or the original two-field ``z_path|face_path``) -> dicts."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split("|")
+        if len(parts) < 2:
+            raise PrepareError(f"{path}: bad line {line!r}; expected z_path|face_path|mel_path (run prepare_visemes.py)")
+        out.append({"z": parts[0], "face": parts[1], "mel": parts[2] if len(parts) > 2 else ""})
+    return out
+
+
+@dataclass
+class PrepareReport:
+    takes: list[PreparedTake]
+    offset_s: float
+    offset_source: str  # "estimated", "manual" or "none"
+    train: list[str]
+    val: list[str]
+
+
+def prepare(
+    records: str | os.PathLike = "records",
+    filelist_dir: str | os.PathLike = "filelists",
+    *,
+    posterior=None,
+    mel: bool = True,
+    n_mels: int = 80,
+    sample_z: bool = False,
+    offset_ms: float | None = None,
+    max_offset_s: float = 0.3,
+    val_size: int = 5,
+    seed: int = 1234,
+    takes: Iterable[Path] | None = None,
+    progress: bool = True,
+) -> PrepareReport:
+    """Prepare every take in ``records`` (see the module docstring); ``posterior`` (a ``features.PosteriorEncoder``)
+    enables z. Returns the offsets found and the split; filelists go to ``filelist_dir``."""
+    from motion.features import load_tts_audio, log_mel
+    from motion.take import load_take
+
+    stems = list(takes) if takes is not None else find_takes(records)
+    if not stems:
+        raise PrepareError(f"{records}: no complete takes (<take>.wav + .npy + .json); record some with motion/record.py")
+    if posterior is None and not mel:
+        raise PrepareError("nothing to compute: give a G checkpoint for z, or keep the mel features on")
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    it = tqdm(stems, desc="takes", disable=not progress) if tqdm else stems
+    prepared: list[PreparedTake] = []
+    for stem in it:
+        take = load_take(stem, load_audio=False)
+        audio = load_tts_audio(stem.with_name(stem.name + ".wav"))
+        sr = 44100
+        duration = len(audio) / sr
+        frames, measured = take.on_grid(GRID_FPS, duration)
+        if measured.sum() < 10:
+            log.warning("%s: fewer than 10 face frames on the audio's time span; skipped", stem)
+            continue
+        env = audio_envelope(audio, sr, frames.shape[0])
+        p = PreparedTake(stem, duration, frames, measured, env, gaps=int(sum(g[1] for g in take.gaps())))
+        if mel:
+            path = stem.with_name(stem.name + MEL_SUFFIX)
+            _save_npy_atomic(path, log_mel(audio, n_mels))
+            p.paths["mel"] = str(path)
+        if posterior is not None:
+            path = stem.with_name(stem.name + Z_SUFFIX)
+            seed_i = (seed * 1000003 + len(prepared)) % (2**31) if sample_z else None
+            _save_npy_atomic(path, posterior.encode(audio, sample=sample_z, seed=seed_i))
+            p.paths["z"] = str(path)
+        prepared.append(p)
+    if not prepared:
+        raise PrepareError("no take had usable face frames")
+
+    max_lag = int(round(max_offset_s * GRID_FPS))
+    total_r = np.zeros(2 * max_lag + 1)
+    total_w = np.zeros(2 * max_lag + 1)
+    for p in prepared:
+        r, counts = lag_correlations(p.envelope, mouth_opening(p.frames), p.measured, max_lag)
+        lag = peak_lag(r, max_lag)
+        p.offset_s = None if lag is None else lag / GRID_FPS
+        ok = np.isfinite(r)
+        total_r[ok] += r[ok] * counts[ok]
+        total_w[ok] += counts[ok]
+        log.info("%s: offset %s", p.stem.name, "n/a" if lag is None else f"{lag / GRID_FPS * 1000:.1f} ms")
+    overall = peak_lag(np.where(total_w > 0, total_r / np.maximum(total_w, 1), np.nan), max_lag)
+    if offset_ms is not None:
+        offset_s, source = float(offset_ms) / 1000.0, "manual"
+    elif overall is not None:
+        offset_s, source = overall / GRID_FPS, "estimated"
+    else:
+        offset_s, source = 0.0, "none"
+
+    for p in prepared:
+        shifted, valid = shift_face(p.frames, p.measured, offset_s)
+        path = p.stem.with_name(p.stem.name + FACE_SUFFIX)
+        _save_npz_atomic(path, frames=shifted, valid=valid, fps=np.float32(GRID_FPS), offset_s=np.float32(offset_s))
+        p.paths["face"] = str(path)
+
+    names = [str(p.stem) for p in prepared]
+    train, val = split_takes(names, val_size, seed)
+    by_name = {str(p.stem): p for p in prepared}
+
+    def line(name: str) -> str:
+        q = by_name[name].paths
+        return f"{q.get('z', '')}|{q['face']}|{q.get('mel', '')}"
+
+    fl = Path(filelist_dir)
+    _write_text_atomic(fl / "train_visemes.list", "".join(line(n) + "\n" for n in train))
+    _write_text_atomic(fl / "val_visemes.list", "".join(line(n) + "\n" for n in val))
+    _write_text_atomic(
+        fl / "visemes_prepare.json",
+        json.dumps({
+            "offset_s": offset_s, "offset_source": source, "fps": GRID_FPS, "n_mels": n_mels if mel else None,
+            "z": posterior is not None, "sample_z": sample_z,
+            "takes": {p.stem.name: {"offset_s": p.offset_s, "gaps": p.gaps, "duration_s": round(p.duration_s, 3)} for p in prepared},
+        }, indent=1),
+    )
+    return PrepareReport(prepared, offset_s, source, train, val)
+
+
+__all__ = [
+    "FACE_SUFFIX", "GRID_FPS", "MEL_SUFFIX", "PrepareError", "PrepareReport", "Z_SUFFIX", "audio_envelope",
+    "find_takes", "lag_correlations", "mouth_opening", "peak_lag", "prepare", "read_filelist", "shift_face",
+    "split_takes",
+]

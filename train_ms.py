@@ -1,0 +1,87 @@
+"""Training launcher: ``python train_ms.py -m MODEL -c CONFIG [--visemes]``.
+
+``--visemes`` trains only the expression head (the TTS model is frozen and untouched) and exits when that training
+ends; without it this runs Bert-VITS2 TTS training. The two modes share ``-m/--model`` and ``-c/--config`` and never
+fall through into each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from motion.train_visemes import add_arguments
+
+    parser = argparse.ArgumentParser(
+        description="Train Bert-VITS2 (default) or, with --visemes, the expression head on prepared takes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("-m", "--model", required=True,
+                        help="model folder; checkpoints go to MODEL/models (G_*.pth for TTS, V_*.pth for --visemes)")
+    parser.add_argument("-c", "--config", default="./configs/config.json", help="Bert-VITS2 JSON config")
+    parser.add_argument("--visemes", action="store_true",
+                        help="train the expression head (run motion/prepare_visemes.py first) instead of the TTS")
+    tts = parser.add_argument_group("TTS training (default mode; all other settings come from the config)")
+    tts.add_argument("--num-workers", type=int, default=None,
+                     help="DataLoader worker processes per GPU/process (default: min(4, CPUs - 1))")
+    tts.add_argument("--allow-missing-slm", action="store_true",
+                     help="if the WavLM folder (model.slm.model) is absent, train without the WavLM loss and "
+                          "discriminator instead of stopping (same as train.allow_missing_slm in the config)")
+    tts.add_argument("--base-model", default=None,
+                     help="folder with G_/D_/DUR_/WD_*.pth to fine-tune from when MODEL/models has no checkpoint "
+                          "(another speaker count re-initialises only emb_g)")
+    tts.add_argument("--keep-ckpts", type=int, default=None,
+                     help="checkpoint sets to keep (0 = all; default train.keep_ckpts or 8)")
+    tts.add_argument("--max-steps", type=int, default=None,
+                     help="stop and save after this global step (default: run train.epochs)")
+    tts.add_argument("--no-spec-cache", action="store_true",
+                     help="do not cache linear spectrograms as .spec.pt next to the wavs")
+    tts.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    add_arguments(parser)
+    return parser
+
+
+def run_tts(args: argparse.Namespace) -> int:
+    import os
+
+    from bert_vits2.train import TrainError, TrainOptions, run_training
+
+    opts = TrainOptions(
+        config_path=args.config,
+        model_dir=os.path.join(args.model, "models"),
+        num_workers=args.num_workers,
+        allow_missing_slm=True if args.allow_missing_slm else None,
+        base_model=args.base_model,
+        spec_cache=not args.no_spec_cache,
+        keep_ckpts=args.keep_ckpts,
+        max_steps=args.max_steps,
+        progress=not args.no_progress,
+    )
+    try:
+        return run_training(opts)
+    except TrainError as err:
+        print(f"train_ms.py: {err}", file=sys.stderr)
+        return 1
+
+
+def run_visemes(args: argparse.Namespace) -> int:
+    from motion.train_visemes import TrainError, run_from_args
+
+    try:
+        return run_from_args(args)
+    except TrainError as err:
+        print(f"train_ms.py --visemes: {err}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_visemes(args) if args.visemes else run_tts(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
