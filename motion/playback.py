@@ -33,17 +33,37 @@ class MonotonicClock:
         return time.perf_counter() - self._t0
 
 
+class VirtualClock:
+    """Simulated time: ``sleep`` advances ``now`` instantly (checks a schedule without waiting in real time)."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float, spin_s: float = 5e-5) -> None:
+        # A zero-length sleep is the scheduler's spin: let a little time pass as a real spin would.
+        self.t += seconds if seconds > 0 else spin_s
+
+
 class AudioPlayer:
     """Plays mono float32 audio with sounddevice and exposes the output stream's clock.
 
     ``now()`` is the stream time since playback started, corrected by the reported output latency, so frames
-    line up with what is heard. Use as a context manager; ``start()`` begins playback.
+    line up with what is heard. Use as a context manager; ``start()`` begins playback. ``loop`` repeats the
+    audio seamlessly until ``stop()``.
     """
 
-    def __init__(self, audio: np.ndarray, sample_rate: int, device: int | str | None = None) -> None:
+    def __init__(
+        self, audio: np.ndarray, sample_rate: int, device: int | str | None = None, loop: bool = False
+    ) -> None:
         self.audio = np.ascontiguousarray(np.asarray(audio, dtype=np.float32).reshape(-1))
+        if self.audio.size == 0:
+            raise ValueError("AudioPlayer needs at least one sample")
         self.sample_rate = int(sample_rate)
         self.device = device
+        self.loop = loop
         self._stream = None
         self._pos = 0
         self._t0 = 0.0
@@ -51,12 +71,22 @@ class AudioPlayer:
         self.finished = threading.Event()
 
     def _callback(self, outdata, frames, time_info, status) -> None:  # pragma: no cover - needs a sound card
+        outdata[:, 0] = self.fill(frames)
+
+    def fill(self, frames: int) -> np.ndarray:
+        """The next ``frames`` samples (wrapping around when looping, silence after the end otherwise)."""
+        n = len(self.audio)
+        if self.loop:
+            idx = (self._pos + np.arange(frames)) % n
+            self._pos = (self._pos + frames) % n
+            return self.audio[idx]
+        out = np.zeros(frames, dtype=np.float32)
         chunk = self.audio[self._pos : self._pos + frames]
-        outdata[: len(chunk), 0] = chunk
-        outdata[len(chunk) :, 0] = 0.0
+        out[: len(chunk)] = chunk
         self._pos += frames
-        if self._pos >= len(self.audio):
+        if self._pos >= n:
             self.finished.set()
+        return out
 
     def start(self) -> "AudioPlayer":
         import sounddevice as sd
@@ -115,18 +145,22 @@ def run_schedule(
     loop: bool = False,
     stop: threading.Event | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    period_s: float | None = None,
 ) -> ScheduleStats:
     """Call ``send(i, t_due)`` for frame i at ``delay_s + i / fps`` on ``clock``; ``loop`` repeats from frame 0.
 
     Frames that are already late are sent at once (never skipped, never bunched behind a sleep). ``stop`` ends
-    early. The returned stats hold each frame's lateness against its deadline.
+    early. ``period_s`` is the loop length (default ``num_frames / fps``; pass the audio's length when it loops
+    with the frames). The returned stats hold each frame's lateness against its deadline.
     """
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     clock = clock or MonotonicClock()
     stats = ScheduleStats()
     base = delay_s
-    period = num_frames / fps
+    period = num_frames / fps if period_s is None else float(period_s)
+    if num_frames <= 0:
+        return stats
     while True:
         for i in range(num_frames):
             due = base + i / fps
