@@ -149,8 +149,12 @@ class MultiHeadAttention(nn.Module):
         if self.window_size is not None:
             if t_s != t_t:
                 raise ValueError("relative attention is only defined for self-attention")
-            key_rel = self._get_relative_embeddings(self.emb_rel_k, t_s)
+            # Only the 2*window+1 offsets inside the window have non-zero embeddings: multiply with those and
+            # zero-pad to the 2L-1 offsets (O(L*window*d) instead of O(L^2*d); same result).
+            key_rel, pad = self._window_embeddings(self.emb_rel_k, t_s)
             rel_logits = torch.matmul(query, key_rel.unsqueeze(0).transpose(-2, -1))
+            if pad:
+                rel_logits = F.pad(rel_logits, [pad, pad])
             scores = scores + self._relative_position_to_absolute_position(rel_logits)
         if mask is not None:
             scores = scores.masked_fill(mask == 0, -1e4)
@@ -158,9 +162,20 @@ class MultiHeadAttention(nn.Module):
         output = torch.matmul(p_attn, value)
         if self.window_size is not None:
             relative_weights = self._absolute_position_to_relative_position(p_attn)
-            value_rel = self._get_relative_embeddings(self.emb_rel_v, t_s)
+            value_rel, pad = self._window_embeddings(self.emb_rel_v, t_s)
+            relative_weights = relative_weights[..., pad : relative_weights.size(-1) - pad]
             output = output + torch.matmul(relative_weights, value_rel.unsqueeze(0))
         return output.transpose(2, 3).contiguous().view(b, d, t_t)
+
+    def _window_embeddings(self, relative_embeddings: torch.Tensor, length: int) -> tuple[torch.Tensor, int]:
+        """The relative embeddings that can be non-zero for ``length`` and how many zero offsets pad each side.
+
+        Zero-padding the result by ``pad`` on both sides gives ``_get_relative_embeddings(.., length)``.
+        """
+        window = self.window_size
+        pad = max(length - (window + 1), 0)
+        start = max((window + 1) - length, 0)
+        return relative_embeddings[:, start : relative_embeddings.size(1) - start], pad
 
     def _get_relative_embeddings(self, relative_embeddings: torch.Tensor, length: int) -> torch.Tensor:
         """The 2*length-1 relative offsets needed for a sequence of ``length``, zero beyond the window."""

@@ -179,3 +179,29 @@ def test_slice_segments():
     seg, ids = commons.rand_slice_segments(x, torch.tensor([10, 5]), 4)
     assert 0 <= ids[0] <= 6 and 0 <= ids[1] <= 1
     assert torch.equal(seg[1], x[1, :, ids[1] : ids[1] + 4])
+
+
+@pytest.mark.parametrize("length", [1, 3, 5, 6, 13])
+def test_windowed_relative_attention_matches_full_tables(length):
+    """The banded relative-position computation equals the padded full-table formulation."""
+    from bert_vits2.attentions import MultiHeadAttention
+
+    torch.manual_seed(length)
+    attn = MultiHeadAttention(8, 8, 2, window_size=4).eval()
+    q = torch.randn(2, attn.n_heads, length, attn.k_channels)
+    p = torch.softmax(torch.randn(2, attn.n_heads, length, length), -1)
+    full_k = attn._get_relative_embeddings(attn.emb_rel_k, length)
+    full_v = attn._get_relative_embeddings(attn.emb_rel_v, length)
+    win_k, pad = attn._window_embeddings(attn.emb_rel_k, length)
+    win_v, _ = attn._window_embeddings(attn.emb_rel_v, length)
+    assert full_k.shape[1] == 2 * length - 1
+    torch.testing.assert_close(torch.nn.functional.pad(win_k, [0, 0, pad, pad]), full_k, rtol=0, atol=0)
+    logits_full = attn._relative_position_to_absolute_position(q @ full_k.unsqueeze(0).transpose(-2, -1))
+    logits_win = attn._relative_position_to_absolute_position(
+        torch.nn.functional.pad(q @ win_k.unsqueeze(0).transpose(-2, -1), [pad, pad])
+    )
+    torch.testing.assert_close(logits_win, logits_full, rtol=1e-6, atol=1e-6)
+    rel_w = attn._absolute_position_to_relative_position(p)
+    out_full = rel_w @ full_v.unsqueeze(0)
+    out_win = rel_w[..., pad : rel_w.size(-1) - pad] @ win_v.unsqueeze(0)
+    torch.testing.assert_close(out_win, out_full, rtol=1e-6, atol=1e-6)
