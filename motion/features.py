@@ -24,8 +24,10 @@ HOP = 512
 N_FFT = 2048
 FEATURE_FPS = TTS_SAMPLE_RATE / HOP  # 86.1328125 frames/s, the z rate
 DEFAULT_N_MELS = 80
-# Fixed affine normalisation of log-mel (natural log, clamp 1e-5): keeps loudness information (silence stays low)
-MEL_OFFSET = 4.0
+# Log-mel normalisation (natural log): subtract the clip's loud level (99th percentile, but never below MEL_REF_FLOOR,
+# so silence and very quiet noise stay low instead of being amplified), then scale. This makes the heads insensitive
+# to recording level (-26..0 dB re. full scale map to the same features).
+MEL_REF_FLOOR = -3.0
 MEL_SCALE = 3.0
 
 
@@ -77,15 +79,16 @@ def linear_spectrogram(audio: np.ndarray, params: SpecParams = SpecParams()) -> 
 
 
 def log_mel(audio: np.ndarray, n_mels: int = DEFAULT_N_MELS, params: SpecParams = SpecParams()) -> np.ndarray:
-    """Mono float32 audio at 44.1 kHz -> normalised log-mel [n_mels, frames] at the z rate (input of the mel head)."""
+    """Mono float32 audio at 44.1 kHz -> level-normalised log-mel [n_mels, frames] at the z rate (mel-head input)."""
     from bert_vits2.mel_processing import mel_spectrogram_torch
 
     y = torch.from_numpy(_pad_short(np.asarray(audio, dtype=np.float32), params.filter_length)).unsqueeze(0)
     mel = mel_spectrogram_torch(
         y.clamp(-1.0, 1.0), params.filter_length, n_mels, params.sampling_rate, params.hop_length, params.win_length,
         0.0, None, center=False,
-    )[0]
-    return ((mel + MEL_OFFSET) / MEL_SCALE).numpy().astype(np.float32)
+    )[0].numpy()
+    ref = max(float(np.percentile(mel, 99)), MEL_REF_FLOOR)
+    return ((mel - ref) / MEL_SCALE + 1.0).astype(np.float32)
 
 
 # --- posterior encoder -------------------------------------------------------------------------------------------

@@ -64,6 +64,9 @@ STRENGTH: dict[str, float] = {
     "aa": 1.0, "E": 1.0, "I": 1.0, "O": 1.4, "U": 1.6, "@": 0.8, "nn": 0.5,
 }
 
+# Lip closures and labiodentals are strong but local: their influence decays faster than a vowel's.
+REACH_SCALE: dict[str, float] = {"PP": 0.6, "FF": 0.6, "TH": 0.7}
+
 # --- phone tables -----------------------------------------------------------------------------------------------
 
 SILENCE_PHONES = frozenset({
@@ -213,7 +216,8 @@ def render(
         tt = t[lo:hi]
         before = np.clip(seg.start - tt, 0.0, None)
         after = np.clip(tt - seg.end, 0.0, None)
-        d = seg.strength * np.exp(-before / anticipation_s - after / carryover_s)
+        k = REACH_SCALE.get(seg.viseme, 1.0)
+        d = seg.strength * np.exp(-before / (anticipation_s * k) - after / (carryover_s * k))
         num[lo:hi] += d[:, None] * VISEME_POSES[seg.viseme][None, :]
         den[lo:hi] += d
     out = (num / den[:, None]) * intensity
@@ -257,6 +261,6 @@ def lipsync(
 
 
 __all__ = [
-    "EN", "IPA", "JA", "STRENGTH", "Segment", "VISEMES", "VISEME_POSES", "ZH", "lipsync", "lipsync_events",
+    "EN", "IPA", "JA", "REACH_SCALE", "STRENGTH", "Segment", "VISEMES", "VISEME_POSES", "ZH", "lipsync", "lipsync_events",
     "phone_visemes", "render", "segments_from_phones",
 ]
