@@ -119,7 +119,8 @@ class MicrophoneSource(AudioSource):
         t_first = time_info.inputBufferAdcTime or (time_info.currentTime - frames / self.sample_rate)
         self._push(indata[:, 0].copy(), t_first)
 
-    def start(self) -> None:  # pragma: no cover - needs a sound card
+    def check(self) -> str:
+        """The input device's name; raises :class:`NoInputDeviceError` (saying what to do) when there is none."""
         sd = _sounddevice()
         try:
             info = sd.query_devices(self.device, kind="input")
@@ -129,6 +130,11 @@ class MicrophoneSource(AudioSource):
                 f"microphone, pick one with --device (see --list-devices), or use --audio-file WAV"
             ) from err
         self.device_name = str(info["name"])
+        return self.device_name
+
+    def start(self) -> None:  # pragma: no cover - needs a sound card
+        sd = _sounddevice()
+        self.check()
         try:
             self._stream = sd.InputStream(
                 samplerate=self.sample_rate, channels=1, dtype="float32", blocksize=BLOCK, device=self.device,
@@ -478,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
             seconds = 20.0
         if seconds <= 0:
             raise ValueError("--seconds must be positive")
+        if isinstance(first, MicrophoneSource):
+            first.check()  # before listening: no microphone is said at once
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         with LiveLinkReceiver(args.host, args.port) as receiver:
             host, port = receiver.address
@@ -492,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
                         time.sleep(min(1.0, args.countdown))
                     status.done()
                 result = record_take(source, receiver, seconds, args.out_dir, status=status, say=err)
+                if result.error is not None and result.stem is None:
+                    raise result.error
                 err(describe(result))
                 if result.error is not None:
                     raise result.error

@@ -156,3 +156,16 @@ def test_port_in_use_and_no_packet_hint(tmp_path, wav):
             LiveLinkReceiver("127.0.0.1", rx.address[1])
     hint = record.no_packet_hint(("0.0.0.0", 11111))
     assert "Targets" in hint and "firewall" in hint and "11111" in hint
+
+
+def test_several_takes_never_overwrite(wav, tmp_path):
+    out = tmp_path / "rec"
+    port = _free_port()
+    rc = record.main(["--audio-file", str(wav), "--seconds", "0.4", "--takes", "2", "--countdown", "0.1",
+                      "--host", "127.0.0.1", "--port", str(port), "--out-dir", str(out)])
+    assert rc == 0
+    stems = sorted(p.stem for p in out.glob("*.json"))
+    assert len(stems) == 2 and len(list(out.glob("*.wav"))) == 2
+    for s in stems:
+        t = load_take(out / s)
+        assert t.num_frames == 0 and t.audio_duration_s == pytest.approx(0.4, abs=0.01)
