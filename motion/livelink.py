@@ -385,7 +385,7 @@ class LiveLinkSender:
             player = AudioPlayer(audio, sample_rate, device=audio_device, loop=loop)
             clock = player
         clock = clock or MonotonicClock()
-        sched_delay = max(0.0, delay_s) if player is not None else delay_s
+        sched_delay = max(0.0, delay_s)  # a negative delay only has a meaning against audio (handled above)
         counter = {"k": 0}
 
         def send(i: int, due: float) -> None:

@@ -169,3 +169,21 @@ def test_several_takes_never_overwrite(wav, tmp_path):
     for s in stems:
         t = load_take(out / s)
         assert t.num_frames == 0 and t.audio_duration_s == pytest.approx(0.4, abs=0.01)
+
+
+def test_error_mid_take_saves_what_was_captured(wav, tmp_path, packets):
+    class FailingSource(record.FileAudioSource):
+        def _push(self, block, t):
+            super()._push(block, t)
+            if self.seconds() > 0.5:
+                self.error = OSError("input overflow: device unplugged")
+
+    with LiveLinkReceiver("127.0.0.1", 0) as rx:
+        th = threading.Thread(target=replay, args=(packets, rx.address, 20))
+        th.start()
+        r = record.record_take(FailingSource(wav), rx, 5.0, tmp_path, say=lambda m: None)
+        th.join()
+    assert isinstance(r.error, OSError) and r.stem is not None
+    t = load_take(r.stem)
+    assert t.meta["interrupted"] is True and 0.5 < t.audio_duration_s < 1.5 and t.num_frames > 0
+    assert "interrupted: saved" in record.describe(r)

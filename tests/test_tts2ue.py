@@ -118,3 +118,16 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     np.save(tmp_path / "bad.npy", np.zeros((5, 52)))
     assert tts2ue.main(["--bs_npy_file", str(tmp_path / "bad.npy"), "--fps", "60"]) == 1
     assert "[T, 61]" in capsys.readouterr().err
+
+
+def test_original_webui_output_and_delay(tmp_path):
+    """The founding contract: `tts2ue.py --bs_npy_file tmp.npy --wav_file tmp.wav --delay_ms 700` (86.13 fps, no JSON)."""
+    n = int(round(2.0 * 86.1328125))
+    np.save(tmp_path / "tmp.npy", np.full((n, 61), 0.1, np.float32))
+    sf.write(tmp_path / "tmp.wav", np.zeros(44100 * 2, np.float32), 44100, subtype="PCM_16")
+    out = tmp_path / "p.jsonl"
+    assert tts2ue.main(["--bs_npy_file", str(tmp_path / "tmp.npy"), "--wav_file", str(tmp_path / "tmp.wav"),
+                        "--delay_ms", "700", "--dry-run", str(out), "--virtual-clock"]) == 0
+    log = read_packet_log(out)
+    assert len(log) == 120  # 2 s resampled from 86.13 fps (inferred from the audio's length) to 60 fps
+    assert log[0]["due"] == pytest.approx(0.7) and log[-1]["due"] == pytest.approx(0.7 + 119 / 60)
