@@ -1,0 +1,246 @@
+"""TTS training (train_ms.py / bert_vits2.train): tiny dataset built from espeak-ng speech through the project's own
+preprocessing tools, tiny random BERT and WavLM, a few dozen CPU steps, resume, Ctrl-C, 2-process torchrun, and
+checkpoints that load strictly and synthesize."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bert_vits2 import train as train_mod
+from bert_vits2.checkpoint import latest_checkpoint_path, load_checkpoint, load_model_for_inference, read_checkpoint
+from bert_vits2.data import DistributedBucketSampler, TextAudioSpeakerDataset, collate_batch
+from bert_vits2.hparams import load_hparams
+from bert_vits2.models import DurationDiscriminator, MultiPeriodDiscriminator, WavLMDiscriminator
+from bert_vits2.train import TrainError, TrainOptions, run_training
+
+REPO = Path(__file__).resolve().parents[1]
+SENTENCES = [
+    ("alice", "你好，世界。"), ("alice", "我知道这个苹果很好。"), ("alice", "他们说要开始了。"),
+    ("bob", "这个橘子很好吗？"), ("bob", "我有三个苹果，你有五个。"), ("bob", "你们对这事知道吗？"),
+    ("alice", "新世界开始了。"), ("bob", "不要说了，我知道。"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env_and_threads():
+    saved = dict(os.environ)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def _tiny_config(bv2_ref: Path, root: Path) -> dict:
+    cfg = json.loads((bv2_ref / "config.json").read_text())
+    cfg["train"].update(log_interval=1, eval_interval=20, seed=1234, epochs=1000, batch_size=2, learning_rate=1e-3,
+                        segment_size=2048, skip_optimizer=False, keep_ckpts=1,
+                        bucket_boundaries=[32, 200, 400, 800, 1600])
+    cfg["data"].update(training_files=str(root / "train.list"), validation_files=str(root / "val.list"),
+                       sampling_rate=16000, filter_length=256, hop_length=64, win_length=256, n_mel_channels=40,
+                       n_speakers=2, spk2id={})
+    cfg["model"].update(inter_channels=16, hidden_channels=32, filter_channels=64, n_heads=2, n_layers=3,
+                        resblock="1", resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]],
+                        upsample_rates=[4, 4, 4], upsample_initial_channel=32, upsample_kernel_sizes=[8, 8, 8],
+                        gin_channels=16,
+                        slm={"model": str(root / "wavlm"), "sr": 16000, "hidden": 32, "nlayers": 3,
+                             "initial_channel": 8})
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, bv2_ref):
+    """espeak-ng speech -> resample (16 kHz) -> preprocess_text -> bert_gen with a random 1024-wide BERT."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    from transformers import BertConfig, BertForMaskedLM, WavLMConfig, WavLMModel
+
+    from bert_vits2.preprocess import bert_gen, preprocess_text, resample_folder
+
+    root = tmp_path_factory.mktemp("tts_data")
+    raw, wavs = root / "raw", root / "wavs"
+    raw.mkdir()
+    lines = []
+    for i, (speaker, text) in enumerate(SENTENCES):
+        voice = "cmn" if speaker == "alice" else "cmn+f2"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw / f"{speaker}_{i}.wav"), text], check=True)
+        lines.append(f"{wavs / f'{speaker}_{i}.wav'}|{speaker}|ZH|{text}")
+    summary = resample_folder(raw, wavs, 16000, processes=1, progress=False)
+    assert summary.failed == [] and summary.done == len(SENTENCES)
+    (root / "esd.list").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config_path = root / "config.json"
+    config_path.write_text(json.dumps(_tiny_config(bv2_ref, root)), encoding="utf-8")
+    text_summary = preprocess_text(root / "esd.list", None, root / "train.list", root / "val.list", config_path,
+                                   val_per_lang=1, max_val_total=1, progress=False)
+    assert text_summary.n_train == len(SENTENCES) - 1 and text_summary.n_val == 1, text_summary.describe()
+
+    bert_dir = root / "bert_zh"
+    bert_dir.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        shutil.copy(bv2_ref / "bert_tiny_zh" / name, bert_dir / name)
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig(vocab_size=46, hidden_size=1024, num_hidden_layers=3, num_attention_heads=4,
+                               intermediate_size=32, max_position_embeddings=128)).save_pretrained(bert_dir)
+    bert_summary = bert_gen([root / "train.list", root / "val.list"], {"ZH": bert_dir}, progress=False)
+    assert bert_summary.failed == [] and bert_summary.done == len(SENTENCES)
+
+    WavLMModel(WavLMConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                           conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                           num_buckets=32, max_bucket_distance=100)).save_pretrained(root / "wavlm")
+    return root
+
+
+def _scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def test_dataset_sampler_and_collate(dataset):
+    hps = load_hparams(dataset / "config.json")
+    data = TextAudioSpeakerDataset(hps.data.training_files, hps)
+    assert len(data) == len(SENTENCES) - 1
+    phones, spec, wav, sid, tones, langs, bert, ja_bert, en_bert = data[0]
+    assert len(phones) % 2 == 1 and phones[0::2].eq(0).all() and phones[3:-3:2].ne(0).all()  # add_blank
+    assert bert.shape == (1024, len(phones)) and ja_bert.shape == en_bert.shape == bert.shape
+    assert abs(float(ja_bert.std()) - 1.0) < 0.1  # non-native channels are N(0,1) noise, as upstream
+    assert spec.shape[0] == 129 and abs(spec.shape[1] - wav.shape[1] // 64) <= 1
+    assert Path(data.utterances[0].line.wav).with_suffix(".spec.pt").is_file()  # cached beside the wav
+    batch = collate_batch([data[i] for i in range(3)])
+    assert batch[3].tolist() == sorted(batch[3].tolist(), reverse=True)
+    assert batch[2].shape[2] == int(batch[3][0]) and batch[9].shape == (3, 1024, batch[0].shape[1])
+
+    sampler = DistributedBucketSampler([10, 50, 60, 70, 250, 260, 900], 2, [32, 100, 300], num_replicas=2, rank=0)
+    other = DistributedBucketSampler([10, 50, 60, 70, 250, 260, 900], 2, [32, 100, 300], num_replicas=2, rank=1)
+    assert sampler.left_out == 2  # 10 and 900 frames lie outside the boundaries
+    mine, theirs = list(sampler), list(other)
+    assert len(mine) == len(theirs) == len(sampler)
+    for b in mine + theirs:  # a batch never mixes buckets
+        assert len({0 if i < 4 else 1 for i in b}) == 1
+    assert {i for b in mine + theirs for i in b} == {1, 2, 3, 4, 5}
+
+
+def test_missing_wavlm_stops_with_a_clear_message(dataset, tmp_path):
+    cfg = json.loads((dataset / "config.json").read_text())
+    cfg["model"]["slm"]["model"] = str(tmp_path / "nowhere")
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(TrainError, match="WavLM model not found.*allow_missing_slm"):
+        run_training(TrainOptions(str(tmp_path / "config.json"), str(tmp_path / "models"), num_workers=0,
+                                  progress=False))
+    assert not list((tmp_path / "models").glob("G_*.pth"))
+
+
+def test_train_resume_interrupt_and_synthesize(dataset, tmp_path):
+    model_dir = tmp_path / "models"
+    config = str(dataset / "config.json")
+    code = run_training(TrainOptions(config, str(model_dir), num_workers=0, max_steps=30, progress=False))
+    assert code == 0
+    # keep_ckpts=1: the step-20 set is pruned, the final set (step 30) stays
+    assert sorted(p.name for p in model_dir.glob("*_*.pth")) == ["DUR_30.pth", "D_30.pth", "G_30.pth", "WD_30.pth"]
+    tags = ["loss/g/mel", "loss/g/kl", "loss/g/dur", "loss/g/fm", "loss/g/gen", "loss/g/lm", "loss/g/lm_gen",
+            "loss/g/dur_gen", "loss/d/total", "loss/wd", "loss/dur_disc", "loss/g/total"]
+    for tag in tags:
+        values = _scalars(model_dir, tag)
+        assert len(values) == 30 and all(np.isfinite(v) for _, v in values), tag
+    mel = [v for _, v in _scalars(model_dir, "loss/g/mel")]
+    assert np.mean(mel[-5:]) < np.mean(mel[:5]) * 0.9, mel
+    noise = [v for _, v in _scalars(model_dir, "mas_noise_scale")]
+    assert noise[0] > noise[-1] > 0  # noise-scaled MAS decays per step
+    lrs = [v for _, v in _scalars(model_dir, "learning_rate")]
+    assert lrs[-1] < lrs[0]  # ExponentialLR steps per epoch
+    assert list((model_dir / "eval").glob("events.out.tfevents.*"))  # validation audio/mel written
+
+    ckpt = read_checkpoint(model_dir / "G_30.pth")
+    assert set(ckpt) == {"model", "iteration", "optimizer", "learning_rate"}
+    assert not any(k.startswith("module.") for k in ckpt["model"]) and ckpt["learning_rate"] == 1e-3
+    epoch_saved = ckpt["iteration"]
+    assert epoch_saved > 1
+
+    # resume: continues the step count; Ctrl-C (KeyboardInterrupt) saves before exiting
+    calls = {"n": 0}
+    original = train_mod._Trainer.train_step
+
+    def interrupt_after_four(self, batch):
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    train_mod._Trainer.train_step = interrupt_after_four
+    try:
+        code = run_training(TrainOptions(config, str(model_dir), num_workers=0, progress=False))
+    finally:
+        train_mod._Trainer.train_step = original
+    assert code == 130
+    assert latest_checkpoint_path(model_dir) == str(model_dir / "G_34.pth")
+    assert read_checkpoint(model_dir / "G_34.pth")["iteration"] >= epoch_saved
+    steps = [s for s, _ in _scalars(model_dir, "loss/g/mel")]
+    assert steps[-4:] == [31, 32, 33, 34]
+
+    # every checkpoint loads strictly into fresh networks; G synthesizes
+    hps = load_hparams(config)
+    net_g, _ = load_model_for_inference(config, model_dir / "G_34.pth")
+    slm = hps.model.slm
+    for net, name in ((MultiPeriodDiscriminator(), "D"), (DurationDiscriminator(32, 32, 3, 0.1, gin_channels=16), "DUR"),
+                      (WavLMDiscriminator(slm.hidden, slm.nlayers, slm.initial_channel), "WD")):
+        load_checkpoint(model_dir / f"{name}_34.pth", net, strict=True)
+    val = TextAudioSpeakerDataset(hps.data.validation_files, hps, shuffle_seed=None)
+    x, x_len, _, _, _, _, sid, tone, lang, bert, ja, en = collate_batch([val[0]])
+    with torch.no_grad():
+        audio, _, mask, _ = net_g.infer(x, x_len, sid, tone, lang, bert, ja, en, sdp_ratio=0.5)
+    assert audio.shape[-1] == int(mask.sum()) * 64 > 0 and torch.isfinite(audio).all() and audio.abs().max() > 0
+
+
+def test_finetune_from_base_with_other_speaker_count(dataset, tmp_path, caplog):
+    cfg = json.loads((dataset / "config.json").read_text())
+    config = tmp_path / "config.json"
+    (tmp_path / "base").mkdir()
+    # a "base model" with 5 speakers: only emb_g differs from this dataset's 2-speaker config
+    hps = load_hparams(dataset / "config.json")
+    from bert_vits2.checkpoint import save_checkpoint
+    from bert_vits2.models import SynthesizerTrn
+
+    model = dict(hps.model.items())
+    base = SynthesizerTrn(112, 129, 32, n_speakers=5, **model)
+    save_checkpoint(base, None, 0.0, 0, tmp_path / "base" / "G_0.pth")
+    cfg["train"]["allow_missing_slm"] = True
+    cfg["model"]["slm"]["model"] = str(tmp_path / "no_wavlm")
+    config.write_text(json.dumps(cfg))
+    caplog.set_level("INFO")
+    code = run_training(TrainOptions(str(config), str(tmp_path / "models"), num_workers=0, max_steps=2, progress=False,
+                                     base_model=str(tmp_path / "base")))
+    assert code == 0
+    text = caplog.text
+    assert "emb_g.weight re-initialised" in text and "5 speakers, this config 2" in text
+    assert "WITHOUT the WavLM" in text
+    assert sorted(p.name for p in (tmp_path / "models").glob("*.pth")) == ["DUR_2.pth", "D_2.pth", "G_2.pth"]
+    got = read_checkpoint(tmp_path / "models" / "G_2.pth")["model"]
+    assert got["emb_g.weight"].shape == (2, 16)
+
+
+def test_torchrun_two_processes_gloo(dataset, tmp_path):
+    model_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(REPO / "train_ms.py"), "-m", str(model_dir), "-c", str(dataset / "config.json"),
+           "--num-workers", "0", "--max-steps", "3", "--no-progress"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "2 process(es)" in proc.stderr
+    g_path = model_dir / "models" / "G_3.pth"
+    net_g, _ = load_model_for_inference(dataset / "config.json", g_path)
+    assert sum(p.numel() for p in net_g.parameters()) > 0
