@@ -54,6 +54,10 @@ def _default_processes(requested: int | None, n_jobs: int) -> int:
     return max(1, min(requested, max(n_jobs, 1)))
 
 
+def _run_chunk(worker: Callable[[Any], Any], chunk: list[Any]) -> list[Any]:
+    return [worker(job) for job in chunk]
+
+
 def _run_jobs(
     worker: Callable[[Any], Any],
     jobs: Sequence[Any],
@@ -64,26 +68,41 @@ def _run_jobs(
     initargs: tuple = (),
     unit: str = "file",
 ) -> list[Any]:
-    """Map ``worker`` over ``jobs`` in-process (processes == 1) or in a spawn pool, with a tqdm bar."""
+    """Map ``worker`` over ``jobs`` in-process (processes == 1) or in a spawn process pool, with a tqdm bar.
+
+    A worker process that dies (out of memory, killed) stops the run with an error instead of hanging.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
     from tqdm import tqdm
 
-    results = []
+    results: list[Any] = []
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress, unit=unit)
     try:
-        if processes <= 1:
+        if processes <= 1 or len(jobs) <= 1:
             if initializer is not None:
                 initializer(*initargs)
             for job in jobs:
                 results.append(worker(job))
                 bar.update()
-        else:
-            # spawn: forking a process whose torch/OpenMP threads are running can deadlock the children
-            ctx = multiprocessing.get_context("spawn")
-            chunksize = max(1, min(64, len(jobs) // (processes * 8) or 1))
-            with ctx.Pool(processes, initializer=initializer, initargs=initargs) as pool:
-                for result in pool.imap_unordered(worker, jobs, chunksize=chunksize):
-                    results.append(result)
-                    bar.update()
+            return results
+        # spawn: forking a process whose torch/OpenMP threads are running can deadlock the children
+        size = max(1, min(32, len(jobs) // (processes * 4)))
+        chunks = [list(jobs[i : i + size]) for i in range(0, len(jobs), size)]
+        ctx = multiprocessing.get_context("spawn")
+        try:
+            with ProcessPoolExecutor(processes, mp_context=ctx, initializer=initializer, initargs=initargs) as pool:
+                futures = [pool.submit(_run_chunk, worker, chunk) for chunk in chunks]
+                for future in as_completed(futures):
+                    done = future.result()
+                    results.extend(done)
+                    bar.update(len(done))
+        except BrokenProcessPool as exc:
+            raise RuntimeError(
+                f"{desc}: a worker process died ({exc}); finished outputs are kept, run again (maybe with fewer "
+                f"processes if memory ran out)"
+            ) from None
     finally:
         bar.close()
     return results
