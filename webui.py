@@ -1,0 +1,65 @@
+"""Web UI: Bert-VITS2 text-to-speech with a face (ARKit / Live Link curves), audio -> face, send to Unreal / VMC.
+
+    python webui.py                               # demo voice (eSpeak NG) when no model is given or found
+    python webui.py --model-dir Data/myvoice/models --head Data/myvoice/models/V_best.pth
+
+Serves on http://127.0.0.1:7860 (local only; --host 0.0.0.0 to expose it, --share for a public gradio link).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-m", "--model-dir", help="voice folder with G_<step>.pth (newest is used), config.json and "
+                   "optionally bert/<name>/ BERT folders; without it (or when nothing is found) the demo voice is used")
+    p.add_argument("-c", "--config", help="config.json of the voice (default: MODEL_DIR/config.json or ../config.json)")
+    p.add_argument("--checkpoint", help="explicit G_*.pth instead of the newest in --model-dir")
+    p.add_argument("--bert-dir", help="folder holding chinese-roberta-wwm-ext-large/, deberta-v2-large-japanese-char-wwm/, "
+                   "deberta-v3-large/ (default: MODEL_DIR/bert, then ./bert or $BV2_BERT_ROOT)")
+    for lang in ("zh", "jp", "en"):
+        p.add_argument(f"--bert-{lang}", help=f"explicit {lang.upper()} BERT folder")
+    p.add_argument("--head", help="trained expression head V_*.pth (train_ms.py --visemes); default: rule-based lip-sync")
+    p.add_argument("--fps", type=float, default=60.0, help="face frame rate of the outputs (default 60)")
+    p.add_argument("--no-blink", action="store_true", help="do not inject periodic blinks")
+    p.add_argument("--outputs", help="where per-request output folders go (default: a new temporary folder)")
+    p.add_argument("--device", default="cpu", help="torch device for the voice (cpu, cuda)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, local only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--share", action="store_true", help="create a public gradio share link (off by default)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from motion.webui_app import WebUIConfig, build_app, launch
+    from motion.train_visemes import TrainError
+
+    bert_dirs = {k: v for k, v in (("ZH", args.bert_zh), ("JP", args.bert_jp), ("EN", args.bert_en)) if v}
+    cfg = WebUIConfig(model_dir=args.model_dir, config=args.config, checkpoint=args.checkpoint, bert_dir=args.bert_dir,
+                      bert_dirs=bert_dirs, head=args.head, outputs_dir=args.outputs, device=args.device, fps=args.fps,
+                      blink=not args.no_blink)
+    try:
+        app = build_app(cfg)
+    except TrainError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    state = app.webui_state
+    if not any(k.startswith("Bert-VITS2") for k in state.voices):
+        logging.getLogger("webui").warning("no Bert-VITS2 voice loaded: using the demo voice (eSpeak NG)%s",
+                                           f" ({state.load_error})" if state.load_error else "")
+    print(f"outputs go to {state.outputs}")
+    launch(app, args.host, args.port, args.share, block=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
