@@ -301,7 +301,9 @@ def stream_clip(
             return run_schedule(clip.num_frames, clip.fps, send, MonotonicClock(), delay_s, loop, stop)
         with AudioPlayer(audio, int(sample_rate)) as player:
             stats = run_schedule(clip.num_frames, clip.fps, send, player, delay_s, False, stop)
-            while stop is None or not stop.is_set():  # let the tail of the audio play out
+            # Let the tail of the audio play out (bounded, in case the stream never reports its end).
+            audio_s = len(np.asarray(audio).reshape(-1)) / float(sample_rate)
+            while (stop is None or not stop.is_set()) and player.now() < audio_s + 0.5:
                 if player.finished.wait(0.05):
                     break
             return stats

@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--face", type=Path, help="face curves: [T, 61] .npy (Live Link wire order) or a Live Link Face CSV")
     g.add_argument("--face-fps", type=float, default=FACE_FPS, help="frame rate of a .npy face (a CSV has its own)")
     g.add_argument("--wav", type=Path, help="audio to play in sync (frames follow the sound card's clock)")
+    g.add_argument("--no-audio", action="store_true", help="do not play --wav (no sound card); frames use the wall clock")
     g = p.add_argument_group("sending")
     g.add_argument("--host", default=DEFAULT_HOST, help="VMC receiver (Marionette) address")
     g.add_argument("--port", type=int, default=DEFAULT_PORT, help="VMC receiver port")
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bvh or args.dry_run:
         return 0
     audio = sr = None
-    if args.wav:
+    if args.wav and not args.no_audio:
         if args.loop:
             raise ValueError("--loop cannot be combined with --wav (the sound would not repeat)")
         from motion.audio import load_audio
