@@ -4,7 +4,8 @@ Prints:
 - conversion speed (frames/s): HumanML3D positions → local rotations; resampling 20 → send fps + Unity conversion
   (``make_clip``); OSC bundle encoding;
 - sender timing at ``--fps`` over ``--seconds`` to a local UDP receiver: the scheduler's lateness against each
-  frame's deadline and the receive-side error (arrival - i / fps, constant latency removed), median and p99 in ms, and drift.
+  frame's deadline and the receive-side error (arrival - i / fps, constant latency removed), median and p99 in ms,
+  and the drift.
 
     python benchmarks/bench_vmc.py [--seconds 30] [--fps 30] [--joints ../shared/reference/motion/...npy]
 """

@@ -19,8 +19,8 @@ T-pose. ``mode="positions"`` ignores the rotations and fits the T-pose skeleton 
 as for HumanML3D (robust to any bind pose, but without twist).
 
 Rig joint names are matched case-insensitively ignoring ``_``/``-``/spaces, either all as Unity bone names or all
-as HumanML3D/SMPL names (``L_Hip``, ``left_hip``, ...), whichever matches more; pass ``name_map`` (Unity bone → rig joint name, e.g. from a
-JSON file) for other rigs.
+as HumanML3D/SMPL names (``L_Hip``, ``left_hip``, ...), whichever matches more; pass ``name_map`` (Unity bone →
+rig joint name, e.g. from a JSON file) for other rigs.
 """
 
 from __future__ import annotations
@@ -190,7 +190,9 @@ def a2p_to_motion(
     parent_world = world[:, list(np.maximum(PARENTS, 0))]
     local = quat_mul(quat_conj(parent_world), world)
     local[:, 0] = world[:, 0]
-    return BodyMotion(rotations=make_continuous(local), root_positions=positions[:, 0].copy(), rest=rest, fps=export.fps)
+    return BodyMotion(
+        rotations=make_continuous(local), root_positions=positions[:, 0].copy(), rest=rest, fps=export.fps
+    )
 
 
 def load_name_map(path: str | Path) -> dict[str, str]:

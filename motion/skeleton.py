@@ -189,13 +189,14 @@ def quat_scale_angle(q: np.ndarray, factor: np.ndarray | float) -> np.ndarray:
 
 
 def check_joints(joints: np.ndarray, what: str = "motion") -> np.ndarray:
-    """Validate HumanML3D joint positions (``[T, 22, 3]`` or MotionGPT's ``[1, T, 22, 3]``) → float64 ``[T, 22, 3]``."""
+    """Validate HumanML3D positions (``[T, 22, 3]`` or MotionGPT's ``[1, T, 22, 3]``) → float64 ``[T, 22, 3]``."""
     arr = np.asarray(joints)
     if arr.ndim == 4 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 3 or arr.shape[1:] != (NUM_JOINTS, 3):
         raise MotionFormatError(
-            f"{what}: expected HumanML3D joint positions of shape [T, 22, 3] or [1, T, 22, 3], got {list(np.shape(joints))}"
+            f"{what}: expected HumanML3D joint positions of shape [T, 22, 3] or [1, T, 22, 3], "
+            f"got {list(np.shape(joints))}"
         )
     if arr.shape[0] == 0:
         raise MotionFormatError(f"{what}: the motion has no frames")
@@ -204,7 +205,9 @@ def check_joints(joints: np.ndarray, what: str = "motion") -> np.ndarray:
     arr = arr.astype(np.float64)
     if not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr).all(axis=(1, 2)))[:, 0]
-        raise MotionFormatError(f"{what}: {len(bad)} frames hold NaN or infinite positions (first: frame {bad[0]})")
+        raise MotionFormatError(
+            f"{what}: {len(bad)} frames hold NaN or infinite positions (first: frame {bad[0]}); fix or trim the file"
+        )
     return arr
 
 
@@ -443,10 +446,10 @@ def to_unity_quats(q: np.ndarray) -> np.ndarray:
 
 
 __all__ = [
-    "apply_damping", "BONE_INDEX", "BodyMotion", "CHAINS", "CHILDREN", "JOINT_INDEX", "JOINT_NAMES", "LEFT_JOINTS", "MotionFormatError",
-    "NUM_JOINTS", "PARENTS", "RIGHT_JOINTS", "RestSkeleton", "SOURCE_FPS", "UNITY_BONES", "check_joints",
-    "concat_motions", "facing_direction", "make_continuous", "forward_kinematics", "positions_to_rotations", "quat_angle",
-    "quat_between", "quat_conj", "quat_from_matrix", "quat_identity", "quat_mul", "quat_rotate", "quat_scale_angle",
-    "quat_slerp", "quat_to_matrix", "rest_skeleton", "resample_motion", "smooth_positions", "to_unity_positions",
-    "to_unity_quats",
+    "apply_damping", "BodyMotion", "BONE_INDEX", "CHAINS", "check_joints", "CHILDREN", "concat_motions",
+    "facing_direction", "forward_kinematics", "JOINT_INDEX", "JOINT_NAMES", "LEFT_JOINTS", "make_continuous",
+    "MotionFormatError", "NUM_JOINTS", "PARENTS", "positions_to_rotations", "quat_angle", "quat_between",
+    "quat_conj", "quat_from_matrix", "quat_identity", "quat_mul", "quat_rotate", "quat_scale_angle", "quat_slerp",
+    "quat_to_matrix", "resample_motion", "rest_skeleton", "RestSkeleton", "RIGHT_JOINTS", "smooth_positions",
+    "SOURCE_FPS", "to_unity_positions", "to_unity_quats", "UNITY_BONES",
 ]

@@ -24,6 +24,17 @@ log = logging.getLogger("vmc_cli")
 BODY_NPY_HELP = "MotionGPT / HumanML3D joint positions .npy ([1, T, 22, 3] or [T, 22, 3], metres, 20 fps)"
 
 
+_EPILOG = __doc__.split("Examples::", 1)[1] + """
+Each frame is one OSC bundle: /VMC/Ext/OK, /VMC/Ext/T, /VMC/Ext/Root/Pos, /VMC/Ext/Bone/Pos for the 22 humanoid
+bones (local rotations, identity in the T-pose, Unity axes), then the 52 Perfect Sync /VMC/Ext/Blend/Val and
+/VMC/Ext/Blend/Apply. The receiver's avatar needs Perfect Sync blendshapes for the face.
+"""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
 def build_parser() -> argparse.ArgumentParser:
     from motion.postprocess import DEFAULT_FPS as FACE_FPS
     from motion.skeleton import SOURCE_FPS
@@ -33,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vmc_cli.py",
         description="Stream body motion and/or a face to a VMC receiver (VSeeFace, VMagicMirror, Warudo, EVMC4U, "
         "VMC4UE, VMCtoMOP...) as OSC bundles, one per frame, scheduled by time; or write them / a BVH to a file.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
+        epilog=_EPILOG,
     )
     p.add_argument(
         "inputs", nargs="*", type=Path,
@@ -44,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--face", type=Path, help="face curves: [T, 61] .npy (Live Link wire order) or a Live Link Face CSV")
     g.add_argument("--face-fps", type=float, default=FACE_FPS, help="frame rate of a .npy face (a CSV has its own)")
     g.add_argument("--wav", type=Path, help="audio to play in sync (frames follow the sound card's clock)")
-    g.add_argument("--no-audio", action="store_true", help="do not play --wav (no sound card); frames use the wall clock")
+    g.add_argument("--no-audio", action="store_true",
+                   help="do not play --wav (no sound card); frames use the wall clock")
     g = p.add_argument_group("sending")
     g.add_argument("--host", default=DEFAULT_HOST, help="VMC receiver (Marionette) address")
     g.add_argument("--port", type=int, default=DEFAULT_PORT, help="VMC receiver port")
@@ -109,7 +122,9 @@ def load_body(args: argparse.Namespace):
             raise ValueError(f"{path}: unknown motion format {suffix!r}; expected {BODY_NPY_HELP}, or an "
                              "audio2photoreal export (.npz / .json)")
     if len(set(kinds)) > 1:
-        raise ValueError("cannot join HumanML3D .npy files and audio2photoreal exports in one run; send them separately")
+        raise ValueError(
+            "cannot join HumanML3D .npy files and audio2photoreal exports in one run; send them separately"
+        )
     damping = _parse_damping(args.damping)
     if kinds[0] == "humanml3d":
         clips = [check_joints(load_npy(p), str(p)) for p in args.inputs]

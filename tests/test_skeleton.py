@@ -90,11 +90,14 @@ def test_unity_conversion_is_a_consistent_mirror():
     q = quat_normalize(rng.normal(size=(50, 4)))
     v = rng.normal(size=(50, 3))
     # Rotating then converting equals converting then rotating with the converted quaternion.
-    np.testing.assert_allclose(to_unity_positions(quat_rotate(q, v)), quat_rotate(to_unity_quats(q), to_unity_positions(v)),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        to_unity_positions(quat_rotate(q, v)), quat_rotate(to_unity_quats(q), to_unity_positions(v)), atol=1e-12
+    )
     # Composition is preserved (a bone chain converts bone by bone).
     q2 = quat_normalize(rng.normal(size=(50, 4)))
-    np.testing.assert_allclose(to_unity_quats(quat_mul(q, q2)), quat_mul(to_unity_quats(q), to_unity_quats(q2)), atol=1e-12)
+    np.testing.assert_allclose(
+        to_unity_quats(quat_mul(q, q2)), quat_mul(to_unity_quats(q), to_unity_quats(q2)), atol=1e-12
+    )
     # Example: right-handed +90 deg about Y turns +Z to +X; in Unity the mirrored vector (0,0,1) goes to (-1,0,0).
     qy = np.array([0.0, np.sin(np.pi / 4), 0.0, np.cos(np.pi / 4)])
     np.testing.assert_allclose(quat_rotate(qy, np.array([0.0, 0.0, 1.0])), [1.0, 0.0, 0.0], atol=1e-12)
@@ -198,6 +201,32 @@ def test_a2p_export_round_trip(tmp_path, joints, motion):
     # JSON holds the same.
     j = load_a2p(_synthetic_export(short, tmp_path / "a2p.json", fmt="json"))
     np.testing.assert_allclose(j.states, export.states)
+
+
+def test_a2p_unity_names_bind_pose_and_name_map(tmp_path, motion):
+    """Unity-named joints whose bind pose is not identity (``rest_states``), one joint renamed via a name map."""
+    from motion.a2p import load_name_map
+
+    short = BodyMotion(motion.rotations[:6], motion.root_positions[:6], motion.rest, motion.fps)
+    pos, glob = forward_kinematics(short)
+    bind = quat_normalize(np.random.default_rng(4).normal(size=(NUM_JOINTS, 4)))
+    names = list(UNITY_BONES)
+    names[BONE_INDEX["LeftFoot"]] = "b_l_ankle"  # not a Unity name: needs the map
+    states = np.zeros((6, NUM_JOINTS, 8))
+    states[..., :3] = pos
+    states[..., 3:7] = quat_mul(glob, bind[None])  # the rig's joint frames = T-pose-relative rotation x bind
+    rest_states = np.zeros((NUM_JOINTS, 8))
+    rest_states[:, :3] = short.rest.positions()
+    rest_states[:, 3:7] = bind
+    np.savez(tmp_path / "u.npz", joint_names=np.array(names), joint_states=states, rest_states=rest_states)
+    export = load_a2p(tmp_path / "u.npz", fps=25.0)
+    assert export.fps == 25.0
+    with pytest.raises(A2PFormatError, match="lacks 1 humanoid joints: LeftFoot"):
+        a2p_to_motion(export)
+    (tmp_path / "map.json").write_text(json.dumps({"LeftFoot": "B_L_Ankle"}))
+    got = a2p_to_motion(export, name_map=load_name_map(tmp_path / "map.json"))
+    assert np.abs(np.sum(got.rotations * short.rotations, axis=-1)).min() > 1 - 1e-9
+    np.testing.assert_allclose(got.rest.offsets, short.rest.offsets, atol=1e-9)
 
 
 def test_a2p_errors(tmp_path, motion):

@@ -206,7 +206,8 @@ def test_sent_rotations_reproduce_the_real_bones(joints):
     kids = np.arange(1, NUM_JOINTS)
     a = pos[:, kids] - pos[:, list(PARENTS[1:])]
     b = target[:, kids] - target[:, list(PARENTS[1:])]
-    err = np.degrees(np.arccos(np.clip(np.sum(a * b, -1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1), -1, 1)))
+    cos = np.sum(a * b, -1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    err = np.degrees(np.arccos(np.clip(cos, -1, 1)))
     print(f"max bone direction error of the sent rotations: {err.max():.4f} deg over {err.size} bone-frames")
     assert err.max() < 2.0
     np.testing.assert_allclose(pos[:, 0], target[:, 0], atol=1e-5)  # root + hips = pelvis
@@ -230,6 +231,25 @@ def test_cli_dry_run_concatenates_and_writes_times(tmp_path, joints, capsys):
     assert [m[0] for m in first[:3]] == [ADDR_OK, ADDR_TIME, ADDR_ROOT]
     assert sum(m[0] == ADDR_BONE for m in first) == NUM_JOINTS
     assert sum(m[0] == ADDR_BLEND for m in first) == 52 and first[-1] == [ADDR_APPLY, ",", []]
+
+
+def test_cli_a2p_export_and_mixing(tmp_path, joints, capsys):
+    from motion.skeleton import forward_kinematics
+
+    body = positions_to_rotations(joints[:10])
+    pos, glob = forward_kinematics(body)
+    states = np.concatenate([pos * 100.0, glob, np.ones((10, NUM_JOINTS, 1))], axis=-1)
+    np.savez(tmp_path / "a2p.npz", joint_names=np.array(UNITY_BONES), joint_states=states, fps=np.array(20.0))
+    out = tmp_path / "sent.jsonl"
+    assert main([str(tmp_path / "a2p.npz"), "--a2p-scale", "100", "--fps", "20", "--dry-run", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 10
+    sent = np.array([[m[2][4:8] for m in r["messages"] if m[0] == ADDR_BONE] for r in rows])
+    direct = make_clip(body, fps=20.0).bone_rotations
+    np.testing.assert_allclose(np.abs(np.sum(sent * direct, -1)), 1.0, atol=1e-5)
+    np.save(tmp_path / "m.npy", joints[:10])
+    assert main([str(tmp_path / "m.npy"), str(tmp_path / "a2p.npz"), "--dry-run", str(out)]) == 2
+    assert "cannot join" in capsys.readouterr().err
 
 
 def test_cli_face_csv(tmp_path):
