@@ -252,6 +252,16 @@ def test_cli_a2p_export_and_mixing(tmp_path, joints, capsys):
     assert "cannot join" in capsys.readouterr().err
 
 
+def test_cli_sends_over_udp(tmp_path, joints, receiver):
+    port, disp = receiver
+    np.save(tmp_path / "m.npy", joints[:6])
+    assert main([str(tmp_path / "m.npy"), "--port", str(port), "--fps", "20", "--no-root-motion"]) == 0
+    frames = _decode(disp, 6)
+    assert len(frames) == 6
+    roots = np.array([msgs[2][2][1:4] for _, msgs in frames])
+    assert np.all(roots == 0.0)  # --no-root-motion keeps the root at the origin
+
+
 def test_cli_face_csv(tmp_path):
     from motion.llf_csv import write_csv
 
