@@ -240,6 +240,36 @@ def facing_direction(joints: np.ndarray) -> np.ndarray:
     return fwd / np.maximum(np.linalg.norm(fwd, axis=-1, keepdims=True), 1e-9)
 
 
+def body_forward(joints: np.ndarray) -> np.ndarray:
+    """Per-frame unit forward direction on the floor [T, 3] from the hip and shoulder lines (left x up = forward)."""
+    j = check_joints(joints)
+    left = (j[:, JOINT_INDEX["L_Hip"]] - j[:, JOINT_INDEX["R_Hip"]]) + (
+        j[:, JOINT_INDEX["L_Shoulder"]] - j[:, JOINT_INDEX["R_Shoulder"]]
+    )
+    fwd = np.cross(left, np.array([0.0, 1.0, 0.0]))
+    fwd[:, 1] = 0.0
+    return fwd / np.maximum(np.linalg.norm(fwd, axis=-1, keepdims=True), 1e-9)
+
+
+def join_clips(clips: list[np.ndarray], align: bool = True) -> np.ndarray:
+    """Concatenate joint-position clips; with ``align`` each clip is turned about Y and moved on the floor so it
+    starts where and facing how the previous one ended (MotionGPT clips all start at the origin facing +Z)."""
+    out = [check_joints(c, f"clip {k}") for k, c in enumerate(clips)]
+    if not out:
+        raise MotionFormatError("no motion clips to join")
+    if align:
+        for k in range(1, len(out)):
+            prev, cur = out[k - 1], out[k]
+            a, b = body_forward(cur[:1])[0], body_forward(prev[-1:])[0]
+            yaw = np.arctan2(a[2] * b[0] - a[0] * b[2], a[0] * b[0] + a[2] * b[2])  # about +Y, from a to b
+            c, s = np.cos(yaw), np.sin(yaw)
+            rot = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+            pivot = cur[0, 0] * np.array([1.0, 0.0, 1.0])
+            target = prev[-1, 0] * np.array([1.0, 0.0, 1.0])
+            out[k] = (cur - pivot) @ rot.T + target
+    return np.concatenate(out, axis=0)
+
+
 def _rigid_frame(j: np.ndarray, centre: int, left: int, right: int, first: int) -> np.ndarray:
     """Orthonormal frames [T, 3, 3] (columns x=left→, y=up-ish, z=forward) of a rigid joint set."""
     x = j[:, left] - j[:, right]
@@ -446,7 +476,7 @@ def to_unity_quats(q: np.ndarray) -> np.ndarray:
 
 
 __all__ = [
-    "apply_damping", "BodyMotion", "BONE_INDEX", "CHAINS", "check_joints", "CHILDREN", "concat_motions",
+    "apply_damping", "body_forward", "join_clips", "BodyMotion", "BONE_INDEX", "CHAINS", "check_joints", "CHILDREN", "concat_motions",
     "facing_direction", "forward_kinematics", "JOINT_INDEX", "JOINT_NAMES", "LEFT_JOINTS", "make_continuous",
     "MotionFormatError", "NUM_JOINTS", "PARENTS", "positions_to_rotations", "quat_angle", "quat_between",
     "quat_conj", "quat_from_matrix", "quat_identity", "quat_mul", "quat_rotate", "quat_scale_angle", "quat_slerp",

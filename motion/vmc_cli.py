@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--smooth", type=int, default=1, help="odd moving-average window on joint positions (1 = off)")
     g.add_argument("--damping", action="append", default=[], metavar="BONE=FACTOR",
                    help="scale a bone's rotation angle, e.g. LeftUpperArm=0.8 (Unity bone names; repeatable)")
+    g.add_argument("--no-align", action="store_true",
+                   help="join .npy clips as they are (each starts at its own origin and facing) instead of "
+                   "continuing from where the previous clip ended")
     g.add_argument("--no-root-motion", action="store_true", help="keep the character in place (no horizontal travel)")
     g.add_argument("--a2p-mode", choices=("rotations", "positions"), default="rotations",
                    help="audio2photoreal: use the rig's rotations, or refit the T-pose to its joint positions")
@@ -107,7 +110,7 @@ def load_npy(path: Path) -> np.ndarray:
 
 def load_body(args: argparse.Namespace):
     """The positional inputs → one ``BodyMotion`` (or None when there are none)."""
-    from motion.skeleton import check_joints, concat_motions, positions_to_rotations
+    from motion.skeleton import check_joints, concat_motions, join_clips, positions_to_rotations
 
     if not args.inputs:
         return None
@@ -128,8 +131,8 @@ def load_body(args: argparse.Namespace):
     damping = _parse_damping(args.damping)
     if kinds[0] == "humanml3d":
         clips = [check_joints(load_npy(p), str(p)) for p in args.inputs]
-        return positions_to_rotations(np.concatenate(clips, axis=0), fps=args.source_fps, damping=damping,
-                                      smooth=args.smooth)
+        return positions_to_rotations(join_clips(clips, align=not args.no_align), fps=args.source_fps,
+                                      damping=damping, smooth=args.smooth)
     from motion.a2p import a2p_to_motion, load_a2p, load_name_map
 
     name_map = load_name_map(args.a2p_map) if args.a2p_map else None

@@ -12,7 +12,7 @@ from motion.skeleton import (
     BONE_INDEX, CHILDREN, JOINT_NAMES, LEFT_JOINTS, NUM_JOINTS, PARENTS, RIGHT_JOINTS, UNITY_BONES, BodyMotion,
     MotionFormatError, check_joints, facing_direction, forward_kinematics, positions_to_rotations, quat_angle,
     quat_between, quat_mul, quat_normalize, quat_rotate, quat_slerp, resample_motion, rest_skeleton,
-    smooth_positions, to_unity_positions, to_unity_quats,
+    smooth_positions, to_unity_positions, to_unity_quats, body_forward, join_clips,
 )
 
 UP = np.array([0.0, 1.0, 0.0])
@@ -147,6 +147,21 @@ def test_damping_scales_angles_and_smoothing_reduces_jitter(joints, motion):
     jitter = lambda x: np.abs(np.diff(x, 2, axis=0)).mean()  # noqa: E731
     assert jitter(smoothed) < 0.2 * jitter(noisy)
     assert positions_to_rotations(noisy, smooth=9).num_frames == joints.shape[0]
+
+
+def test_join_clips_continues_position_and_facing(joints):
+    first, second = joints[:60], joints[100:140]
+    joined = join_clips([first, second])
+    assert joined.shape == (100, 22, 3)
+    np.testing.assert_allclose(joined[:60], first)
+    np.testing.assert_allclose(joined[60, 0, [0, 2]], first[-1, 0, [0, 2]], atol=1e-12)  # starts where it ended
+    np.testing.assert_allclose(joined[60, 0, 1], second[0, 0, 1])  # height untouched
+    np.testing.assert_allclose(body_forward(joined[60:61]), body_forward(first[-1:]), atol=1e-9)  # same facing
+    # A rigid motion of the clip: bone lengths and the left/right sides are kept.
+    kids = list(range(1, 22))
+    lengths = lambda x: np.linalg.norm(x[:, kids] - x[:, list(PARENTS[1:])], axis=-1)  # noqa: E731
+    np.testing.assert_allclose(lengths(joined[60:]), lengths(second), atol=1e-9)
+    np.testing.assert_allclose(join_clips([first, second], align=False)[60:], second)
 
 
 def test_check_joints_errors(joints):
