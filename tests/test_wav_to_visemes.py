@@ -1,0 +1,137 @@
+"""wav_to_visemes with the shipped default mel head: any format/rate/channels in, .v.npy + Live Link CSV + JSON out;
+the head's agreement with the rule targets on unseen eSpeak speech; silence; the Python API for the web UI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from motion.arkit import INDEX, NAMES
+from motion.expression import DEFAULT_HEAD, ExpressionModel, phones_frames, place_segments, tts_frames
+
+KEY_SHAPES = ("JawOpen", "MouthClose", "MouthFunnel", "MouthPucker")
+
+
+@pytest.fixture(scope="module")
+def speech():
+    from motion.espeak_tts import synthesize
+
+    audio, sr, _ = synthesize("Would you like some more tea? Maybe later, thanks.", voice="en-us")
+    return audio, sr
+
+
+def test_default_head_is_shipped_and_small():
+    assert DEFAULT_HEAD.is_file(), "motion/assets/default_mel_head.pth must be in the repository"
+    assert DEFAULT_HEAD.stat().st_size < 5e6
+    model = ExpressionModel.load()
+    assert model.kind == "mel" and model.checkpoint["training"]["script"] == "scripts/train_default_head.py"
+
+
+def test_any_format_rate_and_channels_give_frames_covering_the_audio(speech, tmp_path):
+    from motion import wav_to_visemes
+    from motion.llf_csv import read_csv
+
+    audio, sr = speech
+    src = tmp_path / "in"
+    src.mkdir()
+    a16 = soxr.resample(audio, sr, 16000)
+    sf.write(src / "stereo16k.wav", np.stack([a16, 0.5 * a16], axis=1), 16000, subtype="PCM_16")
+    sf.write(src / "mono48k.wav", soxr.resample(audio, sr, 48000), 48000, subtype="FLOAT")
+    sf.write(src / "speech.mp3", audio, sr, format="MP3")
+    sf.write(src / "speech.flac", soxr.resample(audio, sr, 44100), 44100)
+    (src / "notes.txt").write_text("not audio")  # folders are filtered by extension
+    out = tmp_path / "out"
+    assert wav_to_visemes.main([str(src), "-o", str(out), "-q"]) == 0
+    for name in ("stereo16k", "mono48k", "speech"):
+        frames = np.load(out / f"{name}.v.npy")
+        info = json.loads((out / f"{name}.v.json").read_text())
+        dur = info["duration_s"]
+        assert abs(dur - len(audio) / sr) < 0.03, name  # mp3 adds a little padding
+        assert frames.shape == (math.ceil(dur * 60 - 1e-6), 61), name
+        assert info["names"] == list(NAMES) and info["fps"] == 60 and info["head"] == "mel"
+        assert info["model"].endswith("default_mel_head.pth")
+        csv_frames, fps = read_csv(out / f"{name}.v.csv")
+        assert fps == 60 and np.abs(csv_frames - frames).max() < 1e-6
+        assert frames[:, INDEX["JawOpen"]].max() > 0.15, "speech opens the mouth"
+    # the same speech at different rates/channels gives nearly the same curves
+    a, b = np.load(out / "mono48k.v.npy"), np.load(out / "speech.flac".replace(".flac", ".v.npy"))
+    n = min(len(a), len(b))
+    assert np.corrcoef(a[:n, INDEX["JawOpen"]], b[:n, INDEX["JawOpen"]])[0, 1] > 0.95
+    # another frame rate, next to the input
+    assert wav_to_visemes.main([str(src / "mono48k.wav"), "--fps", "30", "--mirror", "-q"]) == 0
+    f30 = np.load(src / "mono48k.v.npy")
+    assert f30.shape[0] == math.ceil(len(audio) / sr * 30 - 1e-6)
+    assert np.array_equal(f30[:, INDEX["MouthSmileLeft"]], f30[:, INDEX["MouthSmileRight"]])
+
+
+def test_bad_inputs_are_reported(tmp_path, capsys):
+    from motion import wav_to_visemes
+
+    assert wav_to_visemes.main([str(tmp_path / "missing.wav"), "-q"]) == 1
+    assert "no such audio file" in capsys.readouterr().err
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....not really")
+    assert wav_to_visemes.main([str(bad), "-q"]) == 1
+    assert "bad.wav" in capsys.readouterr().err
+
+
+def test_default_head_agrees_with_the_rules_on_unseen_speech_and_rests_in_silence(capsys):
+    from motion.synth_data import HELD_OUT_VOICES, random_utterance
+
+    model = ExpressionModel.load()
+    rng = np.random.default_rng(987654)  # sentences the head never saw, in voices it never heard
+    preds, tgts = [], []
+    for i in range(8):
+        u = random_utterance(rng, HELD_OUT_VOICES, augmented=False)
+        preds.append(model.audio_to_frames(u.audio, num_frames=len(u.targets)))
+        tgts.append(u.targets)
+    pred, tgt = np.concatenate(preds), np.concatenate(tgts)
+    r = {n: float(np.corrcoef(pred[:, INDEX[n]], tgt[:, INDEX[n]])[0, 1]) for n in KEY_SHAPES}
+    with capsys.disabled():
+        print("\ndefault head vs rule targets on unseen eSpeak speech, Pearson r: "
+              + ", ".join(f"{n} {v:.3f}" for n, v in r.items()))
+    assert r["JawOpen"] > 0.6
+    assert np.mean(list(r.values())) > 0.35
+
+    silence = np.random.default_rng(0).standard_normal(3 * 44100).astype(np.float32) * 1e-4  # -80 dB hiss
+    for audio in (np.zeros(3 * 44100, np.float32), silence):
+        f = model.audio_to_frames(audio)
+        assert f.shape == (180, 61)
+        assert f[:, INDEX["JawOpen"]].max() < 0.08
+        assert f[:, [INDEX["MouthFunnel"], INDEX["MouthPucker"]]].max() < 0.1
+
+
+def test_tts_and_phone_apis_align_segments_with_pauses(tmp_path):
+    import torch
+
+    from motion.heads import ZHead
+    from motion.lipsync import lipsync
+
+    torch.manual_seed(0)
+    head = ZHead(in_channels=8, use_transformer=False, rnn_hidden=8, rnn_layers=1, mlp_hidden=8).eval()
+    model = ExpressionModel(head, {"head_config": head.config}, tmp_path / "V_x.pth")
+    z1, z2 = np.random.randn(8, 50).astype(np.float32), np.random.randn(1, 8, 30).astype(np.float32)
+    f = tts_frames(model, [z1, z2], pauses_s=[0.5], fps=60)
+    total = 80 * 512 / 44100 + 0.5
+    assert f.shape == (math.ceil(total * 60 - 1e-6), 61)
+    d1 = 50 * 512 / 44100
+    in_pause = [i for i in range(len(f)) if d1 + 0.02 < (i + 0.5) / 60 < d1 + 0.48]
+    assert in_pause and np.all(f[in_pause] == 0)
+    first = model.z_to_frames(z1, fps=60, num_frames=math.ceil(d1 * 60 - 1e-6))
+    k = int(d1 * 60) - 1
+    assert np.allclose(f[:k], first[:k], atol=1e-5)
+
+    phones = [["_", "n", "i", "h", "ao", "_"], ["_", "m", "a", "_"]]
+    frames = [[10, 6, 10, 5, 20, 10], [10, 8, 20, 10]]
+    g = phones_frames(phones, frames, pauses_s=0.3, fps=60, lang="zh", frame_rate=44100 / 512)
+    s1 = sum(frames[0]) / (44100 / 512)
+    assert g.shape[0] == math.ceil((s1 + 0.3 + sum(frames[1]) / (44100 / 512)) * 60 - 1e-6)
+    ref = lipsync(phones[0], frames[0], 60, lang="zh", frame_rate=44100 / 512)
+    assert np.allclose(g[: len(ref) - 1], ref[:-1], atol=1e-6)
+    with pytest.raises(ValueError, match="pauses"):
+        place_segments([ref, ref, ref], [1.0, 1.0, 1.0], [0.1, 0.2, 0.3, 0.4], 60)
