@@ -210,6 +210,8 @@ class _Trainer:
         adam = dict(lr=self.lr, betas=tuple(t.betas), eps=float(t.eps))
         nets = {"G": net_g, "D": net_d, "DUR": net_dur, "WD": net_wd}
         self.nets = {k: v.to(device) for k, v in nets.items() if v is not None}
+        # fused AdamW (one kernel over all tensors) computes the same update, several times faster on CPU
+        adam["fused"] = device.type in ("cpu", "cuda")
         self.optims = {k: torch.optim.AdamW([p for p in v.parameters() if p.requires_grad], **adam)
                        for k, v in self.nets.items()}
         self._load_or_init()
