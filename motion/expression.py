@@ -185,4 +185,30 @@ def phones_frames(
     return place_segments(segs, durs, pauses_s, fps, fps)
 
 
-__all__ = ["DEFAULT_HEAD", "ExpressionModel", "default_head_path", "phones_frames", "place_segments", "tts_frames"]
+def speech_frames(
+    model: ExpressionModel | None, *, audio: np.ndarray | None = None, z_list: Sequence[np.ndarray] | None = None,
+    phone_lists: Sequence[Sequence[str]] | None = None, duration_lists: Sequence[Sequence[float]] | None = None,
+    pauses_s: float | Sequence[float] | None = None, fps: float = 60.0, lang: str | Sequence[str] | None = None,
+    frame_rate: float | None = 44100 / 512, audio_lengths: Sequence[int] | None = None,
+) -> tuple[np.ndarray, str]:
+    """The web UI's one call for synthesised speech -> ``(frames [T, 61], source)``.
+
+    A z head uses the sentences' z (``source`` "z head"); a mel head reads the final ``audio`` ("mel head"); with no
+    model (or no input the model can use) the rule-based lip-sync reads the phones and durations ("rules")."""
+    if model is not None and model.kind == "z" and z_list is not None:
+        return tts_frames(model, z_list, pauses_s, fps, audio_lengths), "z head"
+    if model is not None and model.kind == "mel" and audio is not None:
+        return model.audio_to_frames(np.asarray(audio, dtype=np.float32), fps=fps), "mel head"
+    if phone_lists is None or duration_lists is None:
+        raise ValueError("no usable input: give z_list for a z head, audio for a mel head, or phones + durations")
+    seg = None
+    if audio_lengths is not None:
+        seg = [n / TTS_RATE for n in audio_lengths]
+    return phones_frames(phone_lists, duration_lists, pauses_s, fps, lang=lang, frame_rate=frame_rate,
+                         segment_durations_s=seg), "rules"
+
+
+__all__ = [
+    "DEFAULT_HEAD", "ExpressionModel", "default_head_path", "phones_frames", "place_segments", "speech_frames",
+    "tts_frames",
+]

@@ -117,3 +117,20 @@ def test_a_head_can_fit_a_small_batch():
         loss.backward()
         opt.step()
     assert float(loss) < 0.2 * first
+
+
+def test_training_loop_stops_early_and_writes_loadable_checkpoints(tmp_path):
+    from motion.train_visemes import Clip, TrainOptions, load_head_checkpoint, train_head
+
+    rng = np.random.default_rng(0)
+    clips = [Clip(f"c{i}", rng.standard_normal((8, 90)).astype(np.float32), rng.random((63, 61)).astype(np.float32),
+                  np.ones(63, bool)) for i in range(4)]
+    cfg = head_config("z", use_transformer=False, rnn_hidden=8, rnn_layers=1, mlp_hidden=8)
+    opts = TrainOptions(epochs=50, batch_size=2, crop_s=0.5, learning_rate=1e-12, eval_interval=1, patience=2,
+                        tensorboard=False, num_threads=1)
+    res = train_head(clips[:3], clips[3:], cfg, tmp_path, opts, progress=False)
+    assert res.stopped.startswith("early stop") and res.last_epoch == 3
+    assert sorted(p.name for p in tmp_path.glob("V_*.pth")) == ["V_1.pth", "V_2.pth", "V_3.pth", "V_best.pth"]
+    model, ckpt = load_head_checkpoint(tmp_path / "V_best.pth")
+    assert ckpt["epoch"] == 1 and ckpt["head_config"]["in_channels"] == 8 and not model.training
+    assert set(ckpt["val_metrics"]["r"]) >= {"JawOpen", "MouthClose"} and "MouthFunnel" in ckpt["val_metrics"]["mae"]

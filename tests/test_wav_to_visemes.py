@@ -12,7 +12,7 @@ import soundfile as sf
 import soxr
 
 from motion.arkit import INDEX, NAMES
-from motion.expression import DEFAULT_HEAD, ExpressionModel, phones_frames, place_segments, tts_frames
+from motion.expression import DEFAULT_HEAD, ExpressionModel, phones_frames, place_segments, speech_frames, tts_frames
 
 KEY_SHAPES = ("JawOpen", "MouthClose", "MouthFunnel", "MouthPucker")
 
@@ -133,5 +133,10 @@ def test_tts_and_phone_apis_align_segments_with_pauses(tmp_path):
     assert g.shape[0] == math.ceil((s1 + 0.3 + sum(frames[1]) / (44100 / 512)) * 60 - 1e-6)
     ref = lipsync(phones[0], frames[0], 60, lang="zh", frame_rate=44100 / 512)
     assert np.allclose(g[: len(ref) - 1], ref[:-1], atol=1e-6)
+    # one call for the web UI: rules without a model, the z head when given z
+    rules, src = speech_frames(None, phone_lists=phones, duration_lists=frames, pauses_s=0.3, lang="zh")
+    assert src == "rules" and np.array_equal(rules, g)
+    zf, src = speech_frames(model, z_list=[z1, z2], pauses_s=[0.5])
+    assert src == "z head" and np.array_equal(zf, f)
     with pytest.raises(ValueError, match="pauses"):
         place_segments([ref, ref, ref], [1.0, 1.0, 1.0], [0.1, 0.2, 0.3, 0.4], 60)
