@@ -47,7 +47,7 @@ from bert_vits2.mel_processing import mel_spectrogram_torch, spec_to_mel_torch
 from bert_vits2.models import DurationDiscriminator, MultiPeriodDiscriminator, SynthesizerTrn, WavLMDiscriminator
 from bert_vits2.slm import DEFAULT_SLM_DIR, SLMMissingError, WavLMFeatures, load_wavlm
 
-__all__ = ["TrainOptions", "TrainError", "run_training"]
+__all__ = ["TrainOptions", "TrainError", "run_training", "build_step_runner"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,22 @@ def _plot_image(matrix: torch.Tensor, xlabel: str = "Frames", ylabel: str = "Cha
     return data
 
 
+class _FirstOnly(logging.Filter):
+    """Let a repeating warning through once (the untrained generator's audio leaves [-1, 1] at every step)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix, self.seen = prefix, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        if self.seen:
+            return False
+        self.seen = True
+        return True
+
+
 class _Trainer:
     def __init__(self, opts: TrainOptions, hps: HParams, rank: int, world: int, local_rank: int, device: torch.device):
         self.opts, self.hps, self.rank, self.world, self.device = opts, hps, rank, world, device
@@ -135,18 +151,11 @@ class _Trainer:
         self.epoch = 1
         self.last_saved_step = -1
         self.first_eval_step: int | None = None
+        self._setup_common()
         t, d, m = hps.train, hps.data, hps.model
-        self.bf16 = bool(_get(t, "bf16_run", False))
-        if self.bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise TrainError("train.bf16_run is true but this GPU has no bfloat16 support: set it to false")
-        self.hop = int(d.hop_length)
-        self.segment_size = int(t.segment_size)
-        if self.segment_size % self.hop:
-            raise TrainError(f"train.segment_size ({self.segment_size}) must be a multiple of data.hop_length ({self.hop})")
-        if math.prod(m.upsample_rates) != self.hop:
-            raise TrainError(f"model.upsample_rates {list(m.upsample_rates)} multiply to {math.prod(m.upsample_rates)}, "
-                             f"not data.hop_length {self.hop}")
-        self.segment_frames = self.segment_size // self.hop
+        mel_logger = logging.getLogger("bert_vits2.mel_processing")
+        if not any(isinstance(f, _FirstOnly) for f in mel_logger.filters):
+            mel_logger.addFilter(_FirstOnly("waveform outside [-1, 1]"))
 
         # --- data
         boundaries = list(_get(t, "bucket_boundaries", None) or DEFAULT_BUCKET_BOUNDARIES)
@@ -161,11 +170,64 @@ class _Trainer:
         if rank == 0 and _get(d, "validation_files"):
             val_path = Path(d.validation_files)
             if val_path.is_file():
-                self.val_set = TextAudioSpeakerDataset(val_path, hps, spec_cache=opts.spec_cache, shuffle_seed=None)
+                try:
+                    self.val_set = TextAudioSpeakerDataset(val_path, hps, spec_cache=opts.spec_cache, shuffle_seed=None)
+                except DataError as exc:
+                    logger.warning("no evaluation audio in TensorBoard: %s", exc)
             else:
                 logger.warning("validation list %s not found: no evaluation audio in TensorBoard", val_path)
 
-        # --- networks
+        slm_cfg = _get(m, "slm", None) or {}
+        slm_dir = _get(slm_cfg, "model", DEFAULT_SLM_DIR)
+        allow_missing = opts.allow_missing_slm if opts.allow_missing_slm is not None else bool(
+            _get(t, "allow_missing_slm", False))
+        wavlm = None
+        try:
+            wavlm = load_wavlm(slm_dir)
+        except SLMMissingError as exc:
+            if not allow_missing:
+                raise TrainError(str(exc)) from None
+            logger.warning("%s", exc)
+            logger.warning("training WITHOUT the WavLM feature loss and WavLM discriminator (allow_missing_slm)")
+        self._build_networks(wavlm, slm_dir)
+        self._load_or_init()
+        gamma = float(t.lr_decay)
+        self.schedulers = {}
+        for k, optim in self.optims.items():
+            for group in optim.param_groups:
+                group["initial_lr"] = self.lr
+                group["lr"] = self.lr * gamma ** (self.epoch - 1)
+            self.schedulers[k] = torch.optim.lr_scheduler.ExponentialLR(optim, gamma, last_epoch=self.epoch - 2)
+        if world > 1:
+            ids = [local_rank] if device.type == "cuda" else None
+            self.nets = {k: DDP(v, device_ids=ids, bucket_cap_mb=512) for k, v in self.nets.items()}
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.bf16)
+        self.writer = self.writer_eval = None
+        if rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.model_dir))
+            self.writer_eval = SummaryWriter(log_dir=str(self.model_dir / "eval"))
+
+    def _setup_common(self) -> None:
+        hps, device = self.hps, self.device
+        t, d, m = hps.train, hps.data, hps.model
+        self.bf16 = bool(_get(t, "bf16_run", False))
+        if self.bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise TrainError("train.bf16_run is true but this GPU has no bfloat16 support: set it to false")
+        self.hop = int(d.hop_length)
+        self.segment_size = int(t.segment_size)
+        if self.segment_size % self.hop:
+            raise TrainError(f"train.segment_size ({self.segment_size}) must be a multiple of data.hop_length ({self.hop})")
+        if math.prod(m.upsample_rates) != self.hop:
+            raise TrainError(f"model.upsample_rates {list(m.upsample_rates)} multiply to {math.prod(m.upsample_rates)}, "
+                             f"not data.hop_length {self.hop}")
+        self.segment_frames = self.segment_size // self.hop
+
+    def _build_networks(self, wavlm: nn.Module | None, slm_dir: str = DEFAULT_SLM_DIR) -> None:
+        """G, D, DUR (if configured), WD (if a WavLM is given) and their AdamW optimizers, seeded."""
+        hps, device = self.hps, self.device
+        t, d, m = hps.train, hps.data, hps.model
         torch.manual_seed(int(_get(t, "seed", 42)))
         from bert_vits2.text.symbols import symbols
 
@@ -187,17 +249,7 @@ class _Trainer:
         slm_cfg = _get(m, "slm", None) or {}
         self.slm = None
         net_wd = None
-        slm_dir = _get(slm_cfg, "model", DEFAULT_SLM_DIR)
-        allow_missing = opts.allow_missing_slm if opts.allow_missing_slm is not None else bool(
-            _get(t, "allow_missing_slm", False))
-        try:
-            wavlm = load_wavlm(slm_dir)
-        except SLMMissingError as exc:
-            if not allow_missing:
-                raise TrainError(str(exc)) from None
-            logger.warning("%s", exc)
-            logger.warning("training WITHOUT the WavLM feature loss and WavLM discriminator (allow_missing_slm)")
-        else:
+        if wavlm is not None:
             self.slm = WavLMFeatures(wavlm, int(d.sampling_rate), int(_get(slm_cfg, "sr", 16000))).to(device)
             hidden, layers = int(_get(slm_cfg, "hidden", 768)), int(_get(slm_cfg, "nlayers", 13))
             got_hidden, got_layers = wavlm.config.hidden_size, wavlm.config.num_hidden_layers + 1
@@ -214,24 +266,6 @@ class _Trainer:
         adam["fused"] = device.type in ("cpu", "cuda")
         self.optims = {k: torch.optim.AdamW([p for p in v.parameters() if p.requires_grad], **adam)
                        for k, v in self.nets.items()}
-        self._load_or_init()
-        gamma = float(t.lr_decay)
-        self.schedulers = {}
-        for k, optim in self.optims.items():
-            for group in optim.param_groups:
-                group["initial_lr"] = self.lr
-                group["lr"] = self.lr * gamma ** (self.epoch - 1)
-            self.schedulers[k] = torch.optim.lr_scheduler.ExponentialLR(optim, gamma, last_epoch=self.epoch - 2)
-        if world > 1:
-            ids = [local_rank] if device.type == "cuda" else None
-            self.nets = {k: DDP(v, device_ids=ids, bucket_cap_mb=512) for k, v in self.nets.items()}
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.bf16)
-        self.writer = self.writer_eval = None
-        if rank == 0:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(self.model_dir))
-            self.writer_eval = SummaryWriter(log_dir=str(self.model_dir / "eval"))
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def _load_or_init(self) -> None:
@@ -488,6 +522,19 @@ class _Trainer:
                 writer.close()
         logger.info("training finished at step %d (epoch %d)", self.global_step, self.epoch)
         return 0
+
+
+def build_step_runner(hps: HParams, device: torch.device, wavlm: nn.Module | None = None):
+    """The four networks, optimizers and ``train_step(batch)`` without data, checkpoints or DDP (benchmarks)."""
+    runner = _Trainer.__new__(_Trainer)
+    runner.opts, runner.hps, runner.rank, runner.world, runner.device = TrainOptions("", ""), hps, 0, 1, device
+    runner.global_step = 0
+    runner._setup_common()
+    runner._build_networks(wavlm)
+    runner.scaler = torch.amp.GradScaler(device.type, enabled=runner.bf16)
+    for net in runner.nets.values():
+        net.train()
+    return runner
 
 
 def run_training(opts: TrainOptions) -> int:
