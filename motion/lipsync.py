@@ -84,6 +84,7 @@ ZH: dict[str, str] = {
     "iao": "I aa U", "ie": "I E", "in": "I nn", "ing": "I kk", "iong": "I O kk", "iu": "I O U", "o": "O",
     "ong": "O kk", "ou": "O U", "u": "U", "ua": "U aa", "uai": "U aa I", "uan": "U aa nn", "uang": "U aa kk",
     "ui": "U E I", "un": "U @ nn", "uo": "U O", "v": "U I", "van": "U E nn", "ve": "U E", "vn": "U I nn",
+    "E": "E", "En": "E nn",
 }
 
 # Japanese (pyopenjtalk phones as Bert-VITS2 uses them; capitals are devoiced vowels).
@@ -92,7 +93,8 @@ JA: dict[str, str] = {
     "N": "nn", "cl": "sil", "q": "sil", "k": "kk", "g": "kk", "s": "SS", "sh": "CH", "z": "SS", "j": "CH",
     "t": "DD", "ts": "SS", "ch": "CH", "d": "DD", "n": "DD", "h": "kk", "f": "FF", "b": "PP", "p": "PP", "m": "PP",
     "y": "I", "r": "DD", "w": "U", "v": "FF", "ky": "kk I", "gy": "kk I", "ny": "DD I", "hy": "kk I", "by": "PP I",
-    "py": "PP I", "my": "PP I", "ry": "DD I", "dy": "DD I", "ty": "DD I",
+    "py": "PP I", "my": "PP I", "ry": "DD I", "dy": "DD I", "ty": "DD I", "zy": "CH",
+    "a:": "aa", "i:": "I", "u:": "U", "e:": "E", "o:": "O",
 }
 
 # English (ARPAbet, lower case, stress digits removed; Bert-VITS2's English phones).
@@ -101,7 +103,7 @@ EN: dict[str, str] = {
     "ih": "I", "iy": "I", "ow": "O U", "oy": "O I", "uh": "U", "uw": "U", "b": "PP", "p": "PP", "m": "PP",
     "f": "FF", "v": "FF", "th": "TH", "dh": "TH", "t": "DD", "d": "DD", "n": "DD", "l": "DD", "k": "kk", "g": "kk",
     "ng": "kk", "hh": "kk", "s": "SS", "z": "SS", "sh": "CH", "zh": "CH", "ch": "CH", "jh": "CH", "r": "RR",
-    "y": "I", "w": "U",
+    "y": "I", "w": "U", "V": "FF",  # Bert-VITS2 spells English /v/ as "V" (lower-case v is Mandarin ü)
 }
 
 # IPA (eSpeak NG phoneme events with IPA names). Longest match first when tokenising.

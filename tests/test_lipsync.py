@@ -21,10 +21,23 @@ SMILE, ROLL_LOWER = INDEX["MouthSmileLeft"], INDEX["MouthRollLower"]
     ("ay", "en", ["aa", "I"]), ("uw", "en", ["U"]), ("th", "en", ["TH"]), ("ow1", "en", ["O", "U"]),
     ("ˈaɪ", "ipa", ["aa", "I"]), ("uː", "ipa", ["U"]), ("tʃ", "ipa", ["CH"]), ("ð", "ipa", ["TH"]),
     ("tɕh", "ipa", ["CH"]), ("th", "ipa", ["DD"]), ("ˌo̞", "ipa", ["O"]), ("m", "ipa", ["PP"]),
+    ("V", "en", ["FF"]), ("zy", "ja", ["CH"]), ("o:", "ja", ["O"]), ("E", "zh", ["E"]),
     ("_", None, ["sil"]), ("SP", "zh", ["sil"]), ("(en)", "ipa", ["sil"]),
 ])
 def test_phone_tables(phone, lang, expected):
     assert phone_visemes(phone, lang) == expected
+
+
+def test_every_bert_vits2_symbol_has_a_mouth_shape():
+    import importlib
+
+    from motion.lipsync import EN, JA, ZH
+
+    table = importlib.import_module("bert_vits2.text.symbols")  # the module (the package re-exports the list)
+    for syms, mapping in ((table.zh_symbols, ZH), (table.ja_symbols, JA), (table.en_symbols, EN)):
+        assert set(syms) <= set(mapping), sorted(set(syms) - set(mapping))
+    for p in table.pu_symbols:
+        assert phone_visemes(p) == ["sil"]
 
 
 def test_vowels_open_lips_close_and_rounding():
