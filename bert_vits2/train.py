@@ -433,7 +433,8 @@ class _Trainer:
         self.writer.add_image("all/mel", _plot_image(mel[0]), self.global_step, dataformats="HWC")
         self.writer.add_image("all/attn", _plot_image(attn[0, 0], "Phones", "Frames"), self.global_step,
                               dataformats="HWC")
-        losses = " ".join(f"{k.split('/')[-1] if k.startswith('loss/g/') else k.replace('loss/', '')}={v:.3f}"
+        names = {"loss/g/total": "g", "loss/d/total": "d"}
+        losses = " ".join(f"{names.get(k, k.rsplit('/', 1)[-1])}={v:.3f}"
                           for k, v in scalars.items() if k.startswith("loss/"))
         logger.info("epoch %d step %d lr %.3e | %s | grad_norm g %.1f d %.1f", self.epoch, self.global_step,
                     scalars["learning_rate"], losses, out["grad_norm_g"], out["grad_norm_d"])
