@@ -63,15 +63,18 @@ def convert_file(model, src: Path, out_dir: Path | None, fps: float, delay_ms: f
     with open(tmp, "wb") as f:
         np.save(f, frames.astype(np.float32))
     os.replace(tmp, npy)
-    if abs(fps - round(fps)) < 1e-6:
+    csv_written = abs(fps - round(fps)) < 1e-6
+    if csv_written:
         write_csv(csv, frames, fps=int(round(fps)))
+    else:
+        logging.getLogger(__name__).warning("%s: no Live Link Face CSV at %g fps (its timecodes need a whole rate)", src, fps)
     from motion.arkit import NAMES
 
     meta = {
         "names": list(NAMES), "fps": fps, "num_frames": int(len(frames)), "duration_s": round(len(audio) / 44100, 6),
         "source": str(src), "model": str(model.path), "head": model.kind,
         "offset_s": {"training": model.offset_s, "applied_delay": delay_ms / 1000.0},
-        "postprocess": post,
+        "postprocess": post, "csv": csv.name if csv_written else None,
     }
     tmp = js.with_name(js.name + ".part")
     tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
