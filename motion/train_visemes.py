@@ -104,9 +104,16 @@ def load_clips(filelist: str | Path, kind: str) -> list[Clip]:
             need = "a G checkpoint (-m/--model, --config)" if kind == "z" else "mel features (do not pass --no-mel)"
             raise TrainError(f"{path}: a take has no {kind} features; re-run prepare_visemes.py with {need}, or pick "
                              f"the other head with --head {'mel' if kind == 'z' else 'z'}")
-        face = np.load(entry["face"], allow_pickle=False)
-        clips.append(Clip(Path(entry["face"]).name.removesuffix(".face.npz"), np.load(feat_path, allow_pickle=False),
-                          face["frames"].astype(np.float32), face["valid"].astype(bool), float(face["fps"])))
+        try:
+            face = np.load(entry["face"], allow_pickle=False)
+            feats = np.load(feat_path, allow_pickle=False)
+            clip = Clip(Path(entry["face"]).name.removesuffix(".face.npz"), feats, face["frames"].astype(np.float32),
+                        face["valid"].astype(bool), float(face["fps"]))
+        except (OSError, KeyError, ValueError) as err:
+            raise TrainError(f"{path}: cannot read {entry['face']} / {feat_path} ({err}); re-run prepare_visemes.py") from None
+        if clip.features.ndim != 2 or clip.frames.ndim != 2 or clip.frames.shape[1] != NUM_VALUES:
+            raise TrainError(f"{feat_path}: unexpected shapes {clip.features.shape} / {clip.frames.shape}; re-run prepare_visemes.py")
+        clips.append(clip)
     return clips
 
 
@@ -461,7 +468,10 @@ def run_from_args(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     cfg_path = Path(args.config) if args.config else None
     if cfg_path is not None and cfg_path.is_file():
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        try:
+            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise TrainError(f"{cfg_path}: unreadable config ({err})") from None
         overrides.update(cfg.get("visemes", {}).get(f"{kind}_head", {}))
     if kind == "z":
         if args.no_transformer:
