@@ -95,8 +95,7 @@ def test_default_head_agrees_with_the_rules_on_unseen_speech_and_rests_in_silenc
     with capsys.disabled():
         print("\ndefault head vs rule targets on unseen eSpeak speech, Pearson r: "
               + ", ".join(f"{n} {v:.3f}" for n, v in r.items()))
-    assert r["JawOpen"] > 0.6
-    assert np.mean(list(r.values())) > 0.35
+    assert min(r.values()) > 0.7  # measured with the shipped head: 0.92 / 0.86 / 0.90 / 0.85
 
     silence = np.random.default_rng(0).standard_normal(3 * 44100).astype(np.float32) * 1e-4  # -80 dB hiss
     for audio in (np.zeros(3 * 44100, np.float32), silence):
