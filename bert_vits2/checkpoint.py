@@ -344,7 +344,8 @@ def load_checkpoint(
 # --------------------------------------------------------------------------------------------------
 # Saving
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temp file beside ``path``, fsync, then rename: a crash never leaves a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -381,7 +382,7 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "learning_rate": learning_rate,
     }
-    _atomic_torch_save(checkpoint, Path(path))
+    atomic_torch_save(checkpoint, Path(path))
     logger.info("saved %s (iteration %s)", path, iteration)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -155,23 +154,6 @@ def _get(data_hps: Mapping[str, Any] | Any, key: str) -> Any:
     return data_hps[key] if isinstance(data_hps, Mapping) else getattr(data_hps, key)
 
 
-def _save_atomic(tensor: torch.Tensor, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(tensor, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def load_wav_spectrogram(
     wav_path: str | os.PathLike, data_hps: Mapping[str, Any] | Any, use_cache: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,5 +181,7 @@ def load_wav_spectrogram(
             logger.warning("%s: unreadable spectrogram cache (%s), recomputing", cache, str(exc).splitlines()[0][:200])
     spec = spectrogram_torch(audio, n_fft, sampling_rate, hop, win, center=False).squeeze(0)
     if use_cache:
-        _save_atomic(spec, cache)
+        from bert_vits2.checkpoint import atomic_torch_save
+
+        atomic_torch_save(spec, cache)
     return spec, audio

@@ -167,7 +167,7 @@ def load_posterior_from_checkpoint(config: str | os.PathLike, checkpoint: str | 
 
 def export_posterior(enc: PosteriorEncoder, path: str | os.PathLike, model_config: Mapping[str, Any]) -> None:
     """Write ``post_enc.pth``: enc_q weights + what is needed to rebuild it (weights_only-loadable, atomic)."""
-    from bert_vits2.checkpoint import _atomic_torch_save  # the project's one atomic torch.save
+    from bert_vits2.checkpoint import atomic_torch_save
 
     state = {k: v.detach().clone() for k, v in enc.enc_q.state_dict().items()}
     payload = {
@@ -178,7 +178,7 @@ def export_posterior(enc: PosteriorEncoder, path: str | os.PathLike, model_confi
         "model_config": {k: model_config[k] for k in ("inter_channels", "hidden_channels", "gin_channels") if k in model_config},
         "g": None if enc.g is None else enc.g.detach().clone(),
     }
-    _atomic_torch_save(payload, Path(path))
+    atomic_torch_save(payload, Path(path))
 
 
 def load_exported_posterior(path: str | os.PathLike) -> PosteriorEncoder:

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from bert_vits2.checkpoint import atomic_torch_save
 from motion.arkit import INDEX, MOUTH_NAMES, NAMES, NUM_VALUES
 from motion.heads import FEATURE_FPS, build_head, count_parameters, head_config, lengths_mask
 
@@ -219,12 +220,6 @@ def evaluate(model: torch.nn.Module, clips: Sequence[Clip], weights: torch.Tenso
 # --- checkpoints --------------------------------------------------------------------------------------------------
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    from bert_vits2.checkpoint import _atomic_torch_save  # the project's one atomic torch.save
-
-    _atomic_torch_save(obj, path)
-
-
 def load_head_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A trained head from ``V_*.pth`` (or the shipped default), in eval mode, and its checkpoint dict."""
     path = Path(path)
@@ -330,7 +325,7 @@ def train_head(
         result.best_path = best_path
 
     def save(epoch: int, path: Path, metrics: dict[str, Any] | None = None) -> None:
-        _atomic_save({
+        atomic_torch_save({
             "model": model.state_dict(), "head_config": dict(model.config), "optimizer": opt.state_dict(),
             "step": step, "epoch": epoch, "learning_rate": float(opt.param_groups[0]["lr"]), "best_val": best_val,
             "bad_evals": bad_evals, "feature": dict(feature_info or {"kind": config["type"], "fps": FEATURE_FPS}),
