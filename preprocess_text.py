@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="Japanese word-tokenizer/BERT folder (default: bert/deberta-v2-large-japanese-char-wwm)")
     parser.add_argument("--tokenizer-dir-en", default=None,
                         help="English word-tokenizer/BERT folder (default: bert/deberta-v3-large)")
+    parser.add_argument("--allow-tokenizer-fallback", action="store_true",
+                        help="if a JP/EN tokenizer folder is absent, split words without it instead of stopping "
+                             "(bert_gen.py then rejects those lines: only for lists you will not train on)")
     parser.add_argument("--processes", type=int, default=1,
                         help="worker processes for the text frontend (each loads its dictionaries) (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -53,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             args.transcription_path, args.cleaned_path, args.train_path, args.val_path, args.config_path,
             args.val_per_lang, args.max_val_total, args.clean, tokenizer_dirs, args.seed, args.val_group,
             progress=not args.quiet, processes=args.processes,
+            allow_tokenizer_fallback=args.allow_tokenizer_fallback,
         )
     except (FileNotFoundError, ValueError) as exc:  # missing list/config, nothing usable
         print(f"error: {exc}", file=sys.stderr)

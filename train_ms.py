@@ -13,14 +13,15 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from motion.train_visemes import add_arguments
+    from motion.face.train import add_arguments
 
     parser = argparse.ArgumentParser(
         description="Train Bert-VITS2 (default) or, with --visemes, the expression head on prepared takes.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("-m", "--model", required=True,
-                        help="model folder; checkpoints go to MODEL/models (G_*.pth for TTS, V_*.pth for --visemes)")
+    parser.add_argument("-m", "--model", default=None,
+                        help="model folder (required unless --check); checkpoints go to MODEL/models (G_*.pth for "
+                             "TTS, V_*.pth for --visemes)")
     parser.add_argument("-c", "--config", default="./configs/config.json", help="Bert-VITS2 JSON config")
     parser.add_argument("--visemes", action="store_true",
                         help="train the expression head (run motion/prepare_visemes.py first) instead of the TTS")
@@ -40,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     tts.add_argument("--no-spec-cache", action="store_true",
                      help="do not cache linear spectrograms as .spec.pt next to the wavs")
     tts.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    tts.add_argument("--check", action="store_true",
+                     help="only check every line of the training/validation lists (audio rate and channels, speaker, "
+                          ".bert.pt), list the bad ones and exit 0 (all good) or 1; training runs this check too")
+    tts.add_argument("--skip-bad-lines", action="store_true",
+                     help="train without the lines the data check finds bad instead of stopping")
     add_arguments(parser)
     return parser
 
@@ -59,6 +65,7 @@ def run_tts(args: argparse.Namespace) -> int:
         keep_ckpts=args.keep_ckpts,
         max_steps=args.max_steps,
         progress=not args.no_progress,
+        skip_bad_lines=args.skip_bad_lines,
     )
     try:
         return run_training(opts)
@@ -67,8 +74,23 @@ def run_tts(args: argparse.Namespace) -> int:
         return 1
 
 
+def run_check(args: argparse.Namespace) -> int:
+    """``--check``: the pre-flight data check on its own; every bad line with file, line number and reason."""
+    from bert_vits2.data import preflight_check
+    from bert_vits2.hparams import ConfigError, load_hparams
+
+    try:
+        hps = load_hparams(args.config)
+    except ConfigError as err:
+        print(f"train_ms.py --check: {err}", file=sys.stderr)
+        return 1
+    report = preflight_check(hps, progress=not args.no_progress)
+    print(report.describe())
+    return 0 if report.ok else 1
+
+
 def run_visemes(args: argparse.Namespace) -> int:
-    from motion.train_visemes import TrainError, run_from_args
+    from motion.face.train import TrainError, run_from_args
 
     try:
         return run_from_args(args)
@@ -78,8 +100,13 @@ def run_visemes(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.check and not args.visemes:
+        return run_check(args)
+    if args.model is None:
+        parser.error("-m/--model is required (the model folder; only --check runs without it)")
     return run_visemes(args) if args.visemes else run_tts(args)
 
 

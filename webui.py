@@ -13,6 +13,8 @@ import logging
 import os
 import sys
 
+from motion.cli import port_number, positive_float
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -24,13 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "deberta-v3-large/ (default: MODEL_DIR/bert, then ./bert or $BV2_BERT_ROOT)")
     for lang in ("zh", "jp", "en"):
         p.add_argument(f"--bert-{lang}", help=f"explicit {lang.upper()} BERT folder")
-    p.add_argument("--head", help="trained expression head V_*.pth (train_ms.py --visemes); default: rule-based lip-sync")
-    p.add_argument("--fps", type=float, default=60.0, help="face frame rate of the outputs (default 60)")
+    p.add_argument("--head", help="trained expression head V_*.pth (train_ms.py --visemes); default: the shipped "
+                   "default mel head")
+    p.add_argument("--no-default-head", action="store_true", help="without --head, use rule-based lip-sync from the "
+                   "phone timings instead of the shipped default head")
+    p.add_argument("--fps", type=positive_float, default=60.0, help="face frame rate of the outputs (default 60)")
     p.add_argument("--no-blink", action="store_true", help="do not inject periodic blinks")
     p.add_argument("--outputs", help="where per-request output folders go (default: a new temporary folder)")
     p.add_argument("--device", default="cpu", help="torch device for the voice (cpu, cuda)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                   help="synthesis precision: fp32 (exact), bf16 (faster decoder/flow, same durations), "
+                        "auto (bf16 where the CPU/GPU runs it natively)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, local only)")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--port", type=port_number, default=7860, help="port (default 7860)")
     p.add_argument("--share", action="store_true", help="create a public gradio share link (off by default)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -40,16 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from motion.webui_app import WebUIConfig, build_app, launch
-    from motion.train_visemes import TrainError
+    from motion.cli import user_error_types
+    from motion.webui.app import WebUIConfig, build_app, launch
 
     bert_dirs = {k: v for k, v in (("ZH", args.bert_zh), ("JP", args.bert_jp), ("EN", args.bert_en)) if v}
+    # WebUIConfig gains a ``precision`` field (passed on to Voice.load) in motion/webui; until then fp32 is used
+    extra = {"precision": args.precision} if "precision" in getattr(WebUIConfig, "__dataclass_fields__", {}) else {}
+    if not extra and args.precision != "fp32":
+        logging.getLogger("webui").warning("--precision %s: this web app cannot pass it on yet; using fp32",
+                                           args.precision)
     cfg = WebUIConfig(model_dir=args.model_dir, config=args.config, checkpoint=args.checkpoint, bert_dir=args.bert_dir,
                       bert_dirs=bert_dirs, head=args.head, outputs_dir=args.outputs, device=args.device, fps=args.fps,
-                      blink=not args.no_blink)
+                      blink=not args.no_blink, use_default_head=not args.no_default_head, **extra)
     try:
         app = build_app(cfg)
-    except TrainError as err:
+    except user_error_types() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     state = app.webui_state

@@ -47,11 +47,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from bert_vits2 import models
-    from motion.expression import ExpressionModel
-    from motion.features import PosteriorEncoder, SpecParams, log_mel
-    from motion.heads import ZHead, predict
-    from motion.lipsync import lipsync, lipsync_events
-    from motion.synth_data import HELD_OUT_VOICES, make_utterance, random_sentence, random_utterance
+    from motion.face.features import PosteriorEncoder, SpecParams, log_mel
+    from motion.face.heads import ZHead, predict
+    from motion.face.lipsync import lipsync, lipsync_events
+    from motion.face.model import ExpressionModel
+    from motion.face.synth_data import HELD_OUT_VOICES, make_utterance, random_sentence, random_utterance
 
     rng = np.random.default_rng(0)
     pieces, total = [], 0.0

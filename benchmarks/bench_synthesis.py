@@ -1,22 +1,37 @@
-"""CPU synthesis speed of the full-size Bert-VITS2 v2.3 generator (random weights).
+"""CPU synthesis speed of the full-size Bert-VITS2 v2.3 generator (random weights): reference path vs fast paths.
 
-Prints the real-time factor (synthesis time / audio duration, lower is better) for a 50- and a 200-phone input,
-the time of each stage (text encoder, duration predictors, flow, decoder) and the peak resident memory.
-Run:  python benchmarks/bench_synthesis.py [--threads 2] [--repeats 3] [--phones 50 200]
-Random weights give arbitrary durations, so dp.proj.bias is set to log(--frames-per-phone) to get speech-like
-lengths (the default 5 frames per phone ~ 17 phones/s incl. blanks at 44.1 kHz / hop 512).
+One run prints, for each input length (default 50 and 200 phone ids):
+  - ``reference``: as upstream runs it (weight norm active, plain fp32 modules);
+  - ``fp32 plain``: weight norm folded (what load_model_for_inference(fast=False) gives);
+  - ``fp32 fast`` / ``bf16 fast``: bert_vits2.models.optimize_for_inference (channels-last decoder; bf16 decoder + flow);
+  - ``bf16 plain``: the debugging variant (autocast on the plain decoder);
+  - ``onnxruntime`` (--onnx): the six exported graphs chained (noise-free run, compared with a noise-free fp32 run);
+with wall time, RTF (time / audio seconds, lower is better), speed-up over ``reference``, audio SNR against
+``reference`` (same seed, same noise), whether the durations are identical, and the peak RSS while it ran.
+--bert adds the three full-size BERTs (random weights from their architecture configs, nothing is downloaded):
+time per sentence in fp32 / bf16 / int8 (dynamic quantisation), feature SNR, batched vs one-by-one, and the effect of
+the bf16/int8 features on the synthesised audio. GEMM throughput (2048^2 fp32 and bf16) is printed as the bound.
+
+Run:  python benchmarks/bench_synthesis.py [--threads 2] [--repeats 2] [--phones 50 200] [--onnx] [--bert]
+Random weights get the perturbation the reference fixtures use (non-zero flow/SDP output layers, LayerNorm gains),
+so every stage matters for the SNR; dp.proj.bias is set to log(--frames-per-phone) for speech-like lengths.
+Wall times on a shared CPU include contention from other processes: the load average is printed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import logging
 import math
-import resource
+import tempfile
+import threading
 import time
+import warnings
 
 import torch
 
-from bert_vits2.models import SynthesizerTrn, remove_weight_norm_
+from bert_vits2.models import SynthesizerTrn, optimize_for_inference, remove_weight_norm_
 
 # Released v2.3 config (spec section 1): 850 speakers, gin 512.
 FULL_V23 = dict(
@@ -30,8 +45,55 @@ SAMPLING_RATE = 44100
 HOP = 512
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+class PeakRSS:
+    """Peak resident memory (MiB) of this process while the ``with`` block runs (sampled every 2 ms)."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def now() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.now())
+            time.sleep(0.002)
+
+    def __enter__(self) -> "PeakRSS":
+        self.peak = self.now()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self.now())
+
+
+def snr_db(ref: torch.Tensor, x: torch.Tensor) -> float:
+    ref, x = ref.double().flatten(), x.double().flatten()
+    if ref.shape != x.shape:
+        return float("nan")
+    noise = (ref - x).pow(2).sum().item()
+    return math.inf if noise == 0 else 10 * math.log10(ref.pow(2).sum().item() / noise)
+
+
+def gemm_gflops(dtype: torch.dtype, n: int = 2048) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
 
 
 def make_inputs(n_phones: int, seed: int = 0):
@@ -46,79 +108,234 @@ def make_inputs(n_phones: int, seed: int = 0):
     return x, torch.tensor([n_phones]), torch.tensor([0]), tone, language, bert, ja_bert, en_bert
 
 
-def staged_infer(net_g: SynthesizerTrn, inputs, sdp_ratio=0.5, noise_scale=0.667, noise_scale_w=0.8):
-    """The steps of SynthesizerTrn.infer with a timer around each stage; returns (audio, {stage: seconds})."""
-    x, x_lengths, sid, tone, language, bert, ja_bert, en_bert = inputs
-    times = {}
-    t0 = time.perf_counter()
-    g = net_g.emb_g(sid).unsqueeze(-1)
-    h, m_p, logs_p, x_mask = net_g.enc_p(x, x_lengths, tone, language, bert, ja_bert, en_bert, g=g)
-    t1 = time.perf_counter()
-    logw = net_g.sdp(h, x_mask, g=g, reverse=True, noise_scale=noise_scale_w) * sdp_ratio + net_g.dp(
-        h, x_mask, g=g
-    ) * (1 - sdp_ratio)
-    attn, y_mask = net_g.durations_to_alignment(logw, x_mask, 1.0)
-    m_p = torch.matmul(attn.squeeze(1), m_p.transpose(1, 2)).transpose(1, 2)
-    logs_p = torch.matmul(attn.squeeze(1), logs_p.transpose(1, 2)).transpose(1, 2)
-    z_p = m_p + torch.randn_like(m_p) * torch.exp(logs_p) * noise_scale
-    t2 = time.perf_counter()
-    z = net_g.flow(z_p, y_mask, g=g, reverse=True)
-    t3 = time.perf_counter()
-    o = net_g.dec(z * y_mask, g=g)
-    t4 = time.perf_counter()
-    times = {"text encoder": t1 - t0, "duration (sdp+dp+path)": t2 - t1, "flow": t3 - t2, "decoder": t4 - t3}
-    return o, times
+def build_model(frames_per_phone: float) -> SynthesizerTrn:
+    """Full-size random G with weight norm active, perturbed like the reference fixtures (see their README)."""
+    torch.manual_seed(0)
+    net = SynthesizerTrn(**FULL_V23).eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith("weight_g"):
+                lo, hi = (1.3, 2.2) if name.startswith("dec.") else (0.6, 1.4)
+                p.mul_(lo + (hi - lo) * torch.rand(p.shape, generator=gen))
+            elif name.endswith(".gamma"):
+                p.copy_(1 + 0.15 * torch.randn(p.shape, generator=gen))
+            elif name.endswith(".beta"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+        for flow in net.flow.flows:
+            if hasattr(flow, "post"):
+                flow.post.weight.normal_(0, 0.05, generator=gen)
+                flow.post.bias.normal_(0, 0.05, generator=gen)
+        for flows in (net.sdp.flows, net.sdp.post_flows):
+            for f in flows:
+                if hasattr(f, "proj"):
+                    f.proj.weight.normal_(0, 0.15, generator=gen)
+                    f.proj.bias.normal_(0, 0.15, generator=gen)
+                if hasattr(f, "logs"):
+                    f.m.normal_(0, 0.2, generator=gen)
+                    f.logs.normal_(0, 0.2, generator=gen)
+        net.dp.proj.bias.fill_(math.log(frames_per_phone - 0.5))
+    return net
+
+
+def time_infer(net, inputs, repeats: int, **kw) -> tuple[float, tuple, float, float]:
+    """Best wall time of ``net.infer`` (seed 1 before each run), its last output, the peak RSS (MiB) and the best
+    process CPU time (all threads; less sensitive than wall time to other processes on a shared CPU)."""
+    best, best_cpu, out = math.inf, math.inf, None
+    with PeakRSS() as mem:
+        for _ in range(repeats):
+            torch.manual_seed(1)
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = net.infer(*inputs, **kw)
+            best = min(best, time.perf_counter() - t0)
+            best_cpu = min(best_cpu, time.process_time() - c0)
+    return best, out, mem.peak, best_cpu
+
+
+def time_round_robin(paths: dict, inputs, repeats: int, **kw) -> dict[str, tuple]:
+    """:func:`time_infer` of every path, interleaved (path A, B, C, A, B, C, ...) so that load from other processes
+    hits all paths alike; per path the best of ``repeats``."""
+    rows: dict[str, tuple] = {}
+    for _ in range(repeats):
+        for name, net in paths.items():
+            t, out, peak, cpu = time_infer(net, inputs, 1, **kw)
+            if name in rows:
+                t0, _o, p0, c0 = rows[name]
+                t, peak, cpu = min(t, t0), max(peak, p0), min(cpu, c0)
+            rows[name] = (t, out, peak, cpu)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- synthesis
+
+
+def bench_synthesis(args) -> None:
+    reference = build_model(args.frames_per_phone)  # weight norm active: upstream's inference path
+    plain = remove_weight_norm_(build_model(args.frames_per_phone))  # same seeds: same weights, folded
+    paths = {
+        "reference": reference,
+        "fp32 plain": plain,
+        "fp32 fast": optimize_for_inference(copy.deepcopy(plain), "fp32"),
+        "bf16 fast": optimize_for_inference(copy.deepcopy(plain), "bf16"),
+        "bf16 plain": optimize_for_inference(copy.deepcopy(plain), "bf16", fast=False),
+    }
+    n_params = sum(p.numel() for p in reference.parameters())
+    print(f"full-size v2.3 G: {n_params / 1e6:.2f} M params; RSS with {len(paths)} copies {PeakRSS.now():.0f} MiB")
+    sessions = None
+    if args.onnx:
+        from bert_vits2.onnx_export import export_onnx, load_sessions
+
+        tmp = tempfile.mkdtemp(prefix="bv2-bench-onnx-")
+        t0 = time.perf_counter()
+        sessions = load_sessions(export_onnx(plain, tmp, "bench"), threads=args.threads)
+        print(f"ONNX export + session load {time.perf_counter() - t0:.1f} s ({tmp})")
+
+    kw = dict(sdp_ratio=0.5, noise_scale=0.667, noise_scale_w=0.8)
+    with torch.inference_mode():
+        for net in paths.values():  # warm-up (allocator, oneDNN primitive caches)
+            time_infer(net, make_inputs(20), 1, **kw)
+        for n in args.phones:
+            inputs = make_inputs(n)
+            rows = time_round_robin(paths, inputs, args.repeats, **kw)
+            ref_t, ref_out, _, ref_cpu = rows["reference"]
+            audio_s = ref_out[0].shape[-1] / SAMPLING_RATE
+            print(f"\n{n} phones -> {ref_out[0].shape[-1] // HOP} frames, {audio_s:.2f} s audio "
+                  f"(best of {args.repeats}, {torch.get_num_threads()} threads)")
+            print(f"  {'path':<12s} {'wall s':>7s} {'RTF':>6s} {'speed-up':>8s} {'CPU s':>7s} {'CPU x':>6s} "
+                  f"{'SNR dB':>7s} {'durations':>9s} {'peak RSS MiB':>12s}")
+            for name, (t, out, peak, cpu) in rows.items():
+                same = torch.equal(out[1], ref_out[1])
+                print(f"  {name:<12s} {t:7.3f} {t / audio_s:6.3f} {ref_t / t:7.2f}x {cpu:7.3f} {ref_cpu / cpu:5.2f}x "
+                      f"{snr_db(ref_out[0], out[0]):7.1f} {'same' if same else 'DIFFER':>9s} {peak:12.0f}")
+            if sessions is not None:
+                from bert_vits2.onnx_export import time_onnx
+
+                x, _, sid, tone, lang, bert, ja, en = inputs
+                feed = dict(x=x[0].numpy(), tone=tone[0].numpy(), language=lang[0].numpy(), bert=bert[0].numpy(),
+                            ja_bert=ja[0].numpy(), en_bert=en[0].numpy(), sid=int(sid[0]), sdp_ratio=0.5,
+                            noise_scale=0.667)
+                from bert_vits2.onnx_export import run_onnx_inference
+
+                nf = dict(sdp_ratio=0.5, noise_scale=0.0, noise_scale_w=0.0)
+                t_nf, o_nf, _, _ = time_infer(paths["fp32 fast"], inputs, args.repeats, **nf)
+                with PeakRSS() as mem:
+                    c0 = time.process_time()
+                    t_ort = time_onnx(sessions, feed, repeats=args.repeats)
+                    c_ort = (time.process_time() - c0) / (args.repeats + 1)
+                o_ort = torch.from_numpy(run_onnx_inference(sessions, **feed)["o"])
+                a_s = o_nf[0].shape[-1] / SAMPLING_RATE
+                print(f"  {'onnxruntime':<12s} {t_ort:7.3f} {t_ort / a_s:6.3f} {ref_t / t_ort:7.2f}x {c_ort:7.3f} "
+                      f"{ref_cpu / c_ort:5.2f}x {snr_db(o_nf[0], o_ort):7.1f} {'no noise':>9s} {mem.peak:12.0f}"
+                      f"   (noise-free torch fp32 fast right before: {t_nf:.3f} s; ort CPU s = mean)")
+
+
+# ------------------------------------------------------------------------------------------------ BERT
+
+
+def _bert_configs():
+    import transformers
+
+    common = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+    deberta = dict(relative_attention=True, position_buckets=256, norm_rel_ebd="layer_norm", share_att_key=True,
+                   pos_att_type=["p2c", "c2p"], max_relative_positions=-1, position_biased_input=False,
+                   layer_norm_eps=1e-7, **common)
+    return {
+        "ZH chinese-roberta-wwm-ext-large (BERT-large)": (
+            transformers.BertForMaskedLM, transformers.BertConfig(vocab_size=21128, **common)),
+        "JP deberta-v2-large-japanese-char-wwm": (
+            transformers.DebertaV2ForMaskedLM, transformers.DebertaV2Config(vocab_size=22012, **deberta)),
+        "EN deberta-v3-large": (
+            transformers.DebertaV2Model, transformers.DebertaV2Config(vocab_size=128100, type_vocab_size=0, **deberta)),
+    }
+
+
+def _bert_time(model, ids: torch.Tensor, mask: torch.Tensor, repeats: int) -> tuple[float, torch.Tensor]:
+    best, out = math.inf, None
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-3].float()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def bench_bert(args) -> None:
+    import transformers
+
+    from bert_vits2.text.bert import apply_bert_precision
+
+    transformers.logging.set_verbosity_error()
+    n_tok, batch = args.bert_tokens, 4
+    synth = optimize_for_inference(remove_weight_norm_(build_model(args.frames_per_phone)), "fp32")
+    print(f"\nBERT: random full-size models, {n_tok} tokens per sentence, best of {args.repeats} "
+          f"(+1 warm-up), {torch.get_num_threads()} threads")
+    for label, (cls, cfg) in _bert_configs().items():
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        model = cls(cfg).eval()
+        model.requires_grad_(False)
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"\n  {label}: {n_params / 1e6:.0f} M params (built in {time.perf_counter() - t0:.1f} s)")
+        gen = torch.Generator().manual_seed(0)
+        ids = torch.randint(5, cfg.vocab_size, (batch, n_tok), generator=gen)
+        mask = torch.ones_like(ids)
+        one_ids, one_mask = ids[:1], mask[:1]
+        feats = {}
+        with torch.inference_mode():
+            t_fp32, ref = _bert_time(model, one_ids, one_mask, args.repeats)
+            feats["fp32"] = ref
+            t_batch, _ = _bert_time(model, ids, mask, args.repeats)
+            print(f"    fp32 one sentence {t_fp32 * 1e3:7.1f} ms;  batch of {batch}: {t_batch * 1e3:7.1f} ms "
+                  f"= {t_batch / batch * 1e3:.1f} ms/sentence ({t_fp32 * batch / t_batch:.2f}x vs one by one)")
+            for precision in ("bf16", "int8"):
+                m = apply_bert_precision(copy.deepcopy(model), precision)
+                with PeakRSS() as mem:
+                    t, out = _bert_time(m, one_ids, one_mask, args.repeats)
+                feats[precision] = out
+                print(f"    {precision} one sentence {t * 1e3:7.1f} ms ({t_fp32 / t:.2f}x fp32), feature SNR "
+                      f"{snr_db(ref, out):5.1f} dB, max abs err {(ref - out).abs().max().item():.3f} "
+                      f"(RSS during {mem.peak:.0f} MiB)")
+                del m
+            # effect on audio: 2 phones per token into the ZH/JP/EN BERT slot of the full-size fp32 synthesizer
+            slot = {"ZH": 5, "JP": 6, "EN": 7}[label[:2]]
+            inputs = list(make_inputs(2 * n_tok))
+            outs = {}
+            for precision, f in feats.items():
+                phone_feat = torch.repeat_interleave(f[0], 2, dim=0).T[None].contiguous()
+                scale = inputs[slot].std() / phone_feat.std()  # random BERT output scale -> the inputs' scale
+                inputs[slot] = phone_feat * scale
+                torch.manual_seed(1)
+                outs[precision] = synth.infer(*inputs, sdp_ratio=0.5, noise_scale=0.667, noise_scale_w=0.8)
+            for precision in ("bf16", "int8"):
+                same = torch.equal(outs[precision][1], outs["fp32"][1])
+                print(f"    audio from {precision} features vs fp32 features: durations {'same' if same else 'DIFFER'}"
+                      f", SNR {snr_db(outs['fp32'][0], outs[precision][0]):.1f} dB")
+        del model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per input; the best is reported (default 3)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per input; the best is reported (default 2)")
     parser.add_argument("--phones", type=int, nargs="+", default=[50, 200], help="input lengths in phone ids")
     parser.add_argument("--frames-per-phone", type=float, default=5.0, help="mean frames per phone id (default 5)")
-    parser.add_argument("--keep-weight-norm", action="store_true", help="do not fold weight norm (slower)")
+    parser.add_argument("--onnx", action="store_true", help="also export the six graphs and time onnxruntime")
+    parser.add_argument("--bert", action="store_true", help="also time the three full-size BERTs (~6 GB RAM)")
+    parser.add_argument("--bert-tokens", type=int, default=32, help="tokens per BERT sentence (default 32)")
+    parser.add_argument("--no-synthesis", action="store_true", help="skip the synthesis table")
     args = parser.parse_args()
 
+    logging.basicConfig(level=logging.WARNING)
+    warnings.simplefilter("ignore")
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    net_g = SynthesizerTrn(**FULL_V23).eval()
-    with torch.no_grad():
-        net_g.dp.proj.bias.fill_(math.log(args.frames_per_phone - 0.5))
-    if not args.keep_weight_norm:
-        remove_weight_norm_(net_g)
-    n_params = sum(p.numel() for p in net_g.parameters())
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, params {n_params / 1e6:.2f} M, "
-          f"weight norm {'kept' if args.keep_weight_norm else 'folded'}, RSS after build {peak_rss_mib():.0f} MiB")
-
-    with torch.inference_mode():
-        staged_infer(net_g, make_inputs(20))  # warm-up (allocator, oneDNN primitive caches)
-        for n in args.phones:
-            inputs = make_inputs(n)
-            best_total, best_stages, audio_s = math.inf, None, 0.0
-            best_infer, best_cpu = math.inf, math.inf
-            for _ in range(args.repeats):
-                torch.manual_seed(1)
-                t0, c0 = time.perf_counter(), time.process_time()
-                o = net_g.infer(*inputs, sdp_ratio=0.5)[0]
-                best_infer = min(best_infer, time.perf_counter() - t0)
-                best_cpu = min(best_cpu, time.process_time() - c0)
-                torch.manual_seed(1)
-                o2, stages = staged_infer(net_g, inputs)
-                total = sum(stages.values())
-                if total < best_total:
-                    best_total, best_stages = total, stages
-                audio_s = o.shape[-1] / SAMPLING_RATE
-            frames = o.shape[-1] // HOP
-            print(f"\n{n} phones -> {frames} frames, {audio_s:.2f} s audio")
-            print(f"  infer(): best wall {best_infer:.3f} s  RTF {best_infer / audio_s:.3f}   "
-                  f"(process CPU time {best_cpu:.3f} s = {best_cpu / audio_s:.3f} x audio, summed over threads)")
-            for stage, sec in best_stages.items():
-                print(f"  {stage:<24s} {sec * 1000:8.1f} ms  ({sec / audio_s:.3f} x real time)")
-            print(f"  staged total {best_total:.3f} s  RTF {best_total / audio_s:.3f}")
-    print(f"\npeak RSS {peak_rss_mib():.0f} MiB")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, GEMM 2048^2: "
+          f"fp32 {gemm_gflops(torch.float32):.0f} GFLOP/s, bf16 {gemm_gflops(torch.bfloat16):.0f} GFLOP/s")
+    if not args.no_synthesis:
+        bench_synthesis(args)
+    if args.bert:
+        bench_bert(args)
     try:
         load = open("/proc/loadavg").read().split()[:3]
-        print(f"load average {' '.join(load)} (other processes share the cores: wall times include contention)")
+        print(f"\nload average {' '.join(load)} (other processes share the cores: wall times include contention)")
     except OSError:
         pass
 

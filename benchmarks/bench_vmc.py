@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from motion.skeleton import check_joints, positions_to_rotations
-from motion.vmc import make_clip, stream_clip
+from motion.body.skeleton import check_joints, positions_to_rotations
+from motion.body.vmc import make_clip, stream_clip
 
 DEFAULT_JOINTS = Path(__file__).resolve().parents[1].parent / "shared/reference/motion/humanml3d_012314_joints.npy"
 

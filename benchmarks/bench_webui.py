@@ -40,7 +40,8 @@ def main() -> int:
     from bert_vits2.synthesis import ModelFiles, Voice
     from bert_vits2.text import clean_text
     from bert_vits2.text.bert import BERT_MODELS
-    from motion.face import FaceMaker, new_request_dir, write_outputs
+    from motion.face.api import FaceMaker
+    from motion.face.outputs import new_request_dir, write_outputs
 
     n_chars = sum(1 for c in TEXT if "\u4e00" <= c <= "\u9fff")
     hps = load_hparams(REPO / "configs" / "config.json")

@@ -149,9 +149,12 @@ class MultiHeadAttention(nn.Module):
         if self.window_size is not None:
             if t_s != t_t:
                 raise ValueError("relative attention is only defined for self-attention")
-            # Only the 2*window+1 offsets inside the window have non-zero embeddings: multiply with those and
-            # zero-pad to the 2L-1 offsets (O(L*window*d) instead of O(L^2*d); same result).
-            key_rel, pad = self._window_embeddings(self.emb_rel_k, t_s)
+            if torch.jit.is_tracing():  # ONNX export: no Python branch on the length (it would be baked in)
+                key_rel, pad = self._traceable_embeddings(self.emb_rel_k, t_s), 0
+            else:
+                # Only the 2*window+1 offsets inside the window have non-zero embeddings: multiply with those and
+                # zero-pad to the 2L-1 offsets (O(L*window*d) instead of O(L^2*d); same result).
+                key_rel, pad = self._window_embeddings(self.emb_rel_k, t_s)
             rel_logits = torch.matmul(query, key_rel.unsqueeze(0).transpose(-2, -1))
             if pad:
                 rel_logits = F.pad(rel_logits, [pad, pad])
@@ -162,7 +165,10 @@ class MultiHeadAttention(nn.Module):
         output = torch.matmul(p_attn, value)
         if self.window_size is not None:
             relative_weights = self._absolute_position_to_relative_position(p_attn)
-            value_rel, pad = self._window_embeddings(self.emb_rel_v, t_s)
+            if torch.jit.is_tracing():
+                value_rel, pad = self._traceable_embeddings(self.emb_rel_v, t_s), 0
+            else:
+                value_rel, pad = self._window_embeddings(self.emb_rel_v, t_s)
             relative_weights = relative_weights[..., pad : relative_weights.size(-1) - pad]
             output = output + torch.matmul(relative_weights, value_rel.unsqueeze(0))
         return output.transpose(2, 3).contiguous().view(b, d, t_t)
@@ -176,6 +182,12 @@ class MultiHeadAttention(nn.Module):
         pad = max(length - (window + 1), 0)
         start = max((window + 1) - length, 0)
         return relative_embeddings[:, start : relative_embeddings.size(1) - start], pad
+
+    def _traceable_embeddings(self, relative_embeddings: torch.Tensor, length: int | torch.Tensor) -> torch.Tensor:
+        """The 2*length-1 relative embeddings with one pad whose amount may be negative (a crop): no branch on the
+        length, so a traced graph (ONNX) stays valid for every length. Same values as ``_get_relative_embeddings``."""
+        pad = length - (self.window_size + 1)
+        return F.pad(relative_embeddings, [0, 0, pad, pad])
 
     def _get_relative_embeddings(self, relative_embeddings: torch.Tensor, length: int) -> torch.Tensor:
         """The 2*length-1 relative offsets needed for a sequence of ``length``, zero beyond the window."""

@@ -16,7 +16,6 @@ import codecs
 import logging
 import os
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
+
+from bert_vits2.fileio import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     from bert_vits2.hparams import HParams
@@ -41,6 +42,16 @@ __all__ = [
     "prune_checkpoints",
     "load_model_for_inference",
     "CHECKPOINT_PREFIXES",
+    "MissingPosteriorEncoderError",
+    "UnsupportedVersionError",
+    "MissingPosteriorEncoder",
+    "has_posterior_encoder",
+    "require_posterior_encoder",
+    "is_release_state",
+    "check_model_version",
+    "save_checkpoint_set",
+    "complete_checkpoint_steps",
+    "remove_stale_checkpoint_temps",
 ]
 
 logger = logging.getLogger(__name__)
@@ -56,6 +67,16 @@ class CheckpointError(RuntimeError):
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """The checkpoint file does not exist."""
+
+
+class MissingPosteriorEncoderError(CheckpointError):
+    """The generator was loaded from a release checkpoint (``G_*_release.pth``, written by upstream's
+    ``compress_model.py``) that has no posterior encoder ``enc_q``: synthesis works, but z extraction from audio,
+    ``--export-posterior`` and fine-tuning need the full ``G_*.pth``."""
+
+
+class UnsupportedVersionError(CheckpointError):
+    """A Bert-VITS2 1.x-2.2 model: its networks differ from v2.3's in ways this toolkit does not implement."""
 
 
 @dataclass
@@ -150,20 +171,95 @@ def _describe_load_failure(path: Path, exc: BaseException) -> str:
                     "only tensors, numbers and strings are accepted (use checkpoints from sources you trust)")
         return (f"{path}: refused, it references the Python object {name!r}, which a plain-weights checkpoint never "
                 "contains (a damaged file, or a pickle meant to run code); save or download it again")
+    blocked = re.search(r"unsupported GLOBAL ([\w.]+) whose module ([\w.]+) is blocked", message)
+    if blocked:  # torch >= 2.13 names a blocked module (os/posix/subprocess/builtins...) this way
+        return (f"{path}: refused for safety: the file contains code/objects ({blocked.group(1)}) that a plain-weights "
+                "checkpoint never holds, and unpickling it could run code; only tensors, numbers and strings are "
+                "accepted (use checkpoints from sources you trust)")
     detail = f"{type(exc).__name__}: {_one_line(message.split('WeightsUnpickler error:')[-1], 80)}"
     fmt = "checkpoint" if is_zip else "legacy-format checkpoint"
     return f"{path}: damaged or truncated {fmt} ({detail}); save or download it again"
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+_RECORD = re.compile(r"^[^/]+/data/[^/]+$")  # tensor storage records of torch's zip format (``archive/data/0``)
+_SIZE_SLACK = 1 << 20  # zip headers, data.pkl and alignment padding
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def _declared_tensor_bytes(obj: Any, seen: set[int]) -> int:
+    """Bytes of the distinct storages behind the (meta) tensors in a loaded checkpoint structure."""
+    if isinstance(obj, torch.Tensor):
+        storage = obj.untyped_storage()
+        key = storage._cdata
+        if key in seen:
+            return 0
+        seen.add(key)
+        return storage.nbytes()
+    if isinstance(obj, dict):
+        return sum(_declared_tensor_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_declared_tensor_bytes(v, seen) for v in obj)
+    return 0
+
+
+def _check_declared_sizes(path: Path, max_bytes: int | None) -> None:
+    """Refuse a zip checkpoint whose declared tensor sizes cannot be right, before anything is allocated.
+
+    torch stores tensor bytes uncompressed, so a genuine file always holds at least as many bytes as its storage
+    records declare. The storage sizes come from the zip's central directory and from the pickle's storage records
+    (read with ``map_location="meta"``: shapes only, no data). Non-zip (legacy) files and files torch cannot parse
+    are left to ``torch.load``, whose failure is then described.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = [info for info in archive.infolist() if _RECORD.match(info.filename)]
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return
+    record_bytes = sum(info.file_size for info in records)
+    compressed = any(info.compress_type != zipfile.ZIP_STORED for info in records)
+    declared = 0
+    try:
+        declared = _declared_tensor_bytes(torch.load(path, map_location="meta", weights_only=True), set())
+    except Exception:  # noqa: BLE001 - the real load below reports what is wrong with the file
+        pass
+    claimed, size = max(record_bytes, declared), path.stat().st_size
+    if claimed > size + _SIZE_SLACK:
+        how = "compressed tensor records, which torch never writes: " if compressed else ""
+        raise CheckpointError(f"{path}: refused before loading: it declares {_fmt_bytes(claimed)} of tensor data but "
+                              f"the file is only {_fmt_bytes(size)} ({how}a crafted or damaged file); use the original "
+                              "checkpoint")
+    if max_bytes is not None and claimed > max_bytes:
+        raise CheckpointError(f"{path}: refused before loading: it declares {_fmt_bytes(claimed)} of tensor data, more "
+                              f"than this model can use ({_fmt_bytes(max_bytes)} with optimizer state); not a "
+                              "checkpoint of this model")
+
+
+def _model_budget(model: nn.Module) -> int:
+    """Most tensor bytes a checkpoint of ``model`` can sensibly hold: weights + two AdamW moments + slack."""
+    state = _unwrap(model).state_dict()
+    model_bytes = sum(t.numel() * 4 for t in state.values())  # as fp32, whatever the model's dtype now
+    return 3 * model_bytes + (64 << 20)
+
+
+def read_checkpoint(path: str | os.PathLike, *, max_bytes: int | None = None) -> dict[str, Any]:
     """Load a checkpoint dict safely (``weights_only=True``, onto the CPU) and check its layout.
 
     Keys of ``"model"`` come back without any ``module.`` prefix. Raises ``CheckpointError``.
+    Before any tensor is materialised, the sizes the file declares are checked: more tensor data than the file
+    holds (compressed records: a "zip bomb") or, with ``max_bytes``, more than the model can use is refused.
     """
     path = Path(path)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
         raise CheckpointNotFoundError(f"checkpoint {path} {what}")
+    _check_declared_sizes(path, max_bytes)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
@@ -337,30 +433,17 @@ def load_checkpoint(
     is false and it fits the optimizer's parameters; otherwise the optimizer is left fresh.
     ``iteration`` is what upstream stores there (the epoch); ``learning_rate`` the config's lr.
     """
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, max_bytes=_model_budget(model))
     return _apply_checkpoint(ckpt, str(path), model, optimizer, strict, skip_optimizer)
 
 
 # --------------------------------------------------------------------------------------------------
 # Saving
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file beside ``path``, fsync, then rename: a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through :func:`bert_vits2.fileio.atomic_write`: a crash never leaves a half-written file."""
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def save_checkpoint(
@@ -406,19 +489,22 @@ def latest_checkpoint_path(dir_path: str | os.PathLike, pattern: str = "G_*.pth"
     return str(max(candidates, key=lambda p: (checkpoint_step(p), p.name)))
 
 
-def prune_checkpoints(dir_path: str | os.PathLike, keep: int, sort_by: str = "time") -> list[str]:
+def prune_checkpoints(
+    dir_path: str | os.PathLike, keep: int, sort_by: str = "time", prefixes: tuple[str, ...] = CHECKPOINT_PREFIXES
+) -> list[str]:
     """Delete old checkpoints, keeping the newest ``keep`` of each of ``G_``, ``D_``, ``DUR_``, ``WD_``.
 
     Upstream ``keep_ckpts`` semantics: ``keep <= 0`` keeps everything; the base files ``*_0.pth`` are
     never removed nor counted; "newest" is by modification time (``sort_by="time"``, upstream's
     choice) or by step number (``sort_by="step"``). Unlike upstream, ``D_`` and ``DUR_`` are counted
-    separately (upstream's "D" prefix also matched DUR files). Returns the removed paths.
+    separately (upstream's "D" prefix also matched DUR files). ``prefixes`` picks other families (the
+    expression head's ``V_``). Returns the removed paths.
     """
     if sort_by not in ("time", "step"):
         raise ValueError(f"sort_by must be 'time' or 'step', got {sort_by!r}")
     if keep <= 0:
         return []
-    pattern = re.compile(r"^(%s)_(\d+)\.pth$" % "|".join(CHECKPOINT_PREFIXES))
+    pattern = re.compile(r"^(%s)_(\d+)\.pth$" % "|".join(map(re.escape, prefixes)))
     groups: dict[str, list[tuple[Path, int]]] = {}
     for entry in Path(dir_path).iterdir():
         match = pattern.match(entry.name)
@@ -438,23 +524,194 @@ def prune_checkpoints(dir_path: str | os.PathLike, keep: int, sort_by: str = "ti
     return sorted(removed)
 
 
+def _write_checkpoint(obj: Any, f: Any, path: Path) -> None:
+    """How one checkpoint's bytes go into ``f``, the temp file of ``path`` (a seam: tests slow it down, fail it or
+    signal in the middle of it)."""
+    torch.save(obj, f)
+
+
+def save_checkpoint_set(
+    model_dir: str | os.PathLike,
+    step: int,
+    entries: "dict[str, tuple[nn.Module, torch.optim.Optimizer | None]]",
+    learning_rate: float | None,
+    iteration: int,
+) -> list[Path]:
+    """Write ``{prefix}_{step}.pth`` for every ``prefix -> (model, optimizer)`` so the step's set is complete or absent.
+
+    Each file is written and fsync'ed to its own temp file (``.G_8.pth.<random>.tmp``); only when all of them are
+    written are they renamed into place, ``G`` last, because resuming starts from ``G_*.pth``. An exception (full
+    disk, Ctrl-C) removes every temp file and publishes nothing; a SIGKILL leaves temp files that
+    :func:`remove_stale_checkpoint_temps` removes at the next start. Returns the written paths.
+    """
+    import contextlib
+
+    folder = Path(model_dir)
+    order = sorted(entries, key=lambda prefix: prefix != "G")  # entered first = renamed last
+    paths = []
+    with contextlib.ExitStack() as stack:
+        for prefix in order:
+            model, optimizer = entries[prefix]
+            path = folder / f"{prefix}_{step}.pth"
+            f = stack.enter_context(atomic_write(path, "wb"))
+            state = {_to_legacy_name(_strip_module(k)): v for k, v in _unwrap(model).state_dict().items()}
+            _write_checkpoint({"model": state, "iteration": iteration,
+                               "optimizer": optimizer.state_dict() if optimizer is not None else None,
+                               "learning_rate": learning_rate}, f, path)
+            paths.append(path)
+    logger.info("saved %s (iteration %s)", ", ".join(p.name for p in paths), iteration)
+    return paths
+
+
+def complete_checkpoint_steps(model_dir: str | os.PathLike, prefixes: tuple[str, ...] = CHECKPOINT_PREFIXES) -> list[int]:
+    """Steps (newest first) for which every ``{prefix}_{step}.pth`` of ``prefixes`` exists."""
+    folder = Path(model_dir)
+    steps = {checkpoint_step(p) for p in folder.glob(f"{prefixes[0]}_*.pth") if p.is_file()}
+    steps.discard(None)
+    return sorted((s for s in steps if all((folder / f"{prefix}_{s}.pth").is_file() for prefix in prefixes)),
+                  reverse=True)
+
+
+def remove_stale_checkpoint_temps(model_dir: str | os.PathLike, prefixes: tuple[str, ...] = CHECKPOINT_PREFIXES) -> list[Path]:
+    """Delete temp files an interrupted checkpoint save left (SIGKILL, power loss); call only when nothing writes there."""
+    from bert_vits2.fileio import remove_stale_temps
+
+    removed: list[Path] = []
+    for prefix in prefixes:
+        for path in remove_stale_temps(model_dir, f"{prefix}_"):
+            logger.warning("removed %s, left by an interrupted checkpoint save", path)
+            removed.append(path)
+    return removed
+
+
 # --------------------------------------------------------------------------------------------------
 # Inference
 
+_POSTERIOR_PREFIX = "enc_q."
+_POSTERIOR_USES = "z extraction from audio, --export-posterior and fine-tuning"
+
+
+class MissingPosteriorEncoder(nn.Module):
+    """Stands in for ``enc_q`` when the checkpoint is a release file without it: calling it raises
+    ``MissingPosteriorEncoderError`` naming the file, instead of running a randomly initialised encoder."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise MissingPosteriorEncoderError(_missing_posterior_message(self.source, "running the posterior encoder"))
+
+
+def _missing_posterior_message(source: str, purpose: str) -> str:
+    return (f"{source}: a release checkpoint (compress_model.py output) without the posterior encoder enc_q, so "
+            f"{purpose} is not possible ({_POSTERIOR_USES} need enc_q); it synthesizes speech, but use the full "
+            "G_*.pth it was made from for this")
+
+
+def is_release_state(state: "dict[str, torch.Tensor]") -> bool:
+    """Whether a generator state dict is in release form: it has the text encoder but no ``enc_q.*`` key."""
+    return "enc_p.emb.weight" in state and not any(k.startswith(_POSTERIOR_PREFIX) for k in state)
+
+
+def has_posterior_encoder(model_or_state: "nn.Module | dict[str, torch.Tensor]") -> bool:
+    """False for a model loaded from a release checkpoint (or a release state dict); True otherwise."""
+    if isinstance(model_or_state, nn.Module):
+        enc_q = getattr(_unwrap(model_or_state), "enc_q", None)
+        return enc_q is not None and not isinstance(enc_q, MissingPosteriorEncoder)
+    return not is_release_state(model_or_state)
+
+
+def require_posterior_encoder(model_or_state: "nn.Module | dict[str, torch.Tensor]", purpose: str,
+                              source: str | os.PathLike | None = None) -> None:
+    """Raise ``MissingPosteriorEncoderError`` (one line: the file, what needs enc_q, what to use) when it is absent.
+
+    Call it before z extraction from audio, exporting the posterior encoder or fine-tuning; ``purpose`` says which.
+    """
+    if has_posterior_encoder(model_or_state):
+        return
+    if source is None and isinstance(model_or_state, nn.Module):
+        source = getattr(_unwrap(model_or_state).enc_q, "source", None)
+    raise MissingPosteriorEncoderError(_missing_posterior_message(str(source or "this generator"), purpose))
+
+
+# Networks of older releases differ from v2.3 (spec section 0): their text encoder has other layers.
+_OLD_VERSION_KEYS = (
+    ("enc_p.in_feature_net.", "2.2", "its text encoder has the CLAP emotion layers (in_feature_net/emo_vq)"),
+    ("enc_p.emo_vq.", "2.2", "its text encoder has the CLAP emotion layers (in_feature_net/emo_vq)"),
+    ("enc_p.emo_proj.", "2.1", "its text encoder has the emotion layers (emo_proj/emo_quantizer)"),
+    ("enc_p.emo_quantizer.", "2.1", "its text encoder has the emotion layers (emo_proj/emo_quantizer)"),
+)
+_OLD_VERSION_WHY = {
+    "2.2": "its text encoder has the CLAP emotion layers (in_feature_net/emo_vq)",
+    "2.1": "its text encoder has the emotion layers (emo_proj/emo_quantizer)",
+}
+
+
+def _version_tuple(version: str) -> tuple[int, ...] | None:
+    match = re.match(r"^\s*v?(\d+)(?:\.(\d+))?", version)
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def _unsupported_version(where: str, version: str, why: str) -> UnsupportedVersionError:
+    return UnsupportedVersionError(
+        f"{where}: a Bert-VITS2 {version} model, but this toolkit runs only v2.3 networks ({why}); synthesize it with "
+        "upstream Bert-VITS2 (infer.py loads old versions), or fine-tune the v2.3 base model on your data")
+
+
+def check_model_version(hps: Any, where: str = "config.json", state: "dict[str, torch.Tensor] | None" = None) -> None:
+    """Refuse a 1.x-2.2 model with one line naming the version and what to do (``UnsupportedVersionError``).
+
+    The version comes from the config's ``version`` field and, when ``state`` is given, from layers only old
+    generators have (a 2.2 checkpoint paired with a 2.3 config). A missing or newer version passes.
+    """
+    if state is not None:
+        for prefix, version, why in _OLD_VERSION_KEYS:
+            if any(k.startswith(prefix) for k in state):
+                raise _unsupported_version(where, version, why)
+    version = hps.get("version") if hasattr(hps, "get") else getattr(hps, "version", None)
+    if version is None:
+        return
+    parsed = _version_tuple(str(version))
+    if parsed is not None and parsed < (2, 3):
+        short = f"{parsed[0]}.{parsed[1]}"
+        why = _OLD_VERSION_WHY.get(short, "its text encoder, symbol set and BERT inputs differ")
+        raise _unsupported_version(f"{where} (version {str(version)!r})", short if parsed[0] == 2 else str(version),
+                                   why)
+
+
 def load_model_for_inference(
-    config_path_or_hps: "str | os.PathLike | HParams", checkpoint_path: str | os.PathLike, device: str | torch.device = "cpu"
+    config_path_or_hps: "str | os.PathLike | HParams",
+    checkpoint_path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    *,
+    fast: bool = True,
 ) -> tuple[nn.Module, "HParams"]:
     """Build ``SynthesizerTrn`` from a config, load a G checkpoint strictly, fold weight norm; returns ``(model, hps)``.
 
     The vocabulary size is taken from the checkpoint (``enc_p.emb.weight``); speaker count and
     ``gin_channels`` from the config, so a config that does not belong to the checkpoint is refused
     with the differing keys named. The model is in eval mode on ``device``.
+
+    ``precision`` is ``fp32`` (within 1e-4 of upstream), ``bf16`` (decoder and flow in bf16, text encoder and
+    duration predictors in fp32 so durations do not change) or ``auto`` (bf16 where the CPU/GPU runs it natively);
+    ``model.precision`` says what was chosen. ``fast=False`` keeps the plain decoder (debugging);
+    see :func:`bert_vits2.models.optimize_for_inference`. The checkpoint file itself is never modified.
     """
-    from bert_vits2 import models  # lazy: keeps this module importable without the network code
+    from bert_vits2 import (
+        models,  # lazy: keeps this module importable without the network code
+    )
     from bert_vits2.hparams import HParams, load_hparams
 
+    models.resolve_precision(precision, device)  # a bad precision fails before the (slow) checkpoint read
     hps = config_path_or_hps if isinstance(config_path_or_hps, HParams) else load_hparams(config_path_or_hps)
+    config_where = "the config" if isinstance(config_path_or_hps, HParams) else str(config_path_or_hps)
+    check_model_version(hps, config_where)  # an old config fails before the checkpoint read
     ckpt = read_checkpoint(checkpoint_path)
+    check_model_version(hps, str(checkpoint_path), ckpt["model"])
     emb = ckpt["model"].get("enc_p.emb.weight")
     if emb is None or emb.dim() != 2:
         raise CheckpointError(f"{checkpoint_path}: no 'enc_p.emb.weight' of shape [n_vocab, hidden]; "
@@ -467,8 +724,17 @@ def load_model_for_inference(
         **hps.model,
     )
     model.eval()
+    if is_release_state(ckpt["model"]):
+        # compress_model.py output: no enc_q (synthesis never uses it), weights maybe fp16 (load_state_dict copies
+        # them into the fp32 parameters, so they are computed in fp32). The stub makes any later use of enc_q fail
+        # with MissingPosteriorEncoderError instead of running random weights.
+        model.enc_q = MissingPosteriorEncoder(str(checkpoint_path))
+        half = sum(1 for v in ckpt["model"].values() if v.dtype == torch.float16)
+        logger.info("%s: release checkpoint without enc_q%s: loaded for synthesis only", checkpoint_path,
+                    f" ({half} fp16 tensors, computed in fp32)" if half else "")
     _apply_checkpoint(ckpt, str(checkpoint_path), model, None, strict=True, skip_optimizer=True)
     del ckpt
     models.remove_weight_norm_(model)
     model.to(device)
+    models.optimize_for_inference(model, precision, fast=fast)
     return model, hps

@@ -14,7 +14,7 @@ import math
 import os
 import random
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from bert_vits2.text import add_blank as add_blank_ids
 from bert_vits2.text import cleaned_text_to_sequence
 
 __all__ = ["DataError", "Utterance", "TextAudioSpeakerDataset", "DistributedBucketSampler", "collate_batch",
-           "DEFAULT_BUCKET_BOUNDARIES"]
+           "DEFAULT_BUCKET_BOUNDARIES", "DataProblem", "PreflightReport", "preflight_check"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,9 @@ class TextAudioSpeakerDataset(Dataset):
         min_text_len: int = 1,
         max_text_len: int = 384,
         shuffle_seed: int | None = 1234,
+        skip_lines: set[int] | frozenset[int] = frozenset(),
     ) -> None:
+        """``skip_lines``: 1-based line numbers to leave out (the bad lines :func:`preflight_check` found)."""
         data = hps.data
         self.hps = hps
         self.sampling_rate = int(data.sampling_rate)
@@ -84,9 +86,12 @@ class TextAudioSpeakerDataset(Dataset):
         if not path.is_file():
             raise DataError(f"filelist {path} does not exist: run preprocess_text.py (and bert_gen.py) first")
         utterances: list[Utterance] = []
-        dropped = {"text length": 0, "too short audio": 0, "missing wav": 0, "unknown speaker": 0}
+        dropped = {"text length": 0, "too short audio": 0, "missing wav": 0, "unknown speaker": 0, "bad line": 0}
         for line_no, raw in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
             if not raw.strip():
+                continue
+            if line_no in skip_lines:
+                dropped["bad line"] += 1
                 continue
             try:
                 line = CleanedLine.parse(raw)
@@ -251,3 +256,159 @@ class DistributedBucketSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return self.num_samples // self.batch_size
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Pre-flight check: every problem of the lists before training step 1, instead of a DataLoader traceback mid-run
+
+
+@dataclass(frozen=True)
+class DataProblem:
+    """One bad line: where it is, why, and whether training can go on without it (``fatal``: it would crash)."""
+
+    file: str
+    line: int  # 1-based; 0 for a problem of the whole file or config
+    reason: str
+    fatal: bool = True
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.reason}" + ("" if self.fatal else " (skipped in training)")
+
+
+@dataclass
+class PreflightReport:
+    """Outcome of :func:`preflight_check` over the training and validation lists."""
+
+    checked: int = 0
+    problems: list[DataProblem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[DataProblem]:
+        return [p for p in self.problems if p.fatal]
+
+    @property
+    def warnings(self) -> list[DataProblem]:
+        return [p for p in self.problems if not p.fatal]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def bad_lines(self, filelist: str | os.PathLike) -> set[int]:
+        """Line numbers of ``filelist`` with a fatal problem (what ``skip_lines`` leaves out)."""
+        name = str(filelist)
+        return {p.line for p in self.errors if p.file == name and p.line}
+
+    def describe(self) -> str:
+        n_bad = len({(p.file, p.line) for p in self.errors})
+        n_skipped = len({(p.file, p.line) for p in self.warnings} - {(p.file, p.line) for p in self.errors})
+        head = f"data check: {self.checked} lines, {n_bad} bad, {n_skipped} skipped by the length filters"
+        return "\n".join([head] + [f"  {p}" for p in self.errors + self.warnings])
+
+
+def _bert_problem(bert_path: str, n_ids: int) -> str | None:
+    if not os.path.isfile(bert_path):
+        return f"missing {bert_path}: run bert_gen.py over the train and val lists"
+    try:
+        feature = torch.load(bert_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable cache is reported the same way
+        return f"unreadable {bert_path} ({type(exc).__name__}): rerun bert_gen.py with --overwrite"
+    if not isinstance(feature, torch.Tensor) or feature.dim() != 2 or tuple(feature.shape) != (BERT_DIM, n_ids):
+        shape = tuple(feature.shape) if isinstance(feature, torch.Tensor) else type(feature).__name__
+        return (f"{bert_path} has shape {shape}, expected ({BERT_DIM}, {n_ids}) for this line's phones: rerun "
+                "bert_gen.py with --overwrite")
+    return None
+
+
+def _check_line(raw: str, hps: Any, spk2id: Mapping[str, int], segment: int, add_blank: bool,
+                max_text_len: int) -> list[tuple[str, bool]]:
+    """(reason, fatal) for everything wrong with one filelist line; empty when it is fine."""
+    import soundfile as sf
+
+    try:
+        line = CleanedLine.parse(raw)
+    except ValueError as exc:
+        return [(f"{exc} (is this a cleaned list from preprocess_text.py?)", True)]
+    found: list[tuple[str, bool]] = []
+    try:
+        phones, _, _ = cleaned_text_to_sequence(line.phones, line.tones, line.language)
+    except ValueError as exc:
+        found.append((str(exc), True))
+        phones = list(line.phones)
+    if line.speaker not in spk2id:
+        found.append((f"unknown speaker {line.speaker!r} (not in data.spk2id of the config): rerun "
+                      "preprocess_text.py with this config", True))
+    if not os.path.isfile(line.wav):
+        found.append((f"audio {line.wav} not found", True))
+    else:
+        try:
+            info = sf.info(line.wav)
+        except Exception as exc:  # noqa: BLE001 - soundfile raises several types by format
+            found.append((f"cannot read audio {line.wav} ({' '.join(str(exc).split())[:120]})", True))
+        else:
+            rate = int(hps.data.sampling_rate)
+            if info.samplerate != rate:
+                found.append((f"{line.wav} is {info.samplerate} Hz, the config expects {rate} Hz: run resample.py",
+                              True))
+            if info.channels != 1:
+                found.append((f"{line.wav} has {info.channels} channels, training audio must be mono: run "
+                              "resample.py", True))
+            if info.frames < segment:
+                found.append((f"{line.wav} is shorter ({info.frames} samples) than one training segment ({segment})",
+                              False))
+    if not 1 <= len(line.phones) <= max_text_len:
+        found.append((f"{len(line.phones)} phones, outside 1..{max_text_len}", False))
+    n_ids = 2 * len(phones) + 1 if add_blank else len(phones)
+    problem = _bert_problem(bert_path_for(line.wav), n_ids) if os.path.isfile(line.wav) else None
+    if problem:
+        found.append((problem, True))
+    return found
+
+
+def preflight_check(
+    hps: Any,
+    filelists: Sequence[str | os.PathLike] | None = None,
+    progress: bool = True,
+    max_text_len: int = 384,
+) -> PreflightReport:
+    """Check every line of the training (and validation) lists before training: parse, speaker, audio rate and
+    channels, BERT feature shape; every problem with its file, line number and reason.
+
+    Fatal problems (``report.errors``) would stop training mid-run; the others are lines the dataset's length
+    filters leave out, as upstream. ``filelists`` defaults to ``data.training_files`` and ``data.validation_files``.
+    Shows a tqdm progress bar over the lines unless ``progress`` is false.
+    """
+    from tqdm import tqdm
+
+    data = hps.data
+    if filelists is None:
+        filelists = [data.training_files] + ([data.validation_files] if _get(data, "validation_files") else [])
+    spk2id = dict(_get(data, "spk2id", {}) or {})
+    segment = int(hps.train.segment_size)
+    add_blank = bool(_get(data, "add_blank", True))
+    report = PreflightReport()
+    contents: list[tuple[str, list[str]]] = []
+    for filelist in filelists:
+        path = Path(filelist)
+        if not path.is_file():
+            report.problems.append(DataProblem(str(filelist), 0, "filelist not found: run preprocess_text.py "
+                                                                 "(and bert_gen.py) first"))
+            continue
+        contents.append((str(filelist), path.read_text(encoding="utf-8-sig").splitlines()))
+    if not spk2id:
+        report.problems.append(DataProblem("config", 0, "data.spk2id is empty: run preprocess_text.py with this "
+                                                        "config"))
+    total = sum(1 for _, lines in contents for raw in lines if raw.strip())
+    with tqdm(total=total, desc="checking data", unit="line", disable=not progress, leave=False) as bar:
+        for name, lines in contents:
+            for line_no, raw in enumerate(lines, 1):
+                if not raw.strip():
+                    continue
+                report.checked += 1
+                for reason, fatal in _check_line(raw, hps, spk2id, segment, add_blank, max_text_len):
+                    report.problems.append(DataProblem(name, line_no, reason, fatal))
+                bar.update(1)
+    if report.errors:
+        logger.warning("data check: %d bad line(s) in %s", len(report.errors), ", ".join(n for n, _ in contents))
+    return report

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from bert_vits2.fileio import write_text_atomic
 
 __all__ = ["HParams", "ConfigError", "ConfigNotFoundError", "load_hparams", "save_hparams", "REQUIRED_SECTIONS"]
 
@@ -134,6 +135,61 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
+# Types of the keys the code does arithmetic with. A wrong type there (``"hop_length": 0``, ``"batch_size": "two"``)
+# otherwise surfaces as a ZeroDivisionError or TypeError deep inside training; checked only where the key is present.
+_POS_INT, _NONNEG_INT, _INT, _POS_NUM, _NONNEG_NUM, _NUM, _BOOL, _STR = (
+    "a positive integer", "a non-negative integer", "an integer", "a positive number", "a non-negative number",
+    "a number", "true or false", "a string")
+_TYPES: dict[str, dict[str, str]] = {
+    "train": {"log_interval": _POS_INT, "eval_interval": _POS_INT, "seed": _INT, "epochs": _POS_INT,
+              "learning_rate": _POS_NUM, "eps": _POS_NUM, "batch_size": _POS_INT, "bf16_run": _BOOL,
+              "lr_decay": _POS_NUM, "segment_size": _POS_INT, "c_mel": _NONNEG_NUM, "c_kl": _NONNEG_NUM,
+              "skip_optimizer": _BOOL, "keep_ckpts": _NONNEG_INT},
+    "data": {"sampling_rate": _POS_INT, "filter_length": _POS_INT, "hop_length": _POS_INT, "win_length": _POS_INT,
+             "n_mel_channels": _POS_INT, "mel_fmin": _NONNEG_NUM, "add_blank": _BOOL, "training_files": _STR,
+             "validation_files": _STR},
+    "model": {"inter_channels": _POS_INT, "hidden_channels": _POS_INT, "filter_channels": _POS_INT,
+              "n_heads": _POS_INT, "n_layers": _POS_INT, "kernel_size": _POS_INT, "p_dropout": _NONNEG_NUM,
+              "upsample_initial_channel": _POS_INT, "gin_channels": _NONNEG_INT},
+}
+
+
+def _type_ok(value: Any, kind: str) -> bool:
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if kind == _STR:
+        return isinstance(value, str)
+    if isinstance(value, bool):  # JSON true/false are not numbers here
+        return False
+    if kind in (_POS_INT, _NONNEG_INT, _INT):
+        if not isinstance(value, int):
+            return False
+        return value > 0 if kind == _POS_INT else value >= 0 if kind == _NONNEG_INT else True
+    if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+        return False
+    return value > 0 if kind == _POS_NUM else value >= 0 if kind == _NONNEG_NUM else True
+
+
+def _check_types(config: dict[str, Any], path: Path) -> None:
+    """Refuse a key of the wrong type with one line naming it (``'data.hop_length' must be a positive integer``)."""
+    for section, kinds in _TYPES.items():
+        for key, kind in kinds.items():
+            if key in config[section] and not _type_ok(config[section][key], kind):
+                raise ConfigError(f"{path}: '{section}.{key}' must be {kind}, got {json.dumps(config[section][key])}; "
+                                  "fix it in the config (configs/config.json has the defaults)")
+    fmax = config["data"].get("mel_fmax")
+    if fmax is not None and not _type_ok(fmax, _POS_NUM):
+        raise ConfigError(f"{path}: 'data.mel_fmax' must be a positive number or null, got {json.dumps(fmax)}")
+    betas = config["train"].get("betas")
+    if betas is not None and not (isinstance(betas, list) and len(betas) == 2
+                                  and all(_type_ok(b, _NONNEG_NUM) and b < 1 for b in betas)):
+        raise ConfigError(f"{path}: 'train.betas' must be two numbers in [0, 1), got {json.dumps(betas)}")
+    for key in ("upsample_rates", "upsample_kernel_sizes", "resblock_kernel_sizes"):
+        value = config["model"].get(key)
+        if value is not None and not (isinstance(value, list) and value and all(_type_ok(v, _POS_INT) for v in value)):
+            raise ConfigError(f"{path}: 'model.{key}' must be a list of positive integers, got {json.dumps(value)}")
+
+
 def _validate(config: Any, path: Path) -> None:
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a JSON object with sections {', '.join(REQUIRED_SECTIONS)}, "
@@ -148,6 +204,7 @@ def _validate(config: Any, path: Path) -> None:
             if key not in config[section]:
                 raise ConfigError(f"{path}: '{section}.{key}' is missing; it decides checkpoint shapes and is never "
                                   "guessed. Use the config.json that belongs to the checkpoint")
+    _check_types(config, path)
     n_speakers = config["data"]["n_speakers"]
     if not isinstance(n_speakers, int) or isinstance(n_speakers, bool) or n_speakers < 0:
         raise ConfigError(f"{path}: 'data.n_speakers' must be a non-negative integer, got {n_speakers!r}")
@@ -193,21 +250,4 @@ def save_hparams(hps: Mapping[str, Any], path: str | os.PathLike) -> None:
     path = Path(path)
     data = hps.to_dict() if isinstance(hps, HParams) else _unwrap(dict(hps))
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():  # keep the original file's permissions (mkstemp creates 0600)
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_text_atomic(path, text)

@@ -67,6 +67,21 @@ def _as_batch(y: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return y, False
 
 
+def _warn_if_out_of_range(y: torch.Tensor) -> None:
+    """Warn when input audio leaves [-1, 1] (its features would not match what the model was trained on).
+
+    Only audio read from disk is checked: a waveform that requires grad is the generator's own output during
+    training (out of range there is expected, and turning it into Python floats warns and syncs), and a waveform
+    on an accelerator would need a device->host copy on every call. One ``aminmax`` pass, no copy, on the CPU.
+    """
+    if y.requires_grad or y.device.type != "cpu" or not y.numel():
+        return
+    lo, hi = torch.aminmax(y)
+    if lo < -1.0 or hi > 1.0:
+        logger.warning("waveform outside [-1, 1] (min %.3f, max %.3f): features will not match training data",
+                       float(lo), float(hi))
+
+
 def spectrogram_frames(num_samples: int, n_fft: int, hop_size: int) -> int:
     """Number of frames ``spectrogram_torch`` gives for ``num_samples`` samples (center=False)."""
     pad = (n_fft - hop_size) // 2
@@ -82,9 +97,7 @@ def spectrogram_torch(
     """
     del sampling_rate
     y, unbatched = _as_batch(y)
-    if y.numel() and (float(y.min()) < -1.0 or float(y.max()) > 1.0):
-        logger.warning("waveform outside [-1, 1] (min %.3f, max %.3f): features will not match training data",
-                       float(y.min()), float(y.max()))
+    _warn_if_out_of_range(y)
     pad = (n_fft - hop_size) // 2
     if y.size(-1) <= pad or y.size(-1) + 2 * pad < n_fft:
         need = max(pad + 1, n_fft - 2 * pad)
@@ -137,12 +150,12 @@ def load_wav(wav_path: str | os.PathLike, sampling_rate: int | None = None) -> t
 
     Raises ValueError naming the file when it is not mono or its rate differs from ``sampling_rate``.
     """
-    import soundfile as sf
+    from bert_vits2.audio import AudioReadError, read_audio
 
     try:
-        audio, rate = sf.read(os.fspath(wav_path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise ValueError(f"{wav_path}: cannot read audio ({exc})") from None
+        audio, rate = read_audio(wav_path)
+    except AudioReadError as exc:
+        raise ValueError(f"cannot read audio: {exc}") from None
     if audio.shape[1] != 1:
         raise ValueError(f"{wav_path}: {audio.shape[1]} channels, training audio must be mono (run resample.py)")
     if sampling_rate is not None and rate != sampling_rate:

@@ -12,15 +12,19 @@ import logging
 import multiprocessing
 import os
 import random
-import shutil
-import subprocess
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import numpy as np
+from bert_vits2.audio import (  # noqa: F401
+    AUDIO_EXTENSIONS,
+    AudioReadError,
+    read_audio,
+    to_mono_resampled,
+    write_wav_pcm16,
+)
+from bert_vits2.fileio import atomic_write, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -31,17 +35,7 @@ LANGUAGES = ("ZH", "JP", "EN")
 
 
 def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 _worker_state: dict[str, Any] = {}  # per worker process (or the caller, when run in-process)
@@ -110,67 +104,6 @@ def _run_jobs(
 
 # ----------------------------------------------------------------------------------------------------------------------
 # resample
-
-AUDIO_EXTENSIONS = frozenset(
-    {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff", ".aifc", ".webm",
-     ".mp4", ".mka", ".caf", ".w64", ".au", ".snd"}
-)
-
-
-class AudioReadError(RuntimeError):
-    """An audio file neither soundfile nor ffmpeg can decode."""
-
-
-def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Decode any audio file to float32 ``[frames, channels]`` and its rate (soundfile, else ffmpeg)."""
-    import soundfile as sf
-
-    path = Path(path)
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        return data, int(sr)
-    except Exception as sf_error:  # soundfile raises LibsndfileError/RuntimeError/TypeError by format
-        if shutil.which("ffmpeg") is None:
-            raise AudioReadError(
-                f"cannot decode {path} with soundfile ({sf_error}); install ffmpeg to read this format"
-            ) from None
-    with tempfile.TemporaryDirectory(prefix="bv2_decode_") as tmp:
-        decoded = Path(tmp) / "decoded.wav"
-        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(path), "-vn", "-c:a", "pcm_f32le", str(decoded)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0 or not decoded.is_file():
-            raise AudioReadError(f"cannot decode {path}: ffmpeg says {proc.stderr.strip()[-300:] or 'nothing'}")
-        data, sr = sf.read(str(decoded), dtype="float32", always_2d=True)
-    return data, int(sr)
-
-
-def to_mono_resampled(data: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """Channel mean then soxr HQ resampling: what ``librosa.load(path, sr=sr_out)`` (upstream) does."""
-    import soxr
-
-    mono = data.mean(axis=1) if data.ndim == 2 else data
-    mono = np.ascontiguousarray(mono, dtype=np.float32)
-    if sr_in != sr_out and mono.size:
-        mono = soxr.resample(mono, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
-    return mono
-
-
-def write_wav_pcm16(path: str | os.PathLike, audio: np.ndarray, sampling_rate: int) -> None:
-    """Write mono float audio as 16-bit PCM wav atomically (clipped to [-1, 1] instead of wrapping around)."""
-    import soundfile as sf
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.wav", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, np.clip(audio, -1.0, 1.0), sampling_rate, subtype="PCM_16", format="WAV")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def resample_file(src: str | os.PathLike, dst: str | os.PathLike, sampling_rate: int = 44100) -> None:
     """Convert one file of any format/rate/channel count to mono 16-bit PCM wav at ``sampling_rate``."""
@@ -326,6 +259,45 @@ class TextSummary:
         return "\n".join(lines)
 
 
+class TokenizerMissingError(FileNotFoundError):
+    """A JP/EN word-tokenizer (BERT) folder the list needs is absent and the fallback was not asked for."""
+
+
+_LANGUAGE_NAMES = {"JP": "Japanese", "EN": "English"}
+
+
+def check_tokenizer_dirs(
+    languages: Iterable[str], dirs: dict[str, str], where: str, allow_fallback: bool = False,
+    counts: dict[str, int] | None = None,
+) -> list[str]:
+    """Raise ``TokenizerMissingError`` (one line) when a JP/EN line needs a word-tokenizer folder that is absent.
+
+    Without the folder the frontend falls back to a plain word split whose word2ph does not match the BERT tokens,
+    and bert_gen.py then rejects every such line, so the fallback is only used when asked for (returns the
+    languages that fall back).
+    """
+    from bert_vits2.text.bert import BERT_MODELS
+
+    fallback = []
+    for lang in sorted(set(languages) & set(_LANGUAGE_NAMES)):
+        folder = dirs[lang]
+        if os.path.isdir(folder):
+            continue
+        if allow_fallback:
+            fallback.append(lang)
+            continue
+        n = f"{counts[lang]} " if counts and lang in counts else ""
+        option = "--tokenizer-dir-jp" if lang == "JP" else "--tokenizer-dir-en"
+        raise TokenizerMissingError(
+            f"{where}: {n}{lang} line(s) need the {_LANGUAGE_NAMES[lang]} word tokenizer, but its folder {folder} does "
+            f"not exist: put the BERT folder there (Hugging Face {BERT_MODELS[lang].hf_repo}) or pass {option} DIR; "
+            "--allow-tokenizer-fallback splits words without it, but bert_gen.py then rejects those lines")
+    for lang in fallback:
+        logger.warning("%s: no %s word tokenizer at %s: using the fallback split (--allow-tokenizer-fallback)", where,
+                       _LANGUAGE_NAMES[lang], dirs[lang])
+    return fallback
+
+
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"transcription list {path} does not exist (lines: wav_path|speaker|LANG|text)")
@@ -362,6 +334,7 @@ def clean_transcription(
     check_wavs: bool = True,
     progress: bool = True,
     processes: int = 1,
+    allow_tokenizer_fallback: bool = False,
 ) -> tuple[list[tuple[int, CleanedLine]], list[str]]:
     """Run the frontend over a ``wav|speaker|LANG|text`` list (in ``processes`` worker processes).
 
@@ -392,6 +365,10 @@ def clean_transcription(
             problems.append((line_no, f"{where}: audio file {wav} not found"))
         else:
             jobs.append((line_no, where, wav, speaker, language, text))
+    counts: dict[str, int] = defaultdict(int)
+    for job in jobs:
+        counts[job[4]] += 1
+    check_tokenizer_dirs(counts, dirs, str(path), allow_tokenizer_fallback, counts)  # before the long cleaning run
     n_proc = max(1, min(processes, len(jobs) or 1))
     good: list[tuple[int, CleanedLine]] = []
     for line_no, cleaned, problem in _run_jobs(_clean_job, jobs, n_proc, "clean text", progress,
@@ -447,6 +424,7 @@ def preprocess_text(
     group_by: str = "language",
     progress: bool = True,
     processes: int = 1,
+    allow_tokenizer_fallback: bool = False,
 ) -> TextSummary:
     """Clean a transcription list, split it into train/val lists and write spk2id/n_speakers into the config.
 
@@ -463,7 +441,8 @@ def preprocess_text(
 
     if clean:
         good, summary.problems = clean_transcription(transcription_path, tokenizer_dirs, progress=progress,
-                                                     processes=processes)
+                                                     processes=processes,
+                                                     allow_tokenizer_fallback=allow_tokenizer_fallback)
         summary.n_lines = sum(1 for raw in _read_lines(transcription_path) if raw.strip())
         _atomic_write_text(cleaned_path, "".join(line.to_line() + "\n" for _, line in good))
         source = transcription_path
@@ -556,8 +535,8 @@ def _bert_job(job: tuple[str, str, str, str, tuple[int, ...], bool]) -> tuple[st
     """Compute and atomically save one utterance's feature; (where, error or None)."""
     import torch
 
-    from bert_vits2.text.bert import get_bert_feature
     from bert_vits2.text import add_blank
+    from bert_vits2.text.bert import get_bert_feature
 
     where, wav, language, norm_text, word2ph, with_blanks = job
     try:
@@ -565,14 +544,8 @@ def _bert_job(job: tuple[str, str, str, str, tuple[int, ...], bool]) -> tuple[st
         feat = get_bert_feature(norm_text, w2p, language, _worker_state["bert_dirs"][language],
                                 device=_worker_state["device"])
         out = Path(bert_path_for(wav))
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        os.close(fd)
-        try:
-            torch.save(feat.cpu().contiguous(), tmp)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(out, "wb") as f:
+            torch.save(feat.cpu().contiguous(), f)
         return where, None
     except Exception as exc:
         return where, f"{type(exc).__name__}: {exc}"

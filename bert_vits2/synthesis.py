@@ -265,14 +265,18 @@ class Voice:
         self.name = files.checkpoint.name if files.checkpoint else "voice"
 
     @classmethod
-    def load(cls, files: ModelFiles, device: str = "cpu") -> "Voice":
-        """Load the generator of ``files`` (see :func:`find_model_files`); clear error if something is missing."""
+    def load(cls, files: ModelFiles, device: str = "cpu", precision: str = "fp32") -> "Voice":
+        """Load the generator of ``files`` (see :func:`find_model_files`); clear error if something is missing.
+
+        ``precision``: ``fp32`` / ``bf16`` / ``auto`` (see :func:`bert_vits2.checkpoint.load_model_for_inference`).
+        """
         from bert_vits2.checkpoint import load_model_for_inference
 
         if not files.complete:
             raise SynthesisError("cannot load the Bert-VITS2 voice:\n" + files.describe())
-        model, hps = load_model_for_inference(files.config, files.checkpoint, device=device)
-        log.info("loaded voice %s (%d speakers)", files.checkpoint, len(hps.data.spk2id))
+        model, hps = load_model_for_inference(files.config, files.checkpoint, device=device, precision=precision)
+        log.info("loaded voice %s (%d speakers, precision %s)", files.checkpoint, len(hps.data.spk2id),
+                 getattr(model, "precision", precision))
         return cls(model, hps, files, device)
 
     @property

@@ -13,11 +13,15 @@ single- and multi-node launches are used as they are; NCCL on GPUs, gloo on CPU)
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
 import logging
 import math
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,13 +38,24 @@ from torch.utils.data import DataLoader
 from bert_vits2 import commons
 from bert_vits2.checkpoint import (
     CheckpointError,
+    MissingPosteriorEncoderError,
     checkpoint_step,
+    complete_checkpoint_steps,
     latest_checkpoint_path,
     load_checkpoint,
     prune_checkpoints,
-    save_checkpoint,
+    remove_stale_checkpoint_temps,
+    require_posterior_encoder,
+    save_checkpoint_set,
 )
-from bert_vits2.data import DEFAULT_BUCKET_BOUNDARIES, DataError, DistributedBucketSampler, TextAudioSpeakerDataset, collate_batch
+from bert_vits2.data import (
+    DEFAULT_BUCKET_BOUNDARIES,
+    DataError,
+    DistributedBucketSampler,
+    TextAudioSpeakerDataset,
+    collate_batch,
+    preflight_check,
+)
 from bert_vits2.hparams import HParams, load_hparams, save_hparams
 from bert_vits2.losses import discriminator_loss, feature_loss, generator_loss, kl_loss, slm_feature_loss, slm_input
 from bert_vits2.mel_processing import mel_spectrogram_torch, spec_to_mel_torch
@@ -71,6 +86,8 @@ class TrainOptions:
     keep_ckpts: int | None = None  # None: train.keep_ckpts or 8
     max_steps: int | None = None  # stop (and save) after this global step
     progress: bool = True
+    check_data: bool = True  # pre-flight check of every list line before step 1
+    skip_bad_lines: bool = False  # train without the lines the check found bad instead of stopping
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
@@ -127,6 +144,33 @@ def _plot_image(matrix: torch.Tensor, xlabel: str = "Frames", ylabel: str = "Cha
     return data
 
 
+@contextlib.contextmanager
+def _defer_sigint(what: str):
+    """Hold Ctrl-C (SIGINT) until the block is done, then raise KeyboardInterrupt once.
+
+    A KeyboardInterrupt inside ``torch.save`` corrupts its zip writer ("unexpected pos"), so a checkpoint save is
+    never interrupted: a Ctrl-C during it is noted and acted on after the save. Only the main thread can install
+    signal handlers; elsewhere the block runs unguarded.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def _hold(signum: int, frame: Any) -> None:
+        if not received:
+            logger.warning("Ctrl-C: %s first, please wait (Ctrl-\\ aborts without saving)", what)
+        received.append(signum)
+
+    previous = signal.signal(signal.SIGINT, _hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 class _FirstOnly(logging.Filter):
     """Let a repeating warning through once (the untrained generator's audio leaves [-1, 1] at every step)."""
 
@@ -158,8 +202,22 @@ class _Trainer:
             mel_logger.addFilter(_FirstOnly("waveform outside [-1, 1]"))
 
         # --- data
+        skip: dict[str, set[int]] = {}
+        if opts.check_data:
+            report = preflight_check(hps, progress=opts.progress and rank == 0)
+            n_bad = len({(p.file, p.line) for p in report.errors})
+            if report.errors and not opts.skip_bad_lines:
+                raise TrainError(f"{n_bad} bad line(s) in the training data; fix them (or pass "
+                                 "--skip-bad-lines to train without them):\n"
+                                 + "\n".join(f"  {p}" for p in report.errors))
+            if report.errors:
+                logger.warning("training without %d bad line(s) (--skip-bad-lines):\n%s", n_bad,
+                               "\n".join(f"  {p}" for p in report.errors))
+            skip = {name: report.bad_lines(name) for name in (d.training_files, _get(d, "validation_files"))
+                    if name}
         boundaries = list(_get(t, "bucket_boundaries", None) or DEFAULT_BUCKET_BOUNDARIES)
-        self.train_set = TextAudioSpeakerDataset(d.training_files, hps, spec_cache=opts.spec_cache)
+        self.train_set = TextAudioSpeakerDataset(d.training_files, hps, spec_cache=opts.spec_cache,
+                                                 skip_lines=skip.get(str(d.training_files), set()))
         self.sampler = DistributedBucketSampler(self.train_set.lengths, int(t.batch_size), boundaries,
                                                 num_replicas=world, rank=rank, shuffle=True)
         workers = opts.num_workers if opts.num_workers is not None else max(0, min(4, (os.cpu_count() or 1) - 1))
@@ -171,7 +229,8 @@ class _Trainer:
             val_path = Path(d.validation_files)
             if val_path.is_file():
                 try:
-                    self.val_set = TextAudioSpeakerDataset(val_path, hps, spec_cache=opts.spec_cache, shuffle_seed=None)
+                    self.val_set = TextAudioSpeakerDataset(val_path, hps, spec_cache=opts.spec_cache, shuffle_seed=None,
+                                                           skip_lines=skip.get(str(d.validation_files), set()))
                 except DataError as exc:
                     logger.warning("no evaluation audio in TensorBoard: %s", exc)
             else:
@@ -269,7 +328,25 @@ class _Trainer:
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def _load_or_init(self) -> None:
-        latest = latest_checkpoint_path(self.model_dir, "G_*.pth")
+        """Resume from the newest complete checkpoint set in model_dir, else fine-tune from --base-model, else start.
+
+        A set is complete when every network of this run has its ``{prefix}_{step}.pth``; a newer incomplete set
+        (an old crash) is reported and left alone, so the discriminators are never silently re-initialised while a
+        complete earlier set exists. Temp files of an interrupted save are removed first.
+        """
+        prefixes = tuple(self.nets)
+        if self.rank == 0 and self.model_dir.is_dir():
+            remove_stale_checkpoint_temps(self.model_dir)
+        latest = latest_checkpoint_path(self.model_dir, "G_*.pth") if self.model_dir.is_dir() else None
+        complete = complete_checkpoint_steps(self.model_dir, prefixes) if latest is not None else []
+        if complete:
+            chosen = str(self.model_dir / f"G_{complete[0]}.pth")
+            if chosen != latest:
+                missing = [f"{p}_{checkpoint_step(latest)}.pth" for p in prefixes
+                           if not (self.model_dir / f"{p}_{checkpoint_step(latest)}.pth").is_file()]
+                logger.warning("%s is not used: its set is incomplete (%s missing, an interrupted save?); resuming "
+                               "from the newest complete set, step %d", latest, ", ".join(missing), complete[0])
+            latest = chosen
         source_dir, resuming = self.model_dir, latest is not None
         if latest is None and self.opts.base_model:
             source_dir = Path(self.opts.base_model)
@@ -293,6 +370,13 @@ class _Trainer:
             report = loaded.report
             if prefix == "G":
                 result = loaded
+                enc_q_keys = [k for k in _unwrap(net).state_dict() if k.startswith("enc_q.")]
+                if enc_q_keys and all(k in report.missing for k in enc_q_keys):
+                    # a release file (compress_model.py): training would start from a random posterior encoder
+                    try:
+                        require_posterior_encoder({"enc_p.emb.weight": torch.empty(0)}, "fine-tuning", path)
+                    except MissingPosteriorEncoderError as exc:
+                        raise TrainError(str(exc)) from None
             if "emb_g.weight" in report.mismatched:
                 old, new = report.mismatched_shapes["emb_g.weight"]
                 logger.warning("emb_g.weight re-initialised: %s has %d speakers, this config %d (fine-tuning on other "
@@ -310,14 +394,29 @@ class _Trainer:
         else:
             logger.info("fine-tuning from base model %s (step count starts at 0)", latest)
 
+    def _set_bytes(self) -> int:
+        """Rough size of one checkpoint set (weights + AdamW moments, fp32), for the disk-full message."""
+        return sum(3 * 4 * p.numel() for net in self.nets.values() for p in net.parameters())
+
     def save(self) -> None:
+        """Write G/D/DUR/WD for this step as one set (complete or absent); Ctrl-C during it waits for the end."""
         if self.rank != 0 or self.last_saved_step == self.global_step:
             return
-        for prefix, net in self.nets.items():
-            save_checkpoint(net, self.optims[prefix], self.lr, self.epoch, self.model_dir / f"{prefix}_{self.global_step}.pth")
-        self.last_saved_step = self.global_step
-        keep = self.opts.keep_ckpts if self.opts.keep_ckpts is not None else int(_get(self.hps.train, "keep_ckpts", 8))
-        prune_checkpoints(self.model_dir, keep)
+        entries = {prefix: (net, self.optims[prefix]) for prefix, net in self.nets.items()}
+        with _defer_sigint(f"saving the step-{self.global_step} checkpoints"):
+            try:
+                save_checkpoint_set(self.model_dir, self.global_step, entries, self.lr, self.epoch)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise TrainError(
+                        f"disk full while saving the step-{self.global_step} checkpoints in {self.model_dir}: nothing "
+                        f"of that step was written; free about {self._set_bytes() / 2**20:.0f} MB there and run "
+                        "again to resume from the last complete set") from None
+                raise TrainError(f"cannot save the step-{self.global_step} checkpoints in {self.model_dir}: "
+                                 f"{exc.strerror or exc}") from None
+            self.last_saved_step = self.global_step
+            keep = self.opts.keep_ckpts if self.opts.keep_ckpts is not None else int(_get(self.hps.train, "keep_ckpts", 8))
+            prune_checkpoints(self.model_dir, keep)
 
     # ------------------------------------------------------------------------------------------ one step
     def _autocast(self, enabled: bool = True):
@@ -467,6 +566,17 @@ class _Trainer:
         net_g.train()
 
     # ------------------------------------------------------------------------------------------ loop
+    def _non_finite_message(self, bad: list[str], out: dict[str, Any], epoch_batches: list[list[int]],
+                            batch_no: int) -> str:
+        """One line: the step, which losses, the batch's wav files and what to try."""
+        indices = epoch_batches[batch_no] if batch_no < len(epoch_batches) else []
+        files = [self.train_set.utterances[i].line.wav for i in indices if i < len(self.train_set.utterances)]
+        shown = ", ".join(files[:8]) + (f" (+{len(files) - 8} more)" if len(files) > 8 else "")
+        values = ", ".join(f"{k.removeprefix('loss/')}={out[k]}" for k in bad)
+        return (f"non-finite loss at step {self.global_step} (epoch {self.epoch}): {values}; batch files: "
+                f"{shown or 'unknown'}; stopped without saving this step. Check those files, lower "
+                "train.learning_rate, or set train.bf16_run to false")
+
     def fit(self) -> int:
         t = self.hps.train
         epochs, log_interval, eval_interval = int(t.epochs), int(t.log_interval), int(t.eval_interval)
@@ -482,15 +592,16 @@ class _Trainer:
                     from tqdm import tqdm
 
                     bar = tqdm(total=len(self.sampler), desc=f"epoch {epoch}", unit="step", leave=False)
-                for batch in self.train_loader:
+                # the sampler's batches for this epoch, in the order the loader yields them (same seed): names the
+                # files of a batch whose loss is not finite
+                epoch_batches = list(self.sampler)
+                for batch_no, batch in enumerate(self.train_loader):
                     start = time.perf_counter()
                     out = self.train_step(batch)
                     self.global_step += 1
-                    finite = all(math.isfinite(v) for k, v in out.items() if k.startswith("loss/"))
-                    if not finite:
-                        raise TrainError(f"non-finite loss at step {self.global_step}: "
-                                         f"{ {k: v for k, v in out.items() if k.startswith('loss/')} }; lower "
-                                         "train.learning_rate or check the data (bf16_run can also cause this)")
+                    bad = [k for k, v in out.items() if k.startswith("loss/") and not math.isfinite(v)]
+                    if bad:
+                        raise TrainError(self._non_finite_message(bad, out, epoch_batches, batch_no))
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(step=self.global_step, mel=f"{out['loss/g/mel']:.2f}",
@@ -514,8 +625,12 @@ class _Trainer:
                     break
         except KeyboardInterrupt:
             if self.rank == 0:
-                logger.warning("interrupted at step %d: saving a checkpoint before exiting", self.global_step)
-                self.save()
+                if self.last_saved_step != self.global_step:
+                    logger.warning("interrupted at step %d: saving a checkpoint before exiting", self.global_step)
+                try:
+                    self.save()
+                except KeyboardInterrupt:  # a second Ctrl-C during that save: it was held until the save finished
+                    pass
             return 130
         if self.rank == 0:
             self.save()

@@ -10,22 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
-
-
-def find_generator(model: str) -> Path | None:
-    """A G checkpoint: the file itself, or the newest G_*.pth in MODEL or MODEL/models."""
-    from bert_vits2.checkpoint import latest_checkpoint_path
-
-    p = Path(model)
-    if p.is_file():
-        return p
-    for d in (p / "models", p):
-        if d.is_dir():
-            found = latest_checkpoint_path(d, "G_*.pth")
-            if found:
-                return Path(found)
-    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,50 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from motion.features import PosteriorEncoderError, load_exported_posterior, load_posterior_from_checkpoint
-    from motion.visemes_data import PrepareError, prepare
+    from motion.face.prepare import run
 
-    posterior = None
-    try:
-        if not args.no_z:
-            if args.posterior:
-                posterior = load_exported_posterior(args.posterior)
-            else:
-                g = find_generator(args.model)
-                if g is not None:
-                    if not Path(args.config).is_file():
-                        print(f"prepare_visemes: {args.config}: config not found (needed with the G checkpoint {g}); "
-                              "pass -c/--config", file=sys.stderr)
-                        return 1
-                    print(f"posterior encoder from {g}")
-                    posterior = load_posterior_from_checkpoint(args.config, g, args.speaker)
-                else:
-                    print(f"no G checkpoint at {args.model}: making mel features only (mel head)")
-        if posterior is None and args.no_mel:
-            print("prepare_visemes: --no-mel needs z features: give -m MODEL with a G checkpoint or --posterior",
-                  file=sys.stderr)
-            return 1
-        report = prepare(
-            args.records, args.output, posterior=posterior, mel=not args.no_mel, n_mels=args.n_mels,
-            sample_z=args.z_mode == "sample", offset_ms=args.offset_ms, max_offset_s=args.max_offset_ms / 1000.0,
-            val_size=args.val_size, seed=args.seed, progress=not args.quiet,
-        )
-    except (PrepareError, PosteriorEncoderError) as err:
-        print(f"prepare_visemes: {err}", file=sys.stderr)
-        return 1
-    except Exception as err:  # checkpoint/config errors from bert_vits2 carry their own clear messages
-        name = type(err).__name__
-        if name in ("CheckpointError", "CheckpointNotFoundError", "ConfigError", "ConfigNotFoundError", "TakeError"):
-            print(f"prepare_visemes: {err}", file=sys.stderr)
-            return 1
-        raise
-    for t in report.takes:
-        est = "n/a" if t.offset_s is None else f"{t.offset_s * 1000:+.1f} ms"
-        print(f"  {t.stem.name}: {t.duration_s:.1f} s, offset estimate {est}, dropped frames {t.gaps}")
-    print(f"audio->face offset: {report.offset_s * 1000:+.1f} ms ({report.offset_source}); applied to all takes")
-    print(f"{len(report.train)} training / {len(report.val)} validation takes -> {Path(args.output) / 'train_visemes.list'}, "
-          f"{Path(args.output) / 'val_visemes.list'}")
-    return 0
+    return run(args)
 
 
 if __name__ == "__main__":

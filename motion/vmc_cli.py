@@ -14,10 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 from pathlib import Path
-
-import numpy as np
 
 log = logging.getLogger("vmc_cli")
 
@@ -36,9 +33,9 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from motion.postprocess import DEFAULT_FPS as FACE_FPS
-    from motion.skeleton import SOURCE_FPS
-    from motion.vmc import DEFAULT_FPS, DEFAULT_HOST, DEFAULT_PORT
+    from motion.body.skeleton import SOURCE_FPS
+    from motion.body.vmc import DEFAULT_FPS, DEFAULT_HOST, DEFAULT_PORT
+    from motion.face.postprocess import DEFAULT_FPS as FACE_FPS
 
     p = argparse.ArgumentParser(
         prog="vmc_cli.py",
@@ -86,129 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_damping(items: list[str]) -> dict[str, float]:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise ValueError(f"--damping {item!r}: expected BONE=FACTOR, e.g. LeftUpperArm=0.8") from None
-        if not sep:
-            raise ValueError(f"--damping {item!r}: expected BONE=FACTOR, e.g. LeftUpperArm=0.8")
-    return out
-
-
-def load_npy(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable .npy array ({err})") from err
-
-
-def load_body(args: argparse.Namespace):
-    """The positional inputs → one ``BodyMotion`` (or None when there are none)."""
-    from motion.skeleton import check_joints, concat_motions, join_clips, positions_to_rotations
-
-    if not args.inputs:
-        return None
-    kinds = []
-    for path in args.inputs:
-        suffix = path.suffix.lower()
-        if suffix == ".npy":
-            kinds.append("humanml3d")
-        elif suffix in (".npz", ".json"):
-            kinds.append("a2p")
-        else:
-            raise ValueError(f"{path}: unknown motion format {suffix!r}; expected {BODY_NPY_HELP}, or an "
-                             "audio2photoreal export (.npz / .json)")
-    if len(set(kinds)) > 1:
-        raise ValueError(
-            "cannot join HumanML3D .npy files and audio2photoreal exports in one run; send them separately"
-        )
-    damping = _parse_damping(args.damping)
-    if kinds[0] == "humanml3d":
-        clips = [check_joints(load_npy(p), str(p)) for p in args.inputs]
-        return positions_to_rotations(join_clips(clips, align=not args.no_align), fps=args.source_fps,
-                                      damping=damping, smooth=args.smooth)
-    from motion.a2p import a2p_to_motion, load_a2p, load_name_map
-
-    name_map = load_name_map(args.a2p_map) if args.a2p_map else None
-    motions = [
-        a2p_to_motion(load_a2p(p, args.a2p_fps), name_map, args.a2p_mode, args.a2p_scale) for p in args.inputs
-    ]
-    from motion.skeleton import apply_damping
-
-    motions = [apply_damping(m, damping) for m in motions]
-    return concat_motions(motions)
-
-
-def load_face(args: argparse.Namespace) -> tuple[np.ndarray, float] | None:
-    if args.face is None:
-        return None
-    suffix = args.face.suffix.lower()
-    if suffix == ".npy":
-        from motion.arkit import check_frames
-
-        return check_frames(load_npy(args.face), str(args.face)), args.face_fps
-    if suffix == ".csv":
-        from motion.llf_csv import read_csv
-
-        return read_csv(args.face)
-    raise ValueError(f"{args.face}: unknown face format {suffix!r}; expected a [T, 61] .npy or a Live Link Face .csv")
-
-
-def run(args: argparse.Namespace) -> int:
-    from motion.vmc import make_clip, stream_clip, write_dry_run
-
-    if args.fps <= 0:
-        raise ValueError(f"--fps must be positive, got {args.fps}")
-    body = load_body(args)
-    face = load_face(args)
-    if body is None and face is None:
-        raise ValueError("nothing to send: give body motion files and/or --face (see --help)")
-    if args.bvh:
-        if body is None:
-            raise ValueError("--bvh needs body motion files")
-        from motion.bvh_export import write_bvh
-        from motion.skeleton import resample_motion
-
-        write_bvh(resample_motion(body, args.fps), args.bvh, args.bvh_scale)
-        log.info("wrote %s", args.bvh)
-    face_frames, face_fps = face if face is not None else (None, None)
-    clip = make_clip(body, face_frames, face_fps, fps=args.fps, root_motion=not args.no_root_motion)
-    if args.dry_run:
-        n = write_dry_run(clip, args.dry_run)
-        log.info("wrote %d bundles (%.2f s at %.1f fps) to %s", n, clip.duration_s, clip.fps, args.dry_run)
-    if args.bvh or args.dry_run:
-        return 0
-    audio = sr = None
-    if args.wav and not args.no_audio:
-        if args.loop:
-            raise ValueError("--loop cannot be combined with --wav (the sound would not repeat)")
-        from motion.audio import load_audio
-
-        audio, sr = load_audio(args.wav, sample_rate=None)
-    log.info("sending %d frames (%.2f s) at %.1f fps to %s:%d%s", clip.num_frames, clip.duration_s, clip.fps,
-             args.host, args.port, " in a loop (Ctrl+C stops)" if args.loop else "")
-    stop = threading.Event()
-    try:
-        stats = stream_clip(clip, args.host, args.port, loop=args.loop, stop=stop, audio=audio, sample_rate=sr,
-                            delay_s=args.delay)
-    except KeyboardInterrupt:
-        stop.set()
-        log.info("stopped")
-        return 130
-    s = stats.summary_ms()
-    log.info("sent %d bundles; lateness median %.2f ms, p99 %.2f ms", stats.sent, s["median"], s["p99"])
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    from motion.body.player import run
+
     try:
         return run(args)
     except KeyboardInterrupt:

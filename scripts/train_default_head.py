@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from motion.synth_data import HELD_OUT_VOICES, TRAIN_VOICES, make_clips
-    from motion.train_visemes import EVAL_NAMES, TrainOptions, _atomic_save, train_head
+    from motion.face.synth_data import HELD_OUT_VOICES, TRAIN_VOICES, make_clips
+    from bert_vits2.checkpoint import atomic_torch_save
+    from motion.face.train import EVAL_NAMES, TrainOptions, train_head
 
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                      "val_voices": list(HELD_OUT_VOICES), "minutes": round((time.time() - t0) / 60, 1)},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save(asset, args.out)
+    atomic_torch_save(asset, args.out)
     r = ckpt["val_metrics"]["r"]
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) after {(time.time() - t0) / 60:.1f} min; "
           f"best epoch {ckpt['epoch']}, val loss {ckpt['val_metrics']['loss']:.5f}")

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 from bvh import Bvh
 
-from motion.bvh_export import ROTATION_CHANNELS, bvh_euler_to_matrix, write_bvh
-from motion.skeleton import (
-    NUM_JOINTS, PARENTS, UNITY_BONES, BodyMotion, check_joints, positions_to_rotations, quat_to_matrix,
+from motion.body.bvh import ROTATION_CHANNELS, bvh_euler_to_matrix, write_bvh
+from motion.body.skeleton import (
+    NUM_JOINTS,
+    PARENTS,
+    UNITY_BONES,
+    BodyMotion,
+    check_joints,
+    positions_to_rotations,
+    quat_to_matrix,
 )
 from motion.vmc_cli import main
 
@@ -62,7 +68,7 @@ def test_bvh_round_trip(tmp_path, motion):
 
 
 def _dfs() -> list[int]:
-    from motion.skeleton import CHILDREN
+    from motion.body.skeleton import CHILDREN
 
     order: list[int] = []
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from motion.heads import MelHead, ZHead, build_head, count_parameters, head_config, predict, resample_time
-from motion.postprocess import resample_curves
-from motion.train_visemes import channel_weights, masked_loss, sample_predictions
+from motion.face.heads import MelHead, ZHead, build_head, count_parameters, head_config, predict
+from motion.face.train import channel_weights, masked_loss, sample_predictions
+from motion.frames import resample_curves
 
 torch.set_num_threads(1)
 
@@ -56,13 +56,16 @@ def test_mel_head_output_ranges():
     assert y[:, 52:].min() < 0, "rotations must be able to go negative"
 
 
-def test_resample_time_matches_postprocess_on_frame_centres():
-    rng = np.random.default_rng(0)
-    a = rng.random((173, 7)).astype(np.float32)
+def test_resample_curves_interpolates_on_frame_centres():
+    # a ramp sampled at frame centres must stay the same ramp at any other rate (edges held)
+    src_fps = 44100 / 512
+    t_src = (np.arange(173) + 0.5) / src_fps
+    a = np.stack([t_src, 2 * t_src + 1], axis=1).astype(np.float32)
     for dst, n in ((60.0, 121), (30.0, 61), (100.0, 201)):
-        ref = resample_curves(a, 44100 / 512, dst, n)
-        got = resample_time(torch.from_numpy(a.T)[None], 44100 / 512, dst, n)[0].T.numpy()
-        assert np.abs(ref - got).max() < 1e-5
+        got = resample_curves(a, src_fps, dst, n)
+        t_dst = np.clip((np.arange(n) + 0.5) / dst, t_src[0], t_src[-1])
+        assert np.abs(got[:, 0] - t_dst).max() < 1e-5
+        assert np.abs(got[:, 1] - (2 * t_dst + 1)).max() < 2e-5
 
 
 def test_predict_covers_the_clip_at_the_requested_rate():
@@ -120,7 +123,8 @@ def test_a_head_can_fit_a_small_batch():
 
 
 def test_training_loop_stops_early_and_writes_loadable_checkpoints(tmp_path):
-    from motion.train_visemes import Clip, TrainOptions, load_head_checkpoint, train_head
+    from motion.face.model import load_head_checkpoint
+    from motion.face.train import Clip, TrainOptions, train_head
 
     rng = np.random.default_rng(0)
     clips = [Clip(f"c{i}", rng.standard_normal((8, 90)).astype(np.float32), rng.random((63, 61)).astype(np.float32),

@@ -174,3 +174,33 @@ def test_shipped_v23_config(repo_root: Path) -> None:
     assert hps.data.spk2id.to_dict() == {}  # filled by preprocess_text.py from the user's speakers
     assert hps.model.slm.to_dict() == {"model": "./slm/wavlm-base-plus", "sr": 16000, "hidden": 768,
                                        "nlayers": 13, "initial_channel": 64}
+
+
+@pytest.mark.parametrize("section,key,value,pattern", [
+    ("data", "hop_length", 0, r"'data\.hop_length' must be a positive integer, got 0"),
+    ("train", "batch_size", "two", r"'train\.batch_size' must be a positive integer, got \"two\""),
+    ("train", "learning_rate", "2e-4", r"'train\.learning_rate' must be a positive number, got \"2e-4\""),
+    ("data", "sampling_rate", 44100.5, r"'data\.sampling_rate' must be a positive integer, got 44100\.5"),
+    ("train", "bf16_run", "no", r"'train\.bf16_run' must be true or false"),
+    ("model", "hidden_channels", True, r"'model\.hidden_channels' must be a positive integer, got true"),
+    ("train", "betas", [0.8], r"'train\.betas' must be two numbers in \[0, 1\)"),
+    ("model", "upsample_rates", [8, "8"], r"'model\.upsample_rates' must be a list of positive integers"),
+    ("data", "mel_fmax", "high", r"'data\.mel_fmax' must be a positive number or null"),
+])
+def test_wrong_types_are_refused_naming_the_key(ref_config: Path, tmp_path: Path, section, key, value, pattern) -> None:
+    cfg = json.loads(ref_config.read_text(encoding="utf-8"))
+    cfg[section][key] = value
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg), encoding="utf-8")
+    with pytest.raises(ConfigError, match=pattern) as info:
+        load_hparams(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_right_types_and_null_fmax_pass(ref_config: Path, tmp_path: Path) -> None:
+    cfg = json.loads(ref_config.read_text(encoding="utf-8"))
+    cfg["data"]["mel_fmax"] = 8000
+    cfg["train"]["learning_rate"] = 1  # an int where a float is usual is still a number
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg), encoding="utf-8")
+    assert load_hparams(path).data.mel_fmax == 8000

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from motion.arkit import INDEX, NUM_BLENDSHAPES
-from motion.lipsync import lipsync, lipsync_events, phone_visemes
+from motion.face.lipsync import lipsync, lipsync_events, phone_visemes
 
 JAW, CLOSE, PUCKER, FUNNEL = (INDEX[n] for n in ("JawOpen", "MouthClose", "MouthPucker", "MouthFunnel"))
 SMILE, ROLL_LOWER = INDEX["MouthSmileLeft"], INDEX["MouthRollLower"]
@@ -31,7 +31,7 @@ def test_phone_tables(phone, lang, expected):
 def test_every_bert_vits2_symbol_has_a_mouth_shape():
     import importlib
 
-    from motion.lipsync import EN, JA, ZH
+    from motion.face.lipsync import EN, JA, ZH
 
     table = importlib.import_module("bert_vits2.text.symbols")  # the module (the package re-exports the list)
     for syms, mapping in ((table.zh_symbols, ZH), (table.ja_symbols, JA), (table.en_symbols, EN)):

@@ -2,17 +2,22 @@
 
 import json
 import random
-import socket
 import struct
-import time
 
 import numpy as np
 import pytest
 
 from motion.arkit import NAMES
 from motion.livelink import (
-    DecodeResult, LiveLinkFrame, LiveLinkReceiver, LiveLinkSender, PacketTally, decode_packet, encode_packet,
-    read_capture, write_capture,
+    DecodeResult,
+    LiveLinkFrame,
+    LiveLinkReceiver,
+    LiveLinkSender,
+    PacketTally,
+    decode_packet,
+    encode_packet,
+    read_capture,
+    write_capture,
 )
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from motion.arkit import CSV_NAMES, INDEX, NAMES
-from motion.llf_csv import CsvFormatError, format_timecode, parse_timecode, read_csv, read_llf_csv, write_csv
+from motion.livelink.app_csv import CsvFormatError, format_timecode, parse_timecode, read_csv, read_llf_csv, write_csv
 
 
 def test_real_excerpt_reads_by_name(livelink_ref):

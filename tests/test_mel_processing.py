@@ -119,3 +119,29 @@ def test_wav_spectrogram_errors(tmp_path: Path, bv2_ref: Path) -> None:
         mp.load_wav_spectrogram(not_audio, data)
     assert mp.spec_cache_path("x/y.WAV") == Path("x/y.spec.pt")
     assert mp.spec_cache_path("x/y.flac") == Path("x/y.flac.spec.pt")
+
+
+def test_generator_output_is_not_copied_to_host_nor_warned(caplog) -> None:
+    """Training calls this on y_hat (requires grad, out of [-1, 1] early on): no `requires_grad` UserWarning, no
+    log line, no scalar conversion (which is a device->host copy on a GPU)."""
+    import warnings
+
+    y = (torch.randn(2, 4096) * 3).requires_grad_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the requires_grad -> scalar UserWarning would fail here
+        with caplog.at_level("WARNING", logger="bert_vits2.mel_processing"):
+            mel = mp.mel_spectrogram_torch(y, 1024, 40, 16000, 256, 1024, 0.0, None)
+    assert caplog.records == []
+    mel.sum().backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all()
+    # a tensor on another device is never inspected (a meta tensor would raise on any copy out of it)
+    mp._warn_if_out_of_range(torch.empty(1, 4096, device="meta"))
+
+
+def test_audio_from_disk_out_of_range_is_still_reported(caplog) -> None:
+    y = torch.zeros(1, 4096)
+    y[0, 100] = 1.5
+    with caplog.at_level("WARNING", logger="bert_vits2.mel_processing"):
+        mp.spectrogram_torch(y, 1024, 16000, 256, 1024)
+    assert [r.getMessage() for r in caplog.records] == [
+        "waveform outside [-1, 1] (min 0.000, max 1.500): features will not match training data"]

@@ -3,7 +3,8 @@
 import numpy as np
 
 from motion import plot_take
-from motion.take import Take, save_take
+from motion.livelink import plot as take_plot
+from motion.livelink.take import Take, save_take
 
 
 def test_plot_recorded_take(tmp_path, capsys):
@@ -32,5 +33,5 @@ def test_plot_csv_and_bare_npy(tmp_path, livelink_ref, capsys):
     assert "--fps" in capsys.readouterr().err
     assert plot_take.main([str(tmp_path / "x.npy"), "--fps", "86.1328125"]) == 0
     assert (tmp_path / "x.png").exists()
-    s = plot_take.summarize(__import__("motion.take", fromlist=["load_take"]).load_take(tmp_path / "x.npy", fps=86.1328125))
+    s = take_plot.summarize(__import__("motion.livelink.take", fromlist=["load_take"]).load_take(tmp_path / "x.npy", fps=86.1328125))
     assert s["frames"] == 86 and s["still"] == []

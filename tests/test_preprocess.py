@@ -291,3 +291,31 @@ def test_bert_path_naming():
     assert bert_path_for("data/x.wav") == "data/x.bert.pt"
     assert bert_path_for("data/x.WAV") == "data/x.bert.pt"
     assert bert_path_for("data/x.flac") == "data/x.bert.pt"
+
+
+def test_missing_tokenizer_folder_is_refused_up_front(tmp_path, monkeypatch, bv2_ref, caplog):
+    """No English tokenizer folder: one line before any cleaning, unless --allow-tokenizer-fallback is given."""
+    from bert_vits2.preprocess import TokenizerMissingError
+
+    monkeypatch.chdir(tmp_path)
+    Path("wavs").mkdir()
+    for name in ("z1", "e1", "e2"):
+        sf.write(f"wavs/{name}.wav", _sine(44100, 0.1), 44100, subtype="PCM_16")
+    Path("esd.list").write_text("wavs/z1.wav|a|ZH|你好。\nwavs/e1.wav|a|EN|Hello there.\nwavs/e2.wav|a|EN|Good.\n",
+                                encoding="utf-8")
+    shutil.copy(bv2_ref / "config.json", "config.json")
+    args = dict(transcription_path="esd.list", train_path="train.list", val_path="val.list", config_path="config.json",
+                tokenizer_dirs={"EN": tmp_path / "no_such_dir"}, progress=False)
+    with pytest.raises(TokenizerMissingError, match=r"esd\.list: 2 EN line\(s\) need the English word tokenizer, but "
+                                                    r"its folder .*no_such_dir does not exist: .*--tokenizer-dir-en DIR"
+                                                    r"; --allow-tokenizer-fallback") as info:
+        preprocess_text(**args)
+    assert "\n" not in str(info.value)
+    assert not Path("esd.list.cleaned").exists() and not Path("train.list").exists()
+    main = runpy.run_path(str(REPO / "preprocess_text.py"))["main"]
+    assert main(["--transcription-path", "esd.list", "--config-path", "config.json", "--tokenizer-dir-en",
+                 str(tmp_path / "no_such_dir"), "--quiet"]) == 2
+    if _has_frontend():  # the explicit fallback goes on (and says so)
+        with caplog.at_level("WARNING"):
+            summary = preprocess_text(**args, allow_tokenizer_fallback=True, val_per_lang=0)
+        assert summary.n_train == 3 and "fallback split (--allow-tokenizer-fallback)" in caplog.text

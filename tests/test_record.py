@@ -13,8 +13,8 @@ import pytest
 import soundfile as sf
 
 from motion import record
-from motion.livelink import LiveLinkReceiver, decode_packet, read_capture
-from motion.take import load_take
+from motion.livelink import LiveLinkReceiver, decode_packet, read_capture, recorder
+from motion.livelink.take import load_take
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,9 @@ def replay(packets, address, stop_after=None):
 def test_loopback_take_keeps_every_frame(packets, wav, tmp_path):
     out = tmp_path / "records"
     rx = LiveLinkReceiver("127.0.0.1", 0)
-    src = record.FileAudioSource(wav)
+    src = recorder.FileAudioSource(wav)
     result = {}
-    th = threading.Thread(target=lambda: result.update(r=record.record_take(src, rx, 3.6, out, say=lambda m: None)))
+    th = threading.Thread(target=lambda: result.update(r=recorder.record_take(src, rx, 3.6, out, say=lambda m: None)))
     th.start()
     time.sleep(0.2)
     # a few packets the recorder must count, not keep: header-only and garbage
@@ -140,7 +140,7 @@ def test_no_input_device_is_a_clear_error(monkeypatch, tmp_path, capsys):
         def query_devices(device=None, kind=None):
             raise ValueError("No input device matching")
 
-    monkeypatch.setattr(record, "_sounddevice", lambda: FakeSD)
+    monkeypatch.setattr(recorder, "_sounddevice", lambda: FakeSD)
     with LiveLinkReceiver("127.0.0.1", 0) as rx:
         port = rx.address[1]
     rc = record.main(["--host", "127.0.0.1", "--port", str(port), "--seconds", "1", "--out-dir", str(tmp_path)])
@@ -152,9 +152,9 @@ def test_no_input_device_is_a_clear_error(monkeypatch, tmp_path, capsys):
 
 def test_port_in_use_and_no_packet_hint(tmp_path, wav):
     with LiveLinkReceiver("127.0.0.1", 0) as rx:
-        with pytest.raises(record.PortInUseError, match="--port"):
+        with pytest.raises(recorder.PortInUseError, match="--port"):
             LiveLinkReceiver("127.0.0.1", rx.address[1])
-    hint = record.no_packet_hint(("0.0.0.0", 11111))
+    hint = recorder.no_packet_hint(("0.0.0.0", 11111))
     assert "Targets" in hint and "firewall" in hint and "11111" in hint
 
 
@@ -172,7 +172,7 @@ def test_several_takes_never_overwrite(wav, tmp_path):
 
 
 def test_error_mid_take_saves_what_was_captured(wav, tmp_path, packets):
-    class FailingSource(record.FileAudioSource):
+    class FailingSource(recorder.FileAudioSource):
         def _push(self, block, t):
             super()._push(block, t)
             if self.seconds() > 0.5:
@@ -181,9 +181,9 @@ def test_error_mid_take_saves_what_was_captured(wav, tmp_path, packets):
     with LiveLinkReceiver("127.0.0.1", 0) as rx:
         th = threading.Thread(target=replay, args=(packets, rx.address, 20))
         th.start()
-        r = record.record_take(FailingSource(wav), rx, 5.0, tmp_path, say=lambda m: None)
+        r = recorder.record_take(FailingSource(wav), rx, 5.0, tmp_path, say=lambda m: None)
         th.join()
     assert isinstance(r.error, OSError) and r.stem is not None
     t = load_take(r.stem)
     assert t.meta["interrupted"] is True and 0.5 < t.audio_duration_s < 1.5 and t.num_frames > 0
-    assert "interrupted: saved" in record.describe(r)
+    assert "interrupted: saved" in recorder.describe(r)

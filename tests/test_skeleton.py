@@ -7,12 +7,35 @@ import json
 import numpy as np
 import pytest
 
-from motion.a2p import A2PFormatError, a2p_to_motion, load_a2p
-from motion.skeleton import (
-    BONE_INDEX, CHILDREN, JOINT_NAMES, LEFT_JOINTS, NUM_JOINTS, PARENTS, RIGHT_JOINTS, UNITY_BONES, BodyMotion,
-    MotionFormatError, check_joints, facing_direction, forward_kinematics, positions_to_rotations, quat_angle,
-    quat_between, quat_mul, quat_normalize, quat_rotate, quat_slerp, resample_motion, rest_skeleton,
-    smooth_positions, to_unity_positions, to_unity_quats, body_forward, join_clips,
+from motion.body.a2p import A2PFormatError, a2p_to_motion, load_a2p
+from motion.body.skeleton import (
+    BONE_INDEX,
+    CHILDREN,
+    JOINT_NAMES,
+    LEFT_JOINTS,
+    NUM_JOINTS,
+    PARENTS,
+    RIGHT_JOINTS,
+    UNITY_BONES,
+    BodyMotion,
+    MotionFormatError,
+    body_forward,
+    check_joints,
+    facing_direction,
+    forward_kinematics,
+    join_clips,
+    positions_to_rotations,
+    quat_angle,
+    quat_between,
+    quat_mul,
+    quat_normalize,
+    quat_rotate,
+    quat_slerp,
+    resample_motion,
+    rest_skeleton,
+    smooth_positions,
+    to_unity_positions,
+    to_unity_quats,
 )
 
 UP = np.array([0.0, 1.0, 0.0])
@@ -220,7 +243,7 @@ def test_a2p_export_round_trip(tmp_path, joints, motion):
 
 def test_a2p_unity_names_bind_pose_and_name_map(tmp_path, motion):
     """Unity-named joints whose bind pose is not identity (``rest_states``), one joint renamed via a name map."""
-    from motion.a2p import load_name_map
+    from motion.body.a2p import load_name_map
 
     short = BodyMotion(motion.rotations[:6], motion.root_positions[:6], motion.rest, motion.fps)
     pos, glob = forward_kinematics(short)

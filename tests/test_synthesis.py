@@ -13,7 +13,10 @@ import torch
 
 from bert_vits2.synthesis import SynthesisError, Voice, find_model_files, split_text
 from motion.arkit import INDEX
-from motion.face import DemoVoice, FaceMaker, Streamer, new_request_dir, write_outputs
+from motion.demo_voice import DemoVoice
+from motion.face.api import FaceMaker
+from motion.face.outputs import new_request_dir, write_outputs
+from motion.send import Streamer
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +70,8 @@ def test_bv2_face_aligned_with_pauses(voice):
     result = voice.synthesize("你好。今天天气很好。", "bob", "ZH", split_sentences=True, sentence_pause_s=0.5, seed=3)
     assert result.z.shape[1] * voice.hop == len(result.audio)  # z frames and audio line up, pause included
     assert len(result.phones) == len(result.durations) == len(result.phone_langs)
-    face = FaceMaker(blink=False).for_result(result)
+    face = FaceMaker(blink=False, use_default_head=False).for_result(result)
+    assert face.source == "rule-based lip-sync from phone durations"
     mid = _check_alignment(result, face, 0.5)
     speaking = face.frames[: int(result.pieces[0]["end_s"] * face.fps), INDEX["JawOpen"]]
     assert speaking.max() > face.frames[mid, INDEX["JawOpen"]] + 0.05
@@ -75,8 +79,11 @@ def test_bv2_face_aligned_with_pauses(voice):
 
 def test_demo_voice_face_aligned_with_pauses():
     result = DemoVoice().synthesize("Hello there. How are you?", None, "EN", split_sentences=True, sentence_pause_s=0.4)
-    face = FaceMaker(blink=False).for_result(result)
+    face = FaceMaker(blink=False, use_default_head=False).for_result(result)
     _check_alignment(result, face, 0.4)
+    default = FaceMaker(blink=False).for_result(result)  # the shipped head reads the demo voice's audio
+    assert default.source.startswith("shipped default mel head")
+    _check_alignment(result, default, 0.4)
     assert result.z is None and result.sample_rate == 22050
 
 
@@ -111,7 +118,7 @@ def test_concurrent_requests_do_not_interfere(voice):
 
 
 def test_trained_z_head_face(voice, tmp_path):
-    from motion.heads import build_head, head_config
+    from motion.face.heads import build_head, head_config
 
     cfg = head_config("z", in_channels=32, use_transformer=False, rnn_hidden=8, rnn_layers=1, mlp_hidden=8)
     torch.manual_seed(0)
@@ -126,7 +133,7 @@ def test_trained_z_head_face(voice, tmp_path):
 
 
 def test_write_outputs_and_audio_face(tmp_path):
-    from motion.llf_csv import read_csv
+    from motion.livelink.app_csv import read_csv
 
     result = DemoVoice().synthesize("你好", None, "ZH")
     maker = FaceMaker()
@@ -140,7 +147,8 @@ def test_write_outputs_and_audio_face(tmp_path):
     info = json.loads(paths["json"].read_text(encoding="utf-8"))
     assert info["names"][17] == "JawOpen" and info["fps"] == 60 and info["num_frames"] == len(frames)
     a2f = maker.for_audio(result.audio, result.sample_rate)
-    assert "loudness" in a2f.source and len(a2f.frames) == len(face.frames)
+    assert a2f.source == face.source and len(a2f.frames) == len(face.frames)
+    np.testing.assert_array_equal(a2f.frames, face.frames)  # one API: the same audio gives the same face
 
 
 def test_streamer_sends_live_link_packets():

@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from motion.take import Take, TakeError, import_app_take, load_take, new_take_stem, save_take
+from motion.livelink.take import Take, TakeError, import_app_take, load_take, new_take_stem, save_take
 
 
 def _take(n=50, gap_at=20, gap=5):

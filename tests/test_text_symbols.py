@@ -8,6 +8,7 @@ import json
 import pytest
 
 from bert_vits2.text import add_blank, clean_text, cleaned_text_to_sequence
+
 S = importlib.import_module("bert_vits2.text.symbols")  # the package attribute `symbols` is the list
 
 

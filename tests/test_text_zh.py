@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bert_vits2.text import TextRejected, clean_text
-from bert_vits2.text import chinese
+from bert_vits2.text import TextRejected, chinese, clean_text
 from bert_vits2.text.symbols import symbols, zh_symbols
 from bert_vits2.text.tone_sandhi import ToneSandhi
 from bert_vits2.text.zh_pinyin import SYLLABLES

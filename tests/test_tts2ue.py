@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 
 from motion import tts2ue
-from motion.livelink import LiveLinkReceiver, decode_packet, read_packet_log
-from motion.take import Take, save_take
+from motion.livelink import LiveLinkReceiver, decode_packet, read_packet_log, replay
+from motion.livelink.take import Take, save_take
 
 
 def _clip(tmp_path, seconds, fps=60.0, name="clip"):
@@ -97,9 +97,9 @@ def test_take_shortcut_and_fps_from_json(tmp_path):
 
 
 def test_fps_inferred_from_audio_length_and_csv(tmp_path, livelink_ref):
-    assert tts2ue.infer_fps(int(86.1328125 * 3), 3.0) == 86.1328125
-    assert tts2ue.infer_fps(180, 3.0) == 60.0
-    assert tts2ue.infer_fps(100, 3.0) is None
+    assert replay.infer_fps(int(86.1328125 * 3), 3.0) == 86.1328125
+    assert replay.infer_fps(180, 3.0) == 60.0
+    assert replay.infer_fps(100, 3.0) is None
     out = tmp_path / "c.jsonl"
     assert tts2ue.main(["--csv", str(livelink_ref / "llf_take_excerpt.csv"), "--dry-run", str(out), "--virtual-clock",
                         "--mirror", "--blink"]) == 0

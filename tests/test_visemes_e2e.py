@@ -24,7 +24,7 @@ REPORT_SHAPES = ("JawOpen", "MouthClose", "MouthFunnel", "MouthPucker", "MouthSm
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from motion.synth_data import random_utterance, write_take
+    from motion.face.synth_data import random_utterance, write_take
 
     root = tmp_path_factory.mktemp("visemes")
     rng = np.random.default_rng(7)
@@ -33,10 +33,10 @@ def dataset(tmp_path_factory):
         write_take(root / "records", f"take{i:02d}", u.audio, u.targets, offset_s=OFFSET_S, drop=3, jitter_s=JITTER_S,
                    rng=rng)
     # one take recorded by the Live Link Face app itself (its CSV + audio), imported into the recorder's format
-    from motion.audio import write_wav_pcm16
-    from motion.llf_csv import write_csv
-    from motion.postprocess import resample_curves
-    from motion.take import import_app_take, save_take
+    from bert_vits2.audio import write_wav_pcm16
+    from motion.frames import resample_curves
+    from motion.livelink.app_csv import write_csv
+    from motion.livelink.take import import_app_take, save_take
 
     u = random_utterance(rng, VOICES, augmented=True)
     lag = int(round(OFFSET_S * 60))
@@ -83,7 +83,7 @@ def test_prepare_recovers_the_offset_and_writes_filelists(prepared, capsys):
     assert (~data["valid"]).sum() >= 3, "dropped frames and the shifted-out tail are flagged"
     assert np.load(mel).shape[0] == 80
     # the split is reproducible and a manual offset overrides the estimate
-    from motion.visemes_data import split_takes
+    from motion.face.prepare import split_takes
 
     names = [f"t{i}" for i in range(24)]
     assert split_takes(names, 4, 1) == split_takes(names, 4, 1) and split_takes(names, 4, 1) != split_takes(names, 4, 2)
@@ -99,9 +99,9 @@ def _rule_targets_and_predictions(model, utterances):
 
 def test_train_mel_head_and_beat_the_mean_baseline(prepared, capsys):
     import train_ms
-    from motion.expression import ExpressionModel
-    from motion.synth_data import random_utterance
-    from motion.train_visemes import load_clips
+    from motion.face.model import ExpressionModel
+    from motion.face.synth_data import random_utterance
+    from motion.face.train import load_clips
 
     model_dir = prepared / "out"
     rc = train_ms.main(["-m", str(model_dir), "-c", str(prepared / "config_visemes.json"), "--visemes", "--head", "mel",
@@ -163,7 +163,6 @@ def _tiny_generator(path):
     from bert_vits2.checkpoint import save_checkpoint
     from bert_vits2.hparams import load_hparams
     from bert_vits2.text import symbols
-
     from tests.conftest import SHARED
 
     cfg = SHARED / "reference" / "bv2" / "config.json"

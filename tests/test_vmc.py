@@ -14,12 +14,27 @@ from pythonosc import osc_bundle, osc_server
 from pythonosc.dispatcher import Dispatcher
 
 from motion.arkit import NUM_VALUES, PERFECT_SYNC_NAMES
-from motion.skeleton import (
-    NUM_JOINTS, PARENTS, UNITY_BONES, check_joints, positions_to_rotations, quat_mul, quat_rotate,
+from motion.body.skeleton import (
+    NUM_JOINTS,
+    PARENTS,
+    UNITY_BONES,
+    check_joints,
+    positions_to_rotations,
+    quat_mul,
+    quat_rotate,
     to_unity_positions,
 )
-from motion.vmc import (
-    ADDR_APPLY, ADDR_BLEND, ADDR_BONE, ADDR_OK, ADDR_ROOT, ADDR_TIME, build_bundle, make_clip, stream_clip, stream_face,
+from motion.body.vmc import (
+    ADDR_APPLY,
+    ADDR_BLEND,
+    ADDR_BONE,
+    ADDR_OK,
+    ADDR_ROOT,
+    ADDR_TIME,
+    build_bundle,
+    make_clip,
+    stream_clip,
+    stream_face,
 )
 from motion.vmc_cli import main
 
@@ -234,7 +249,7 @@ def test_cli_dry_run_concatenates_and_writes_times(tmp_path, joints, capsys):
 
 
 def test_cli_a2p_export_and_mixing(tmp_path, joints, capsys):
-    from motion.skeleton import forward_kinematics
+    from motion.body.skeleton import forward_kinematics
 
     body = positions_to_rotations(joints[:10])
     pos, glob = forward_kinematics(body)
@@ -263,7 +278,7 @@ def test_cli_sends_over_udp(tmp_path, joints, receiver):
 
 
 def test_cli_face_csv(tmp_path):
-    from motion.llf_csv import write_csv
+    from motion.livelink.app_csv import write_csv
 
     csv = tmp_path / "take.csv"
     write_csv(csv, _face(30), fps=30.0)

@@ -12,7 +12,7 @@ import soundfile as sf
 import soxr
 
 from motion.arkit import INDEX, NAMES
-from motion.expression import DEFAULT_HEAD, ExpressionModel, phones_frames, place_segments, speech_frames, tts_frames
+from motion.face.model import DEFAULT_HEAD, ExpressionModel
 
 KEY_SHAPES = ("JawOpen", "MouthClose", "MouthFunnel", "MouthPucker")
 
@@ -34,7 +34,7 @@ def test_default_head_is_shipped_and_small():
 
 def test_any_format_rate_and_channels_give_frames_covering_the_audio(speech, tmp_path):
     from motion import wav_to_visemes
-    from motion.llf_csv import read_csv
+    from motion.livelink.app_csv import read_csv
 
     audio, sr = speech
     src = tmp_path / "in"
@@ -47,7 +47,9 @@ def test_any_format_rate_and_channels_give_frames_covering_the_audio(speech, tmp
     (src / "notes.txt").write_text("not audio")  # folders are filtered by extension
     out = tmp_path / "out"
     assert wav_to_visemes.main([str(src), "-o", str(out), "-q"]) == 0
-    for name in ("stereo16k", "mono48k", "speech"):
+    # speech.mp3 and speech.flac share a name: each keeps its extension instead of overwriting the other
+    assert not (out / "speech.v.npy").exists()
+    for name in ("stereo16k", "mono48k", "speech.mp3", "speech.flac"):
         frames = np.load(out / f"{name}.v.npy")
         info = json.loads((out / f"{name}.v.json").read_text())
         dur = info["duration_s"]
@@ -59,7 +61,7 @@ def test_any_format_rate_and_channels_give_frames_covering_the_audio(speech, tmp
         assert fps == 60 and np.abs(csv_frames - frames).max() < 1e-6
         assert frames[:, INDEX["JawOpen"]].max() > 0.15, "speech opens the mouth"
     # the same speech at different rates/channels gives nearly the same curves
-    a, b = np.load(out / "mono48k.v.npy"), np.load(out / "speech.flac".replace(".flac", ".v.npy"))
+    a, b = np.load(out / "mono48k.v.npy"), np.load(out / "speech.flac.v.npy")
     n = min(len(a), len(b))
     assert np.corrcoef(a[:n, INDEX["JawOpen"]], b[:n, INDEX["JawOpen"]])[0, 1] > 0.95
     # another frame rate, next to the input
@@ -81,7 +83,7 @@ def test_bad_inputs_are_reported(tmp_path, capsys):
 
 
 def test_default_head_agrees_with_the_rules_on_unseen_speech_and_rests_in_silence(capsys):
-    from motion.synth_data import HELD_OUT_VOICES, random_utterance
+    from motion.face.synth_data import HELD_OUT_VOICES, random_utterance
 
     model = ExpressionModel.load()
     rng = np.random.default_rng(987654)  # sentences the head never saw, in voices it never heard
@@ -105,37 +107,47 @@ def test_default_head_agrees_with_the_rules_on_unseen_speech_and_rests_in_silenc
         assert f[:, [INDEX["MouthFunnel"], INDEX["MouthPucker"]]].max() < 0.1
 
 
-def test_tts_and_phone_apis_align_segments_with_pauses(tmp_path):
+def test_z_head_faces_follow_the_pieces_and_keep_pauses_neutral(tmp_path):
     import torch
 
-    from motion.heads import ZHead
-    from motion.lipsync import lipsync
+    from bert_vits2.synthesis import join_pieces
+    from motion.face.api import FaceMaker
+    from motion.face.heads import ZHead
+    from motion.face.postprocess import clamp
 
     torch.manual_seed(0)
     head = ZHead(in_channels=8, use_transformer=False, rnn_hidden=8, rnn_layers=1, mlp_hidden=8).eval()
     model = ExpressionModel(head, {"head_config": head.config}, tmp_path / "V_x.pth")
-    z1, z2 = np.random.randn(8, 50).astype(np.float32), np.random.randn(1, 8, 30).astype(np.float32)
-    f = tts_frames(model, [z1, z2], pauses_s=[0.5], fps=60)
-    total = 80 * 512 / 44100 + 0.5
-    assert f.shape == (math.ceil(total * 60 - 1e-6), 61)
-    d1 = 50 * 512 / 44100
-    in_pause = [i for i in range(len(f)) if d1 + 0.02 < (i + 0.5) / 60 < d1 + 0.48]
-    assert in_pause and np.all(f[in_pause] == 0)
-    first = model.z_to_frames(z1, fps=60, num_frames=math.ceil(d1 * 60 - 1e-6))
+    rng = np.random.default_rng(0)
+    parts = []
+    for n, pause in ((50, 0.5), (30, 0.0)):
+        parts.append({"audio": rng.standard_normal(n * 512).astype(np.float32) * 0.1, "phones": ["a"],
+                      "durations": [n * 512 / 44100], "phone_langs": ["zh"], "pause_after_s": pause,
+                      "z": rng.standard_normal((8, n)).astype(np.float32), "meta": {}})
+    result = join_pieces(parts, 44100, hop=512)
+    maker = FaceMaker(tmp_path / "V_x.pth", blink=False, model=model)
+    face = maker.for_result(result)
+    assert face.source.startswith("trained z head")
+    assert face.frames.shape == (math.ceil(result.duration_s * 60 - 1e-6), 61)
+    d1 = result.pieces[0]["end_s"]
+    in_pause = [i for i in range(len(face.frames)) if d1 + 0.03 < (i + 0.5) / 60 < result.pieces[1]["start_s"] - 0.03]
+    assert in_pause and np.all(face.frames[in_pause] == 0)
+    first = model.z_to_frames(parts[0]["z"], fps=60, num_frames=math.ceil(d1 * 60 - 1e-6))
     k = int(d1 * 60) - 1
-    assert np.allclose(f[:k], first[:k], atol=1e-5)
+    np.testing.assert_allclose(face.frames[:k], clamp(first)[:k], atol=1e-5)
 
-    phones = [["_", "n", "i", "h", "ao", "_"], ["_", "m", "a", "_"]]
-    frames = [[10, 6, 10, 5, 20, 10], [10, 8, 20, 10]]
-    g = phones_frames(phones, frames, pauses_s=0.3, fps=60, lang="zh", frame_rate=44100 / 512)
-    s1 = sum(frames[0]) / (44100 / 512)
-    assert g.shape[0] == math.ceil((s1 + 0.3 + sum(frames[1]) / (44100 / 512)) * 60 - 1e-6)
-    ref = lipsync(phones[0], frames[0], 60, lang="zh", frame_rate=44100 / 512)
-    assert np.allclose(g[: len(ref) - 1], ref[:-1], atol=1e-6)
-    # one call for the web UI: rules without a model, the z head when given z
-    rules, src = speech_frames(None, phone_lists=phones, duration_lists=frames, pauses_s=0.3, lang="zh")
-    assert src == "rules" and np.array_equal(rules, g)
-    zf, src = speech_frames(model, z_list=[z1, z2], pauses_s=[0.5])
-    assert src == "z head" and np.array_equal(zf, f)
-    with pytest.raises(ValueError, match="pauses"):
-        place_segments([ref, ref, ref], [1.0, 1.0, 1.0], [0.1, 0.2, 0.3, 0.4], 60)
+
+def test_web_ui_audio_tab_gives_the_same_curves_as_wav_to_visemes(speech, tmp_path):
+    from motion import wav_to_visemes
+    from motion.webui.app import Handlers, WebUIConfig, WebUIState
+
+    audio, sr = speech
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, audio, sr, subtype="PCM_16")
+    assert wav_to_visemes.main([str(wav), "-o", str(tmp_path / "cli"), "-q"]) == 0
+    cli = np.load(tmp_path / "cli" / "clip.v.npy")
+    h = Handlers(WebUIState(WebUIConfig(outputs_dir=str(tmp_path / "ui"))))
+    _wav, _png, files, _md, last = h.audio_to_face(str(wav), "Demo voice (eSpeak NG)")
+    ui = np.load(last["npy"])
+    assert ui.shape == cli.shape
+    np.testing.assert_array_equal(ui, cli)

@@ -120,12 +120,37 @@ def check_bert_dir(model_dir: str | os.PathLike, language: str) -> Path:
     return folder
 
 
-_cache: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+#: BERT precisions: ``bf16`` halves memory and uses bf16 matmuls (fast on AVX512-BF16/AMX/GPUs); ``int8`` is dynamic
+#: int8 quantisation of every Linear (CPU only; weights int8, activations quantised per call). See
+#: benchmarks/bench_synthesis.py for their measured speed and feature error.
+BERT_PRECISIONS = ("fp32", "bf16", "int8")
+
+_cache: dict[tuple[str, ...], tuple[Any, Any]] = {}
 _cache_lock = threading.Lock()
-_key_locks: dict[tuple[str, str, str], threading.Lock] = {}
+_key_locks: dict[tuple[str, ...], threading.Lock] = {}
 
 
-def _load(folder: Path, language: str, device: str) -> tuple[Any, Any]:
+def apply_bert_precision(model: Any, precision: str, device: str = "cpu") -> Any:
+    """Return ``model`` converted for ``precision`` (``fp32`` unchanged, ``bf16`` cast, ``int8`` dynamic-quantised)."""
+    precision = str(precision).lower()
+    if precision not in BERT_PRECISIONS:
+        raise ValueError(f"BERT precision must be one of {', '.join(BERT_PRECISIONS)}, not {precision!r}")
+    if precision == "bf16":
+        return model.to(torch.bfloat16)
+    if precision == "int8":
+        if torch.device(device).type != "cpu":
+            raise ValueError("int8 dynamic quantisation of the BERT runs on the CPU only; use bf16 on a GPU")
+        import warnings
+
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():  # torch.ao eager quantisation is deprecated in favour of torchao (not installed)
+            warnings.simplefilter("ignore")
+            return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return model
+
+
+def _load(folder: Path, language: str, device: str, precision: str = "fp32") -> tuple[Any, Any]:
     import transformers
 
     try:
@@ -139,14 +164,18 @@ def _load(folder: Path, language: str, device: str) -> tuple[Any, Any]:
         raise BertModelMissingError(_missing_message(folder, language, f"Could not load the model ({exc})")) from exc
     model = model.to(device).eval()
     model.requires_grad_(False)
-    return tokenizer, model
+    return tokenizer, apply_bert_precision(model, precision, device)
 
 
-def load_bert(model_dir: str | os.PathLike, language: str, device: str = "cpu") -> tuple[Any, Any]:
-    """(tokenizer, model in eval mode) for ``language`` from ``model_dir``; loaded once per (folder, device)."""
+def load_bert(model_dir: str | os.PathLike, language: str, device: str = "cpu", precision: str = "fp32") -> tuple[Any, Any]:
+    """(tokenizer, model in eval mode) for ``language`` from ``model_dir``; loaded once per (folder, device, precision)
+    and kept resident."""
     language = normalize_language(language)
+    if str(precision).lower() not in BERT_PRECISIONS:
+        raise ValueError(f"BERT precision must be one of {', '.join(BERT_PRECISIONS)}, not {precision!r}")
+    precision = str(precision).lower()
     folder = check_bert_dir(model_dir, language)
-    key = (str(folder.resolve()), language, str(torch.device(device)))
+    key = (str(folder.resolve()), language, str(torch.device(device)), precision)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
@@ -157,7 +186,7 @@ def load_bert(model_dir: str | os.PathLike, language: str, device: str = "cpu") 
             hit = _cache.get(key)
         if hit is None:
             logger.info("loading %s BERT from %s on %s", language, folder, device)
-            hit = _load(folder, language, device)
+            hit = _load(folder, language, device, precision)
             with _cache_lock:
                 _cache[key] = hit
     return hit
@@ -201,20 +230,21 @@ def get_bert_feature(
     device: str = "cpu",
     style_text: str | None = None,
     style_weight: float = 0.7,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Phone-level BERT feature ``[hidden, sum(word2ph)]`` of ``norm_text`` (upstream v2.3 ``get_bert_feature``).
 
     ``word2ph[i]`` is the number of phones token ``i`` covers ([CLS] and [SEP] included), normally the blank-adjusted
     list (``2*w``, +1 on the first) so the result lines up with the model's phone ids. With ``style_text``, every
     phone's feature is mixed with the token-mean of the style sentence: ``feat*(1-w) + style_mean*w``.
-    ``model_dir`` defaults to ``bert/<upstream folder name>``.
+    ``model_dir`` defaults to ``bert/<upstream folder name>``. ``precision``: see :data:`BERT_PRECISIONS`.
     """
     language = normalize_language(language)
     word2ph = [int(n) for n in word2ph]
     if any(n < 0 for n in word2ph):
         raise BertFeatureError(f"word2ph has negative counts: {word2ph}")
     folder = Path(model_dir) if model_dir is not None else default_bert_dir(language)
-    tokenizer, model = load_bert(folder, language, device)
+    tokenizer, model = load_bert(folder, language, device, precision)
 
     text = _model_text(norm_text, language)
     token_feats = _token_hidden(text, language, tokenizer, model, device)
@@ -231,10 +261,53 @@ def get_bert_feature(
             f"the BERT folder whose tokenizer the frontend used."
         )
 
-    counts = torch.tensor(word2ph, dtype=torch.long)
-    phone_feats = torch.repeat_interleave(token_feats, counts, dim=0)
+    phone_feats = _expand(token_feats, word2ph)
     if style_text:
         style_feats = _token_hidden(_model_text(style_text, language), language, tokenizer, model, device)
         style_mean = style_feats.mean(0)
         phone_feats = phone_feats * (1 - style_weight) + style_mean * style_weight
     return phone_feats.T.contiguous()
+
+
+def _expand(token_feats: torch.Tensor, word2ph: Sequence[int]) -> torch.Tensor:
+    """Token features [n_tokens, hidden] -> phone features [n_phones, hidden] (token i repeated word2ph[i] times)."""
+    return torch.repeat_interleave(token_feats, torch.tensor(list(word2ph), dtype=torch.long), dim=0)
+
+
+def get_bert_features(
+    items: Sequence[tuple[str, Sequence[int]]],
+    language: str,
+    model_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    precision: str = "fp32",
+) -> list[torch.Tensor]:
+    """:func:`get_bert_feature` for several ``(norm_text, word2ph)`` sentences of one language in one padded batch.
+
+    Why: one forward over a batch keeps the matmuls large (the 24-layer models are launch/latency bound on short
+    sentences), so a paragraph split into sentences costs less than sentence-by-sentence calls. Padding is masked,
+    so each result equals the single-sentence feature up to float rounding (tests check 1e-4).
+    """
+    language = normalize_language(language)
+    if not items:
+        return []
+    folder = Path(model_dir) if model_dir is not None else default_bert_dir(language)
+    tokenizer, model = load_bert(folder, language, device, precision)
+    texts = [_model_text(text, language) for text, _ in items]
+    enc = tokenizer(texts, return_tensors="pt", padding=True)
+    lengths = enc["attention_mask"].sum(1).tolist()
+    enc = {name: tensor.to(device) for name, tensor in enc.items()}
+    with torch.no_grad():
+        hidden = model(**enc, output_hidden_states=True).hidden_states
+    if len(hidden) < 3:
+        raise BertFeatureError(f"{language} BERT has {len(hidden) - 1} layers; Bert-VITS2 needs at least 2")
+    feats = hidden[-3].float().cpu()
+    out = []
+    for i, ((text, word2ph), n) in enumerate(zip(items, lengths)):
+        word2ph = [int(c) for c in word2ph]
+        if n != len(word2ph) or any(c < 0 for c in word2ph):
+            raise BertFeatureError(f"{language} text {text!r} gives {n} BERT tokens but word2ph has {len(word2ph)} "
+                                   "entries (or negative counts); pass the norm_text and word2ph of clean_text")
+        side = getattr(tokenizer, "padding_side", "right")
+        rows = feats[i, :n] if side == "right" else feats[i, feats.shape[1] - n:]
+        out.append(_expand(rows, word2ph).T.contiguous())
+    return out

@@ -18,7 +18,7 @@ import gzip
 import logging
 import os
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Optional
 
 from bert_vits2.text.en_numbers import normalize_numbers
 from bert_vits2.text.japanese import PUNCTUATION_MAP
@@ -54,11 +54,11 @@ def text_normalize(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def load_cmudict(path: str = CMUDICT_PATH) -> Dict[str, List[List[str]]]:
+def load_cmudict(path: str = CMUDICT_PATH) -> dict[str, list[list[str]]]:
     """Parse the syllabified CMU 0.6 file: ``WORD  PH PH - PH ...`` -> list of syllables (a later
     line for the same word replaces an earlier one, as v2.3). Cached in memory per path."""
     opener = gzip.open if path.endswith(".gz") else open
-    entries: Dict[str, List[List[str]]] = {}
+    entries: dict[str, list[list[str]]] = {}
     with opener(path, "rt", encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
             if line_no < _CMUDICT_FIRST_ENTRY_LINE:
@@ -70,7 +70,7 @@ def load_cmudict(path: str = CMUDICT_PATH) -> Dict[str, List[List[str]]]:
     return entries
 
 
-def _phone_and_tone(arpa: str) -> Tuple[str, int]:
+def _phone_and_tone(arpa: str) -> tuple[str, int]:
     """ARPAbet with optional stress digit -> (lower-case phone, tone: digit + 1, or 3 without)."""
     if arpa[-1:].isdigit():
         return arpa[:-1].lower(), int(arpa[-1]) + 1
@@ -83,13 +83,13 @@ def _to_symbol(phone: str) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def pronounce_piece(piece: str) -> Tuple[Tuple[str, ...], Tuple[int, ...]]:
+def pronounce_piece(piece: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Phones and tones of one word piece: punctuation, CMU 0.6, else g2p_en (offline)."""
     if piece in punctuation:
         return (piece,), (0,)
     syllables = load_cmudict().get(piece.upper())
-    phones: List[str] = []
-    tones: List[int] = []
+    phones: list[str] = []
+    tones: list[int] = []
     if syllables is not None:
         for syllable in syllables:
             for arpa in syllable:
@@ -111,9 +111,9 @@ def pronounce_piece(piece: str) -> Tuple[Tuple[str, ...], Tuple[int, ...]]:
     return tuple(phones), tuple(tones)
 
 
-def text_to_words(tokens: List[str]) -> List[List[str]]:
+def text_to_words(tokens: list[str]) -> list[list[str]]:
     """Group sentencepiece tokens into words (lists of pieces, the ``▁`` removed)."""
-    words: List[List[str]] = []
+    words: list[list[str]] = []
     last = len(tokens) - 1
     for idx, token in enumerate(tokens):
         if token.startswith("\u2581"):
@@ -130,7 +130,7 @@ def text_to_words(tokens: List[str]) -> List[List[str]]:
     return words
 
 
-def g2p(norm_text: str, tokenizer_dir: Optional[str] = None) -> Tuple[List[str], List[int], List[int]]:
+def g2p(norm_text: str, tokenizer_dir: Optional[str] = None) -> tuple[list[str], list[int], list[int]]:
     """Phones, tones (0..3) and word2ph of normalised English text, wrapped in ``_`` (tone 0, 1 token).
 
     ``tokenizer_dir``: the English BERT folder (default ``bert/deberta-v3-large``) whose
@@ -139,9 +139,9 @@ def g2p(norm_text: str, tokenizer_dir: Optional[str] = None) -> Tuple[List[str],
     """
     tokenizer = get_word_tokenizer(tokenizer_dir, "words", DEFAULT_EN_TOKENIZER_DIR)
     words = text_to_words(tokenizer.tokenize(norm_text))
-    phones: List[str] = []
-    tones: List[int] = []
-    word2ph: List[int] = []
+    phones: list[str] = []
+    tones: list[int] = []
+    word2ph: list[int] = []
     for word in words:
         pieces = ["".join(word)] if len(word) > 1 and "'" in word else word
         n_before = len(phones)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import List, Sequence, Tuple
+from typing import Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def _no_download(*args, **kwargs) -> bool:
     return False
 
 
-def pos_tag_nn(words: Sequence[str]) -> List[Tuple[str, str]]:
+def pos_tag_nn(words: Sequence[str]) -> list[tuple[str, str]]:
     """Stand-in POS tagger: every word is a noun (no NLTK tagger data needed)."""
     return [(w, "NN") for w in words]
 

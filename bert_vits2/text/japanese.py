@@ -24,7 +24,7 @@ import io
 import logging
 import re
 import unicodedata
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 from bert_vits2.text.errors import TextRejected
 from bert_vits2.text.symbols import punctuation, symbols
@@ -129,7 +129,7 @@ def _split_words(norm_text: str):
     return nodes, entries
 
 
-def _accents(labels: Sequence[str]) -> List[Tuple[str, int]]:
+def _accents(labels: Sequence[str]) -> list[tuple[str, int]]:
     """Per phone of the full-context labels (pauses skipped): (lower-case phone, mark) where the
     mark is -1 where the pitch falls after the phone, +1 where it rises, else 0."""
     out = []
@@ -153,7 +153,7 @@ def _accents(labels: Sequence[str]) -> List[Tuple[str, int]]:
     return out
 
 
-def text2sep_kata(norm_text: str) -> Tuple[List[str], List[str], List[Tuple[str, int]]]:
+def text2sep_kata(norm_text: str) -> tuple[list[str], list[str], list[tuple[str, int]]]:
     """Words of ``norm_text`` (surfaces), their katakana readings and the sentence's per-phone
     accent marks, as upstream v2.3. The Japanese BERT tokenizes ``"".join(sep_text)``."""
     nodes, entries = _split_words(norm_text)
@@ -163,14 +163,14 @@ def text2sep_kata(norm_text: str) -> Tuple[List[str], List[str], List[Tuple[str,
 
 
 @functools.lru_cache(maxsize=65536)
-def _kata_to_phones_v23(kata: str) -> Tuple[str, ...]:
+def _kata_to_phones_v23(kata: str) -> tuple[str, ...]:
     """v2.3's per-word conversion: a second g2p of the katakana alone (context lost)."""
     text = kata.strip()
     if text == "ー":
         return ("ー",)
     if text.startswith("ー"):
         return ("ー",) + _kata_to_phones_v23(text[1:])
-    out: List[str] = []
+    out: list[str] = []
     while text:
         if _MARKS.match(text):
             out.append(text)
@@ -184,7 +184,7 @@ def _kata_to_phones_v23(kata: str) -> Tuple[str, ...]:
     return tuple(out)
 
 
-def _fill_long_vowels(word_phones: List[List[str]]) -> List[List[str]]:
+def _fill_long_vowels(word_phones: list[list[str]]) -> list[list[str]]:
     """Replace a leftover ``ー`` by the preceding vowel (v2.3 ``handle_long``)."""
     for i, phones in enumerate(word_phones):
         if phones and phones[0] == "ー":
@@ -195,12 +195,12 @@ def _fill_long_vowels(word_phones: List[List[str]]) -> List[List[str]]:
     return word_phones
 
 
-def _align_tones(word_phones: List[List[str]], accents: List[Tuple[str, int]]) -> List[int]:
+def _align_tones(word_phones: list[list[str]], accents: list[tuple[str, int]]) -> list[int]:
     """Binary tones per phone: walk the accent marks in step with the phones (a phone that does not
     match the next mark gets 0 and does not consume it), sum the marks inside each word, shift by
     one phone, and lift a word whose contour dips below 0."""
     pending = list(accents)
-    tones: List[int] = []
+    tones: list[int] = []
     for phones in word_phones:
         acc = [0] * len(phones)
         for idx, phone in enumerate(phones):
@@ -219,7 +219,7 @@ def _align_tones(word_phones: List[List[str]], accents: List[Tuple[str, int]]) -
     return tones
 
 
-def _label_phones_per_word(nodes, entries) -> Optional[List[List[str]]]:
+def _label_phones_per_word(nodes, entries) -> Optional[list[list[str]]]:
     """Each entry's phones cut from the sentence labels by the words' mora counts (v23_compat=False).
     None when the counts do not add up (then the caller falls back to the v2.3 conversion)."""
     phones = []
@@ -227,8 +227,8 @@ def _label_phones_per_word(nodes, entries) -> Optional[List[List[str]]]:
         p = _LABEL_PHONE_RX.search(label).group(1)
         if p not in ("sil", "pau"):
             phones.append(p)
-    morae: List[List[str]] = []
-    current: List[str] = []
+    morae: list[list[str]] = []
+    current: list[str] = []
     for p in phones:
         current.append(p)
         if p in _MORA_END:
@@ -236,7 +236,7 @@ def _label_phones_per_word(nodes, entries) -> Optional[List[List[str]]]:
             current = []
     if current or sum(e[2] for e in entries if e[1] is not None and not _MARKS.match(e[1])) != len(morae):
         return None
-    out: List[List[str]] = []
+    out: list[list[str]] = []
     pos = 0
     for word, kata, n_morae in entries:
         if kata is None:
@@ -255,7 +255,7 @@ def g2p(
     norm_text: str,
     tokenizer_dir: Optional[str] = None,
     v23_compat: bool = True,
-) -> Tuple[List[str], List[int], List[int]]:
+) -> tuple[list[str], list[int], list[int]]:
     """Phones, tones (0/1) and word2ph of normalised Japanese text, wrapped in ``_`` (tone 0, 1 token).
 
     ``tokenizer_dir``: the Japanese BERT folder whose tokenizer splits each word into tokens
@@ -286,7 +286,7 @@ def g2p(
             )
     tones = _align_tones(word_phones, _accents(labels))
 
-    word2ph: List[int] = []
+    word2ph: list[int] = []
     for word, phones in zip(sep_text, word_phones):
         tokens = [word] if word in punctuation else tokenizer.tokenize(word)
         word2ph += distribute_phones(len(phones), len(tokens))

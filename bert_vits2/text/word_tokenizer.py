@@ -22,7 +22,7 @@ import functools
 import logging
 import os
 import re
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ DEFAULT_EN_TOKENIZER_DIR = os.path.join("bert", "deberta-v3-large")
 _EN_FALLBACK_RX = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[^\w\s]|_")
 
 
-def distribute_phones(n_phones: int, n_tokens: int) -> List[int]:
+def distribute_phones(n_phones: int, n_tokens: int) -> list[int]:
     """Share ``n_phones`` among ``n_tokens`` as v2.3 does (each phone to the least-loaded, first
     such token): every token gets ``n_phones // n_tokens`` and the first remainder tokens one more."""
     if n_tokens <= 0:
@@ -56,7 +56,7 @@ class WordTokenizer:
     def is_fallback(self) -> bool:
         return self.hf is None
 
-    def tokenize(self, text: str) -> List[str]:
+    def tokenize(self, text: str) -> list[str]:
         if self.hf is not None:
             return self.hf.tokenize(text)
         if self.fallback == "char":
@@ -108,4 +108,4 @@ def get_word_tokenizer(folder: Optional[str | os.PathLike], fallback: str, defau
     return _load(path, fallback)
 
 
-Tokenize = Callable[[str], List[str]]
+Tokenize = Callable[[str], list[str]]

@@ -2,7 +2,7 @@
 
 A modified audio2photoreal exports, per frame, the state of every joint of its 159-joint body rig as
 ``(x, y, z, qx, qy, qz, qw, scale)``. We read such an export, pick the 22 humanoid joints by name and convert them
-to the same local, T-pose-relative rotations as HumanML3D motion (``motion.skeleton``), so everything downstream
+to the same local, T-pose-relative rotations as HumanML3D motion (``motion.body.skeleton``), so everything downstream
 (Unity conversion, VMC, BVH) is shared.
 
 Accepted files (the loader says what is missing when a file does not fit):
@@ -33,12 +33,22 @@ from typing import Mapping
 
 import numpy as np
 
-from motion.skeleton import (
-    JOINT_NAMES, NUM_JOINTS, PARENTS, UNITY_BONES, BodyMotion, RestSkeleton, positions_to_rotations, quat_conj,
-    make_continuous, quat_mul, quat_normalize, rest_skeleton,
+from motion.body.skeleton import (
+    JOINT_NAMES,
+    NUM_JOINTS,
+    PARENTS,
+    UNITY_BONES,
+    BodyMotion,
+    RestSkeleton,
+    make_continuous,
+    positions_to_rotations,
+    quat_conj,
+    quat_mul,
+    quat_normalize,
+    rest_skeleton,
 )
+from motion.constants import BODY_FPS as DEFAULT_FPS
 
-DEFAULT_FPS = 30.0
 STATE_SIZE = 8
 
 

@@ -11,18 +11,19 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bert_vits2.fileio import write_text_atomic
 from motion.arkit import CSV_NAMES, NAMES, NUM_VALUES, ROTATION_NAMES, check_frames
+from motion.constants import FACE_FPS as DEFAULT_FPS
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FPS = 60.0
+
 _COUNT_COLUMN = "blendshapecount"
 _STANDARD_RATES = (24.0, 25.0, 30.0, 48.0, 50.0, 60.0, 120.0)
 _TIMECODE = re.compile(r"^\s*(\d+):(\d{1,2}):(\d{1,2})[:;.](\d+(?:\.\d*)?)\s*$")
@@ -201,10 +202,7 @@ def write_csv(
     for i in range(t):
         vals = ",".join(f"{v:.10f}" for v in frames[i, order].tolist())
         out.write(f"{format_timecode(int(numbers[i]), tc, float(subs[i]))},{NUM_VALUES},{vals}\n")
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(out.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, out.getvalue())
 
 
 __all__ = ["CsvFormatError", "LLFCsv", "format_timecode", "parse_timecode", "read_csv", "read_llf_csv", "write_csv"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,8 @@ import torch
 
 from bert_vits2.checkpoint import atomic_torch_save
 from motion.arkit import INDEX, MOUTH_NAMES, NAMES, NUM_VALUES
-from motion.heads import FEATURE_FPS, build_head, count_parameters, head_config, lengths_mask
+from motion.face.heads import FEATURE_FPS, build_head, count_parameters, head_config, lengths_mask
+from motion.face.model import latest_head_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def channel_weights(head_weight: float, eye_weight: float) -> torch.Tensor:
 
 def load_clips(filelist: str | Path, kind: str) -> list[Clip]:
     """Clips from a prepared filelist for a head ``kind`` ('z' or 'mel')."""
-    from motion.visemes_data import read_filelist
+    from motion.face.prepare import read_filelist
 
     path = Path(filelist)
     if not path.is_file():
@@ -220,33 +220,6 @@ def evaluate(model: torch.nn.Module, clips: Sequence[Clip], weights: torch.Tenso
 # --- checkpoints --------------------------------------------------------------------------------------------------
 
 
-def load_head_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """A trained head from ``V_*.pth`` (or the shipped default), in eval mode, and its checkpoint dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrainError(f"{path}: head checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise TrainError(f"{path}: not a readable head checkpoint ({str(err).splitlines()[0][:160]})") from None
-    if not isinstance(ckpt, dict) or "head_config" not in ckpt or "model" not in ckpt:
-        raise TrainError(f"{path}: not an expression-head checkpoint (V_*.pth from train_ms.py --visemes)")
-    model = build_head(ckpt["head_config"])
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return model, ckpt
-
-
-def _epoch_of(path: Path) -> int:
-    m = re.fullmatch(r"V_(\d+)\.pth", path.name)
-    return int(m.group(1)) if m else -1
-
-
-def latest_head_checkpoint(model_dir: str | Path) -> Path | None:
-    found = sorted((p for p in Path(model_dir).glob("V_*.pth") if _epoch_of(p) >= 0), key=_epoch_of)
-    return found[-1] if found else None
-
-
 # --- training -----------------------------------------------------------------------------------------------------
 
 
@@ -266,12 +239,13 @@ def train_head(
     val_clips: Sequence[Clip],
     config: dict[str, Any],
     model_dir: str | Path,
-    options: TrainOptions = TrainOptions(),
+    options: TrainOptions | None = None,
     feature_info: dict[str, Any] | None = None,
     offset_s: float | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Train a head of ``config`` on clips; checkpoints into ``model_dir``. Returns where the best model is."""
+    options = options if options is not None else TrainOptions()
     if not train_clips:
         raise TrainError("no training clips; run prepare_visemes.py (and check filelists/train_visemes.list)")
     model_dir = Path(model_dir)
@@ -408,11 +382,9 @@ def train_head(
 
 
 def _prune(model_dir: Path, keep: int) -> None:
-    if keep <= 0:
-        return
-    found = sorted((p for p in model_dir.glob("V_*.pth") if _epoch_of(p) >= 0), key=_epoch_of)
-    for p in found[:-keep]:
-        p.unlink(missing_ok=True)
+    from bert_vits2.checkpoint import prune_checkpoints
+
+    prune_checkpoints(model_dir, keep, sort_by="step", prefixes=("V",))
 
 
 # --- train_ms.py --visemes ----------------------------------------------------------------------------------------
@@ -456,7 +428,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         first = Path(args.train_list)
         if not first.is_file():
             raise TrainError(f"{first}: filelist not found; run `python motion/prepare_visemes.py` first")
-        from motion.visemes_data import read_filelist
+        from motion.face.prepare import read_filelist
 
         entries = read_filelist(first)
         kind = "z" if entries and all(e["z"] for e in entries) else "mel"
@@ -497,6 +469,6 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 __all__ = [
     "Clip", "TrainError", "TrainOptions", "TrainResult", "add_arguments", "channel_weights", "collate", "evaluate",
-    "latest_head_checkpoint", "load_clips", "load_head_checkpoint", "masked_loss", "model_dir_for", "pearson",
+    "load_clips", "masked_loss", "model_dir_for", "pearson",
     "run_from_args", "sample_predictions", "train_head",
 ]

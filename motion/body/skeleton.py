@@ -420,9 +420,9 @@ def resample_motion(motion: BodyMotion, dst_fps: float, num_frames: int | None =
     """Change the frame rate: slerp the rotations, lerp the root, sampling at frame centres.
 
     Frame i of a clip at ``fps`` covers [i/fps, (i+1)/fps) and is sampled at its centre (as
-    ``motion.postprocess.resample_curves`` does for face curves), so 20 → 30 fps keeps the clip's duration.
+    ``motion.frames.resample_curves`` does for face curves), so 20 → 30 fps keeps the clip's duration.
     """
-    from motion.postprocess import num_frames_for
+    from motion.frames import num_frames_for
 
     if dst_fps <= 0:
         raise ValueError(f"the frame rate must be positive, got {dst_fps}")

@@ -11,7 +11,9 @@ durations it predicts), eSpeak NG (its phoneme events, IPA), or cloud TTS viseme
    longer than carry-over, so lips lead the sound). Lip closures (p/b/m) and labiodentals (f/v) dominate strongly so
    they close even when short; velars and /h/ are weak and take their neighbours' shape. A small constant rest weight
    brings the face back to neutral in long gaps.
-3. The result is sampled at frame centres ``(i + 0.5) / fps`` and returned as ``[T, 61]`` in Live Link order.
+3. Lip seal: during /p b m/ MouthClose follows JawOpen (lips touching) and during /f v/ nearly so, so a closure is
+   never blended away by the neighbouring vowels.
+4. The result is sampled at frame centres ``(i + 0.5) / fps`` and returned as ``[T, 61]`` in Live Link order.
 """
 
 from __future__ import annotations
@@ -205,8 +207,12 @@ def segments_from_phones(
 def render(
     segments: Iterable[Segment], num_frames: int, fps: float = 60.0, *, anticipation_s: float = 0.045,
     carryover_s: float = 0.03, rest_weight: float = 0.02, intensity: float = 1.0, reach_s: float = 0.4,
+    seal: bool = True,
 ) -> np.ndarray:
-    """Blend viseme poses with dominance functions and sample at frame centres -> ``[num_frames, 61]``."""
+    """Blend viseme poses with dominance functions and sample at frame centres -> ``[num_frames, 61]``.
+
+    ``seal``: lips close on bilabials and nearly on labiodentals (:func:`_seal_lips`)."""
+    segments = list(segments)
     t = (np.arange(num_frames, dtype=np.float64) + 0.5) / fps
     num = np.zeros((num_frames, NUM_VALUES), dtype=np.float64)
     den = np.full(num_frames, rest_weight, dtype=np.float64)
@@ -223,7 +229,33 @@ def render(
         num[lo:hi] += d[:, None] * VISEME_POSES[seg.viseme][None, :]
         den[lo:hi] += d
     out = (num / den[:, None]) * intensity
+    if seal:
+        _seal_lips(out, segments, t, fps)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+#: how far MouthClose follows JawOpen during each closing viseme (1 = lips sealed, as ARKit's MouthClose = JawOpen)
+SEAL: dict[str, float] = {"PP": 1.0, "FF": 0.8}
+
+
+def _seal_lips(out: np.ndarray, segments: Iterable[Segment], t: np.ndarray, fps: float) -> None:
+    """Bilabials (/p b m/) seal the lips and labiodentals (/f v/) nearly do, whatever the jaw does.
+
+    Blending keeps some jaw opening from the neighbouring vowels; in ARKit terms the lips touch when MouthClose equals
+    JawOpen, so during a closing segment (widened by half a frame each side, so even a phone shorter than a frame
+    closes on its nearest frame) MouthClose is raised to ``SEAL * JawOpen``, ramping in and out over ~25 ms."""
+    jaw, close = INDEX["JawOpen"], INDEX["MouthClose"]
+    half = 0.5 / fps
+    ramp = 0.025
+    for seg in segments:
+        k = SEAL.get(seg.viseme)
+        if k is None:
+            continue
+        dist = np.maximum(np.maximum(seg.start - half - t, t - seg.end - half), 0.0)
+        w = np.clip(1.0 - dist / ramp, 0.0, 1.0)
+        idx = np.nonzero(w > 0)[0]
+        if idx.size:
+            out[idx, close] = np.maximum(out[idx, close], k * w[idx] * out[idx, jaw])
 
 
 def lipsync_events(
@@ -263,6 +295,6 @@ def lipsync(
 
 
 __all__ = [
-    "EN", "IPA", "JA", "REACH_SCALE", "STRENGTH", "Segment", "VISEMES", "VISEME_POSES", "ZH", "lipsync", "lipsync_events",
+    "EN", "IPA", "JA", "REACH_SCALE", "SEAL", "STRENGTH", "Segment", "VISEMES", "VISEME_POSES", "ZH", "lipsync", "lipsync_events",
     "phone_visemes", "render", "segments_from_phones",
 ]

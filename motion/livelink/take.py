@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -23,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from bert_vits2.fileio import write_bytes_atomic as _atomic_write_bytes
 from motion.arkit import NAMES, check_frames
+from motion.frames import frame_centres, interp_frames
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class Take:
         fps = float(fps or self.fps)
         dur = float(duration_s if duration_s is not None else self.duration_s)
         m = max(1, int(round(dur * fps)))
-        grid_t = (np.arange(m) + 0.5) / fps
+        grid_t = frame_centres(m, fps)
         if self.num_frames == 0:
             return np.zeros((m, len(NAMES)), np.float32), np.zeros(m, bool)
         t = self.times()
@@ -121,9 +122,7 @@ class Take:
         t, frames = t[order], self.frames[order]
         keep = np.concatenate([[True], np.diff(t) > 1e-9])
         t, frames = t[keep], frames[keep]
-        out = np.empty((m, frames.shape[1]), np.float32)
-        for c in range(frames.shape[1]):
-            out[:, c] = np.interp(grid_t, t, frames[:, c])
+        out = interp_frames(t, frames, grid_t)
         src_period = 1.0 / self.fps
         near = np.searchsorted(t, grid_t)
         prev_t = t[np.clip(near - 1, 0, len(t) - 1)]
@@ -156,13 +155,6 @@ class Take:
         return meta
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -186,7 +178,7 @@ def new_take_stem(out_dir: str | Path = DEFAULT_RECORDS, when: _dt.datetime | No
 
 def save_take(take: Take, out_dir: str | Path = DEFAULT_RECORDS, stem: str | Path | None = None) -> Path:
     """Write the take's .wav (if it has audio), .npy and .json atomically; returns the stem path. Never overwrites."""
-    from motion.audio import write_wav_pcm16
+    from bert_vits2.audio import write_wav_pcm16
 
     frames = check_frames(take.frames, "take frames") if take.num_frames else np.zeros((0, len(NAMES)), np.float32)
     out_dir = Path(out_dir)
@@ -311,7 +303,7 @@ def media_start_timecode_s(path: str | Path) -> float | None:
             rate = float(num) / float(den or 1)
     if not tc or not rate:
         return None
-    from motion.llf_csv import parse_timecode
+    from motion.livelink.app_csv import parse_timecode
 
     try:
         h, m, s, ff = parse_timecode(tc)
@@ -327,8 +319,8 @@ def import_app_take(csv_path: str | Path, audio_path: str | Path | None = None, 
     Face frame times come from the CSV's timecodes. ``offset_s`` is when the first CSV row happens on the audio's
     time axis; by default it is read from the video's start timecode (ffprobe) and is 0 when there is none.
     """
-    from motion.audio import load_audio
-    from motion.llf_csv import read_llf_csv
+    from bert_vits2.audio import load_audio
+    from motion.livelink.app_csv import read_llf_csv
 
     csv_path = Path(csv_path)
     data = read_llf_csv(csv_path)

@@ -26,11 +26,15 @@ from typing import Iterable
 
 import numpy as np
 
+from bert_vits2.fileio import save_npy_atomic as _save_npy_atomic
+from bert_vits2.fileio import save_npz_atomic as _save_npz_atomic
+from bert_vits2.fileio import write_text_atomic as _write_text_atomic
 from motion.arkit import INDEX
+from motion.constants import FACE_FPS as GRID_FPS
 
 log = logging.getLogger(__name__)
 
-GRID_FPS = 60.0
+
 Z_SUFFIX = ".z.npy"
 MEL_SUFFIX = ".mel.npy"
 FACE_SUFFIX = ".face.npz"
@@ -156,25 +160,6 @@ def split_takes(stems: list[str], val_size: int = 5, seed: int = 1234) -> tuple[
     return [s for s in stems if s not in val], val
 
 
-def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-    os.replace(tmp, path)
-
-
-def _save_npz_atomic(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def read_filelist(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -217,8 +202,8 @@ def prepare(
 ) -> PrepareReport:
     """Prepare every take in ``records`` (see the module docstring); ``posterior`` (a ``features.PosteriorEncoder``)
     enables z. Returns the offsets found and the split; filelists go to ``filelist_dir``."""
-    from motion.features import load_tts_audio, log_mel
-    from motion.take import load_take
+    from motion.face.features import load_tts_audio, log_mel
+    from motion.livelink.take import load_take
 
     stems = list(takes) if takes is not None else find_takes(records)
     if not stems:
@@ -300,6 +285,70 @@ def prepare(
         }, indent=1),
     )
     return PrepareReport(prepared, offset_s, source, train, val)
+
+
+def find_generator(model: str) -> Path | None:
+    """A G checkpoint: the file itself, or the newest G_*.pth in MODEL or MODEL/models."""
+    from bert_vits2.checkpoint import latest_checkpoint_path
+
+    p = Path(model)
+    if p.is_file():
+        return p
+    for d in (p / "models", p):
+        if d.is_dir():
+            found = latest_checkpoint_path(d, "G_*.pth")
+            if found:
+                return Path(found)
+    return None
+
+
+def run(args) -> int:
+    """``prepare_visemes.py``: find the posterior encoder, prepare every take, print the report; exit code."""
+    import sys
+
+    from motion.face.features import PosteriorEncoderError, load_exported_posterior, load_posterior_from_checkpoint
+
+    posterior = None
+    try:
+        if not args.no_z:
+            if args.posterior:
+                posterior = load_exported_posterior(args.posterior)
+            else:
+                g = find_generator(args.model)
+                if g is not None:
+                    if not Path(args.config).is_file():
+                        print(f"prepare_visemes: {args.config}: config not found (needed with the G checkpoint {g}); "
+                              "pass -c/--config", file=sys.stderr)
+                        return 1
+                    print(f"posterior encoder from {g}")
+                    posterior = load_posterior_from_checkpoint(args.config, g, args.speaker)
+                else:
+                    print(f"no G checkpoint at {args.model}: making mel features only (mel head)")
+        if posterior is None and args.no_mel:
+            print("prepare_visemes: --no-mel needs z features: give -m MODEL with a G checkpoint or --posterior",
+                  file=sys.stderr)
+            return 1
+        report = prepare(
+            args.records, args.output, posterior=posterior, mel=not args.no_mel, n_mels=args.n_mels,
+            sample_z=args.z_mode == "sample", offset_ms=args.offset_ms, max_offset_s=args.max_offset_ms / 1000.0,
+            val_size=args.val_size, seed=args.seed, progress=not args.quiet,
+        )
+    except (PrepareError, PosteriorEncoderError) as err:
+        print(f"prepare_visemes: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # checkpoint/config errors from bert_vits2 carry their own clear messages
+        name = type(err).__name__
+        if name in ("CheckpointError", "CheckpointNotFoundError", "ConfigError", "ConfigNotFoundError", "TakeError"):
+            print(f"prepare_visemes: {err}", file=sys.stderr)
+            return 1
+        raise
+    for t in report.takes:
+        est = "n/a" if t.offset_s is None else f"{t.offset_s * 1000:+.1f} ms"
+        print(f"  {t.stem.name}: {t.duration_s:.1f} s, offset estimate {est}, dropped frames {t.gaps}")
+    print(f"audio->face offset: {report.offset_s * 1000:+.1f} ms ({report.offset_source}); applied to all takes")
+    print(f"{len(report.train)} training / {len(report.val)} validation takes -> {Path(args.output) / 'train_visemes.list'}, "
+          f"{Path(args.output) / 'val_visemes.list'}")
+    return 0
 
 
 __all__ = [

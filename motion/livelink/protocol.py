@@ -18,7 +18,6 @@ import gzip
 import json
 import logging
 import math
-import os
 import socket
 import struct
 import threading
@@ -30,12 +29,14 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from bert_vits2.fileio import atomic_write, write_bytes_atomic
 from motion.arkit import NUM_VALUES
+from motion.constants import LIVELINK_PORT as DEFAULT_PORT
 
 log = logging.getLogger(__name__)
 
 PACKET_VERSION = 6
-DEFAULT_PORT = 11111
+
 DEFAULT_SUBJECT = "BertVits2Face"
 MAX_TEXT_BYTES = 1024  # Unreal accepts ids up to 256 characters; anything far longer is garbage
 
@@ -214,11 +215,7 @@ def write_capture(path: str | Path, packets: Iterable[bytes]) -> None:
     body = bytearray(bytes((PACKET_VERSION,)) + struct.pack(">I", len(packets)))
     for p in packets:
         body += struct.pack(">I", len(p)) + p
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    with gzip.open(tmp, "wb") as f:
-        f.write(bytes(body))
-    os.replace(tmp, path)
+    write_bytes_atomic(path, gzip.compress(bytes(body)))
 
 
 # --- sending ---
@@ -244,8 +241,8 @@ class PacketLog:
 
     def __init__(self, path: str | Path, clock: Callable[[], float] | None = None) -> None:
         self.path = Path(path)
-        self._tmp = self.path.with_name(self.path.name + ".part")
-        self._f = open(self._tmp, "w", encoding="utf-8")
+        self._writer = atomic_write(self.path, "w")  # published on close(), never half-written
+        self._f = self._writer.__enter__()
         self.clock = clock
         self.count = 0
         self.due: float | None = None
@@ -263,8 +260,7 @@ class PacketLog:
 
     def close(self) -> None:
         if not self._f.closed:
-            self._f.close()
-            os.replace(self._tmp, self.path)
+            self._writer.__exit__(None, None, None)
 
 
 def read_packet_log(path: str | Path) -> list[dict]:

@@ -1,7 +1,7 @@
 """Audio -> the features the expression heads read: Bert-VITS2 latent ``z`` (posterior path) or a log-mel spectrogram.
 
 Both run at the TTS frame rate (44100 / 512 = 86.13 frames/s): any audio is first made mono 44.1 kHz
-(``motion.audio.load_audio``), spectrograms come from ``bert_vits2.mel_processing`` (the project's only TTS feature
+(``bert_vits2.audio.load_audio``), spectrograms come from ``bert_vits2.mel_processing`` (the project's only TTS feature
 code), ``z`` from a G checkpoint's posterior encoder ``enc_q`` (or from an exported ``post_enc.pth``).
 """
 
@@ -16,13 +16,14 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from motion.audio import TTS_SAMPLE_RATE, load_audio
+from bert_vits2.audio import TTS_SAMPLE_RATE, load_audio
+from motion.constants import FEATURE_FPS, HOP
 
 log = logging.getLogger(__name__)
 
-HOP = 512
+
 N_FFT = 2048
-FEATURE_FPS = TTS_SAMPLE_RATE / HOP  # 86.1328125 frames/s, the z rate
+
 DEFAULT_N_MELS = 80
 # Log-mel normalisation (natural log): subtract the clip's loud level (99th percentile, but never below MEL_REF_FLOOR,
 # so silence and very quiet noise stay low instead of being amplified), then scale. This makes the heads insensitive
@@ -181,6 +182,16 @@ def export_posterior(enc: PosteriorEncoder, path: str | os.PathLike, model_confi
     atomic_torch_save(payload, Path(path))
 
 
+def export_posterior_from_checkpoint(config: str | os.PathLike, checkpoint: str | os.PathLike,
+                                     out: str | os.PathLike, speaker: str | int | None = None) -> Path:
+    """``wav_to_visemes.py --export-posterior``: the posterior encoder of a G checkpoint alone, as ``post_enc.pth``."""
+    from bert_vits2.hparams import load_hparams
+
+    enc = load_posterior_from_checkpoint(config, checkpoint, speaker)
+    export_posterior(enc, out, dict(load_hparams(config).model))
+    return Path(out)
+
+
 def load_exported_posterior(path: str | os.PathLike) -> PosteriorEncoder:
     """Load a ``post_enc.pth`` written by :func:`export_posterior` (no TTS model needed)."""
     from bert_vits2 import models
@@ -211,6 +222,6 @@ def load_exported_posterior(path: str | os.PathLike) -> PosteriorEncoder:
 
 __all__ = [
     "DEFAULT_N_MELS", "FEATURE_FPS", "HOP", "PosteriorEncoder", "PosteriorEncoderError", "SpecParams",
-    "export_posterior", "linear_spectrogram", "load_exported_posterior", "load_posterior_from_checkpoint",
+    "export_posterior", "export_posterior_from_checkpoint", "linear_spectrogram", "load_exported_posterior", "load_posterior_from_checkpoint",
     "load_tts_audio", "log_mel", "num_feature_frames", "posterior_from_generator", "speaker_id_from_name",
 ]

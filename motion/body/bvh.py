@@ -10,12 +10,12 @@ mirror). Angles are unwrapped over time so curves have no ±180° jumps.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from motion.skeleton import CHILDREN, NUM_JOINTS, UNITY_BONES, BodyMotion
+from bert_vits2.fileio import write_text_atomic
+from motion.body.skeleton import CHILDREN, NUM_JOINTS, UNITY_BONES, BodyMotion
 
 ROTATION_CHANNELS = ("Zrotation", "Xrotation", "Yrotation")
 EULER_ORDER = "ZXY"  # scipy intrinsic order matching the channel order above
@@ -95,11 +95,7 @@ def _dfs_order() -> list[int]:
 
 def write_bvh(motion: BodyMotion, path: str | Path, scale: float = 1.0) -> Path:
     """Write ``motion`` to ``path`` atomically (temp file + rename); returns the path."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(bvh_text(motion, scale), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, bvh_text(motion, scale))
 
 
 __all__ = ["EULER_ORDER", "ROTATION_CHANNELS", "bvh_euler_to_matrix", "bvh_text", "quats_to_bvh_euler", "write_bvh"]

@@ -8,45 +8,11 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from motion.arkit import BLENDSHAPE_NAMES, INDEX, NAMES, NON_NEGATIVE_NAMES, NUM_BLENDSHAPES, check_frames
-
-DEFAULT_FPS = 60.0
-
-
-def num_frames_for(duration_s: float, fps: float) -> int:
-    """Frames needed so that a clip of ``duration_s`` seconds is fully covered at ``fps``."""
-    return max(1, int(math.ceil(duration_s * fps - 1e-6)))
-
-
-def resample_curves(frames: np.ndarray, src_fps: float, dst_fps: float, num_frames: int | None = None) -> np.ndarray:
-    """Resample ``[T, C]`` curves from ``src_fps`` to ``dst_fps`` by linear interpolation at frame centres.
-
-    ``num_frames`` defaults to the count that covers the same duration (``T / src_fps`` seconds). Values before the
-    first / after the last source centre hold the edge frame.
-    """
-    frames = np.asarray(frames, dtype=np.float32)
-    if frames.ndim != 2:
-        raise ValueError(f"expected curves of shape [T, C], got {list(frames.shape)}")
-    if src_fps <= 0 or dst_fps <= 0:
-        raise ValueError(f"frame rates must be positive (got {src_fps} -> {dst_fps})")
-    t_src = frames.shape[0]
-    if num_frames is None:
-        num_frames = num_frames_for(t_src / src_fps, dst_fps)
-    if t_src == 0:
-        return np.zeros((num_frames, frames.shape[1]), dtype=np.float32)
-    if t_src == num_frames and src_fps == dst_fps:
-        return frames.copy()
-    src_t = (np.arange(t_src) + 0.5) / src_fps
-    dst_t = (np.arange(num_frames) + 0.5) / dst_fps
-    pos = np.interp(dst_t, src_t, np.arange(t_src, dtype=np.float64))
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, t_src - 1)
-    w = (pos - lo).astype(np.float32)[:, None]
-    return frames[lo] * (1.0 - w) + frames[hi] * w
+from motion.constants import FACE_FPS as DEFAULT_FPS
+from motion.frames import frame_centres, interp_frames, num_frames_for, resample_curves  # noqa: F401 - re-exported
 
 
 def _mirror_pairs() -> list[tuple[int, int]]:
@@ -114,6 +80,14 @@ def add_blinks(
     return out
 
 
+def shift_frames(frames: np.ndarray, delay_s: float, fps: float = DEFAULT_FPS) -> np.ndarray:
+    """Delay (positive) or advance (negative) curves by ``delay_s`` seconds, holding the edge frames."""
+    if abs(delay_s) < 1e-9 or len(frames) == 0:
+        return frames
+    t = frame_centres(len(frames), fps)
+    return interp_frames(t, frames, t - float(delay_s))
+
+
 def postprocess(
     frames: np.ndarray,
     fps: float = DEFAULT_FPS,
@@ -136,5 +110,5 @@ def postprocess(
 
 __all__ = [
     "DEFAULT_FPS", "MIRROR_PAIRS", "NAMES", "add_blinks", "clamp", "mirror", "num_frames_for", "postprocess",
-    "resample_curves",
+    "resample_curves", "shift_frames",
 ]

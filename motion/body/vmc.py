@@ -9,7 +9,7 @@ The VMC protocol is OSC over UDP. We act as a Performer: every frame is one OSC 
     /VMC/Ext/Blend/Val <PerfectSyncName> value      (52 ARKit shapes, only with a face)
     /VMC/Ext/Blend/Apply                            (only with a face)
 
-Coordinates are Unity's (left-handed, Y up, character facing +Z); see ``motion.skeleton`` for the conversion.
+Coordinates are Unity's (left-handed, Y up, character facing +Z); see ``motion.body.skeleton`` for the conversion.
 Bone rotations are local and identity in the T-pose; bone positions are the rest offsets from the parent, except
 Hips, whose position carries the pelvis height. The root carries the horizontal travel (``root_motion=True``) and
 identity rotation (the hips carry the facing). Frames are sent by time (``motion.playback.run_schedule``), on the
@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import struct
 import threading
 from dataclasses import dataclass
@@ -30,14 +29,15 @@ from typing import Iterator
 
 import numpy as np
 
+from bert_vits2.fileio import atomic_write
 from motion.arkit import check_frames, to_perfect_sync
-from motion.skeleton import UNITY_BONES, BodyMotion, resample_motion, to_unity_positions, to_unity_quats
+from motion.body.skeleton import UNITY_BONES, BodyMotion, resample_motion, to_unity_positions, to_unity_quats
+from motion.constants import BODY_FPS as DEFAULT_FPS
+from motion.constants import DEFAULT_HOST
+from motion.constants import VMC_PORT as DEFAULT_PORT
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 39539
-DEFAULT_FPS = 30.0
 
 ADDR_OK = "/VMC/Ext/OK"
 ADDR_TIME = "/VMC/Ext/T"
@@ -194,7 +194,7 @@ def make_clip(
     blend = None
     names: tuple[str, ...] = ()
     if face is not None:
-        from motion.postprocess import resample_curves
+        from motion.frames import resample_curves
 
         if face_fps is None or face_fps <= 0:
             raise ValueError(f"the face needs a positive frame rate, got {face_fps}")
@@ -260,13 +260,10 @@ def write_dry_run(clip: VmcClip, path: str | Path) -> int:
 
     Returns the number of frames written. The file is written atomically.
     """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path, "w") as f:
         for i, t, msgs in iter_frames(clip):
             rows = [[addr, "," + TYPE_TAGS[addr], args] for addr, args in msgs]
             f.write(json.dumps({"frame": i, "t": round(t, 6), "messages": rows}) + "\n")
-    os.replace(tmp, path)
     return clip.num_frames
 
 

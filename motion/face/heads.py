@@ -3,14 +3,14 @@
 - ``ZHead`` (spec §3, the original "VisemesNet"): Conv1d -> optional post-norm TransformerEncoder (no positional
   encoding) -> LSTM or GRU (bidirectional) -> MLP -> Conv1d temporal smoother; no output activation.
 - ``MelHead`` (spec §4, the "2025 improvement", a CRNN on the log-mel). Gaps settled here:
-  * ``n_mels`` is a config value (default 80); the mel comes from ``motion.features.log_mel``.
+  * ``n_mels`` is a config value (default 80); the mel comes from ``motion.face.features.log_mel``.
   * Pooling is **frequency-only** (MaxPool2d((2, 1))), so the output stays at the input frame rate and there is
     nothing to upsample; the GRU reads ``channels[-1] * n_mels / 4`` features per frame.
   * Output range: sigmoid for the 52 shapes ([0, 1]) and tanh for the 9 head/eye rotations ([-1, 1]).
   * BatchNorm statistics include zero padding frames of a padded batch (harmless with similar-length batches).
 
 Both take ``x [B, C, T]`` (+ optional ``lengths [B]``) and return ``[B, 61, T]`` at the input frame rate; padded
-positions are kept out of every recurrent/attention computation. ``resample_time`` maps predictions to another rate on
+positions are kept out of every recurrent/attention computation. ``motion.frames.resample_curves`` maps predictions to another rate on
 frame-centre times (differentiable, used by the loss); ``predict`` does inference on one clip and returns ``[T', 61]``.
 """
 
@@ -26,8 +26,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from motion.arkit import NUM_BLENDSHAPES, NUM_VALUES
-
-FEATURE_FPS = 44100 / 512
+from motion.constants import FEATURE_FPS
+from motion.frames import resample_curves
 
 Z_HEAD_DEFAULTS: dict[str, Any] = {
     "type": "z", "in_channels": 192, "use_transformer": True, "transformer_layers": 3, "transformer_heads": 8,
@@ -172,18 +172,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def resample_time(x: torch.Tensor, src_fps: float, dst_fps: float, num_frames: int) -> torch.Tensor:
-    """Linear interpolation of ``x [B, C, T]`` at the frame centres of ``num_frames`` frames at ``dst_fps``
-    (edges held), matching ``motion.postprocess.resample_curves``."""
-    t_src = x.shape[-1]
-    dst_t = (torch.arange(num_frames, dtype=torch.float64, device=x.device) + 0.5) / dst_fps
-    pos = (dst_t * src_fps - 0.5).clamp(0.0, max(t_src - 1, 0))
-    lo = pos.floor().long()
-    hi = (lo + 1).clamp(max=t_src - 1)
-    w = (pos - lo.to(pos.dtype)).to(x.dtype)
-    return x[..., lo] * (1.0 - w) + x[..., hi] * w
-
-
 @torch.no_grad()
 def predict(
     head: nn.Module, features: np.ndarray, fps: float = 60.0, num_frames: int | None = None,
@@ -195,12 +183,11 @@ def predict(
     y = head(x)  # [1, 61, T]
     if num_frames is None:
         num_frames = max(1, int(math.ceil(x.shape[-1] / feature_fps * fps - 1e-6)))
-    if fps != feature_fps or num_frames != x.shape[-1]:
-        y = resample_time(y, feature_fps, fps, num_frames)
-    return y[0].transpose(0, 1).numpy().astype(np.float32)
+    curves = y[0].transpose(0, 1).numpy().astype(np.float32)
+    return resample_curves(curves, feature_fps, fps, num_frames)
 
 
 __all__ = [
     "FEATURE_FPS", "MEL_HEAD_DEFAULTS", "MelHead", "Z_HEAD_DEFAULTS", "ZHead", "build_head", "count_parameters",
-    "head_config", "lengths_mask", "predict", "resample_time",
+    "head_config", "lengths_mask", "predict",
 ]

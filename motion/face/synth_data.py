@@ -1,7 +1,7 @@
 """Synthetic expression data made by the project itself: eSpeak NG speech + rule-based lip-sync targets.
 
 Sentences are drawn from small built-in word lists (zh, ja, en, de, fr, es, it, ...), spoken by eSpeak NG voices with
-varied rate and pitch; their phoneme events drive ``motion.lipsync`` to give 60 fps ARKit targets. Audio is resampled
+varied rate and pitch; their phoneme events drive ``motion.face.lipsync`` to give 60 fps ARKit targets. Audio is resampled
 to 44.1 kHz and augmented (level, noise, leading/trailing silence). Used to train the shipped default mel head
 (``scripts/train_default_head.py``) and by the end-to-end tests, which write the clips as recorder takes with a known
 audio<->face offset and dropped frames.
@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from motion.audio import TTS_SAMPLE_RATE
+from bert_vits2.audio import TTS_SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def make_utterance(
     import soxr
 
     from motion.espeak_tts import synthesize
-    from motion.lipsync import lipsync_events
+    from motion.face.lipsync import lipsync_events
 
     audio, sr, events = synthesize(text, voice=voice, rate=rate, pitch=pitch)
     audio = soxr.resample(audio, sr, TTS_SAMPLE_RATE, quality="HQ").astype(np.float32)
@@ -182,10 +182,10 @@ def write_take(
     drop: int = 3, jitter_s: float = 0.004, rng: np.random.Generator | None = None, fps: float = 60.0,
     start_frame: int = 216000,
 ) -> Path:
-    """Write one clip as a recorder take (``motion.take`` format) whose face lags the audio by ``offset_s``:
+    """Write one clip as a recorder take (``motion.livelink.take`` format) whose face lags the audio by ``offset_s``:
     frame i shows the targets of time ``(i + 0.5) / fps`` but arrives ``offset_s`` (+ up to ``jitter_s``) later;
     ``drop`` random frames are missing (gaps in the frame numbers)."""
-    from motion.take import Take, save_take
+    from motion.livelink.take import Take, save_take
 
     rng = rng or np.random.default_rng(0)
     n = targets.shape[0]
@@ -197,7 +197,7 @@ def write_take(
     take = Take(
         frames=targets[idx].astype(np.float32), fps=fps, frame_times=arrival, frame_numbers=start_frame + idx,
         sub_frames=np.zeros(len(idx), np.float32), audio=audio, sample_rate=TTS_SAMPLE_RATE,
-        meta={"source": "motion.synth_data", "subject": "synthetic"},
+        meta={"source": "motion.face.synth_data", "subject": "synthetic"},
     )
     return save_take(take, out_dir, stem=name)
 
@@ -207,8 +207,8 @@ def make_clips(
     progress: bool = False,
 ):
     """``count`` in-memory training clips (``train_visemes.Clip``: log-mel + 60 fps targets, all frames valid)."""
-    from motion.features import log_mel
-    from motion.train_visemes import Clip
+    from motion.face.features import log_mel
+    from motion.face.train import Clip
 
     rng = np.random.default_rng(seed)
     clips = []

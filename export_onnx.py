@@ -1,0 +1,56 @@
+"""Export a Bert-VITS2 v2.3 voice to ONNX: six graphs (emb, enc_p, sdp, dp, flow, dec) for MoeVoiceStudio-style runtimes.
+
+    python export_onnx.py --model-dir Data/myvoice/models --out onnx --name MyVoice [--check]
+
+Writes <out>/<name>/<name>_<part>.onnx (opset 16, fp32, dynamic lengths). --check runs every graph with onnxruntime
+on fresh lengths against the PyTorch model and fails when a graph differs by more than --tolerance.
+The library is bert_vits2.onnx_export (input/output names and shapes are in its docstring).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-m", "--model-dir", help="voice folder with G_<step>.pth (newest is used) and config.json")
+    p.add_argument("-c", "--config", help="config.json (default: MODEL_DIR/config.json)")
+    p.add_argument("--checkpoint", help="explicit G_*.pth instead of the newest in --model-dir")
+    p.add_argument("-o", "--out", default="onnx", help="output root folder (default ./onnx)")
+    p.add_argument("-n", "--name", default="BertVits2", help="graph file prefix and sub-folder (default BertVits2)")
+    p.add_argument("--check", action="store_true", help="compare every graph with PyTorch through onnxruntime")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs difference allowed by --check (1e-4)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from bert_vits2.checkpoint import load_model_for_inference
+    from bert_vits2.onnx_export import check_export, export_onnx, load_sessions
+    from bert_vits2.synthesis import find_model_files
+
+    files = find_model_files(args.model_dir, args.config, args.checkpoint)
+    if not files.complete:
+        print("error: cannot find the voice:\n" + files.describe(), file=sys.stderr)
+        return 2
+    model, _ = load_model_for_inference(files.config, files.checkpoint, precision="fp32", fast=False)
+    paths = export_onnx(model, args.out, args.name)
+    for part, path in paths.items():
+        print(f"{part:6s} {path}")
+    if args.check:
+        diffs = check_export(model, load_sessions(paths))
+        worst = max(diffs.values())
+        print("max abs difference onnxruntime vs PyTorch: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+        if worst > args.tolerance:
+            print(f"error: a graph differs by {worst:.2e} > {args.tolerance:.0e}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

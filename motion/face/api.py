@@ -1,0 +1,260 @@
+"""Speech → face: the one API every caller uses (web UI, ``wav_to_visemes.py``, the server).
+
+:class:`FaceMaker` picks the best source it has, in this order:
+
+1. a trained **z head** (``V_*.pth``) on the synthesiser's z (or, for plain audio, on z from the voice's posterior
+   encoder);
+2. a trained **mel head** on the audio;
+3. the **shipped default mel head** (``motion/face/assets/default_mel_head.pth``) on the audio;
+4. **rule-based lip-sync** from the phone timings of a synthesis result (``use_default_head=False``, or when the
+   default head is missing).
+
+Every result covers the audio exactly (``ceil(duration * fps)`` frames at frame centres) and goes through the same
+post-processing (:mod:`motion.face.postprocess`), so the same audio and head always give the same curves. With
+``alive`` (default on) the face also blinks, raises its brows, nods and moves its head and eyes
+(:mod:`motion.face.alive`, deterministic given ``seed``) in the channels the source leaves flat.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from motion.constants import FACE_FPS, FEATURE_FPS, TTS_SAMPLE_RATE
+from motion.frames import num_frames_for, resample_curves
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FaceError", "FaceMaker", "FaceResult", "PostOptions", "rule_based_face"]
+
+
+class FaceError(ValueError):
+    """A face cannot be made from what was given; the message says what is missing."""
+
+
+@dataclass
+class FaceResult:
+    frames: np.ndarray  # [T, 61] at fps, Live Link wire order, post-processed
+    fps: float
+    source: str  # which method made it, in words
+
+
+@dataclass(frozen=True)
+class PostOptions:
+    """Post-processing applied to every face (see :func:`motion.face.postprocess.postprocess`)."""
+
+    blink: bool = True
+    mirror: bool = False
+    zero_rotations: bool = False
+    delay_s: float = 0.0  # shift the curves later (positive) or earlier (negative) than the audio
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"blink": self.blink, "mirror": self.mirror, "zero_rotations": self.zero_rotations,
+                "delay_s": self.delay_s}
+
+
+def rule_based_face(result: Any, fps: float = FACE_FPS) -> np.ndarray:
+    """Lip-sync from a synthesis result's phones and durations (per language run, so each uses its phone table)."""
+    from motion.face.lipsync import render, segments_from_phones
+
+    d = np.asarray(result.durations, dtype=np.float64)
+    ends = np.cumsum(d)
+    starts = ends - d
+    segs = []
+    i = 0
+    while i < len(result.phones):  # runs of one phone language
+        j = i
+        while j < len(result.phones) and result.phone_langs[j] == result.phone_langs[i]:
+            j += 1
+        segs += segments_from_phones(result.phones[i:j], starts[i:j], ends[i:j], result.phone_langs[i])
+        i = j
+    return render(segs, num_frames_for(result.duration_s, fps), fps)
+
+
+def _to_tts_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    a = np.asarray(audio, dtype=np.float32)
+    if a.ndim == 2:
+        a = a.mean(axis=1)
+    if int(sample_rate) != TTS_SAMPLE_RATE and a.size:
+        import soxr
+
+        a = soxr.resample(a, int(sample_rate), TTS_SAMPLE_RATE, quality="HQ").astype(np.float32)
+    return a
+
+
+@dataclass
+class FaceMaker:
+    """Makes faces for synthesis results and for any audio (see the module docstring for the order of sources).
+
+    ``head_path``: a trained ``V_*.pth``; a z head reads audio only through a posterior encoder (``g_checkpoint`` +
+    ``config``, an exported ``posterior`` ``post_enc.pth``, or one passed to :meth:`for_audio`).
+    """
+
+    head_path: str | os.PathLike | None = None
+    fps: float = FACE_FPS
+    blink: bool = True
+    use_default_head: bool = True
+    mirror: bool = False
+    zero_rotations: bool = False
+    delay_s: float = 0.0
+    g_checkpoint: str | os.PathLike | None = None
+    config: str | os.PathLike | None = None
+    posterior: str | os.PathLike | None = None
+    speaker: str | int | None = None
+    alive: bool = True  # blinks at pauses, brows/nods on accents, idle head/eye motion (motion.face.alive)
+    seed: int = 0  # makes the alive layer's motion reproducible
+    model: Any = field(default=None, repr=False)  # motion.face.model.ExpressionModel of head_path
+    _default: Any = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        import math
+
+        if not (math.isfinite(float(self.fps)) and 0 < float(self.fps) <= 1000):
+            raise FaceError(f"fps must be a number in (0, 1000], got {self.fps!r}")
+        if not math.isfinite(float(self.delay_s)) or abs(float(self.delay_s)) > 10:
+            raise FaceError(f"the delay must be within ±10 s, got {self.delay_s!r} s")
+        self.fps = float(self.fps)
+        self.head_path = Path(self.head_path) if self.head_path else None
+        if self.head_path is not None and self.model is None:
+            from motion.face.model import ExpressionModel
+
+            self.model = ExpressionModel.load(self.head_path, g_checkpoint=self.g_checkpoint, config=self.config,
+                                              posterior=self.posterior, speaker=self.speaker)
+
+    # --- what is used -------------------------------------------------------------------------------------------
+
+    @property
+    def head_kind(self) -> str | None:
+        return self.model.kind if self.model is not None else None
+
+    @property
+    def post(self) -> PostOptions:
+        return PostOptions(self.blink, self.mirror, self.zero_rotations, self.delay_s)
+
+    def default_model(self) -> Any:
+        """The shipped default mel head (loaded once), or None when disabled or missing."""
+        if not self.use_default_head:
+            return None
+        if self._default is None:
+            from motion.face.model import DEFAULT_HEAD, ExpressionModel
+
+            if not DEFAULT_HEAD.is_file():
+                log.warning("%s is missing: faces fall back to rule-based lip-sync", DEFAULT_HEAD)
+                self.use_default_head = False
+                return None
+            self._default = ExpressionModel.load(DEFAULT_HEAD)
+        return self._default
+
+    def describe(self) -> str:
+        if self.model is not None:
+            return f"trained {self.head_kind} head {self.head_path}"
+        if self.use_default_head:
+            return ("the shipped default mel head (a lip-sync bootstrap; pass --head V_*.pth for a head trained on "
+                    "your takes)")
+        return "rule-based lip-sync from phone timings (no head; pass --head V_*.pth)"
+
+    # --- faces --------------------------------------------------------------------------------------------------
+
+    def _finish(self, frames: np.ndarray, src_fps: float, duration_s: float, source: str,
+                audio: np.ndarray | None = None, sample_rate: int = TTS_SAMPLE_RATE) -> FaceResult:
+        from motion.face.postprocess import postprocess, shift_frames
+
+        n = num_frames_for(duration_s, self.fps)
+        if src_fps != self.fps or len(frames) != n:
+            frames = resample_curves(frames, src_fps, self.fps, n)
+        if self.alive:
+            from motion.face.alive import AliveOptions, make_alive
+
+            frames = make_alive(frames, self.fps, audio, sample_rate, AliveOptions(seed=int(self.seed), blinks=self.blink))
+        frames = shift_frames(frames, self.delay_s, self.fps)
+        frames = postprocess(frames, self.fps, blink=self.blink and not self.alive, do_mirror=self.mirror,
+                             zero_rotations=self.zero_rotations)
+        return FaceResult(frames, self.fps, source)
+
+    def _predict(self, model: Any, features: np.ndarray) -> np.ndarray:
+        from motion.face.heads import predict
+
+        with self._lock:  # heads are shared between request threads
+            return predict(model.head, features, fps=FEATURE_FPS, num_frames=features.shape[1])
+
+    def _mel_raw(self, model: Any, audio44: np.ndarray) -> np.ndarray:
+        return self._predict(model, model.features(audio44))
+
+    def for_result(self, result: Any) -> FaceResult:
+        """The face of a synthesis result (``bert_vits2.synthesis.SynthesisResult`` or the demo voice's), aligned with
+        its audio; pauses between pieces stay neutral for head-made faces."""
+        t0 = time.perf_counter()
+        z = getattr(result, "z", None)
+        if self.head_kind == "z" and z is not None and z.shape[0] == int(self.model.head.config["in_channels"]):
+            raw = np.zeros((z.shape[1], self._num_values()), dtype=np.float32)
+            for piece in result.pieces or [{"start_s": 0.0, "end_s": result.duration_s}]:
+                a, b = int(round(piece["start_s"] * result.z_fps)), int(round(piece["end_s"] * result.z_fps))
+                if b > a:
+                    raw[a:b] = self._predict(self.model, z[:, a:b])
+            face = self._finish(raw, result.z_fps, result.duration_s, f"trained z head ({self.head_path.name})",
+                                result.audio, result.sample_rate)
+        else:
+            mel = self._mel_model()
+            if mel is not None:
+                model, label = mel
+                raw = self._mel_raw(model, _to_tts_rate(result.audio, result.sample_rate))
+                face = self._finish(raw, FEATURE_FPS, result.duration_s, label, result.audio, result.sample_rate)
+            else:
+                face = self._finish(rule_based_face(result, self.fps), self.fps, result.duration_s,
+                                    "rule-based lip-sync from phone durations", result.audio, result.sample_rate)
+        if isinstance(getattr(result, "timings", None), dict):
+            result.timings["face"] = time.perf_counter() - t0
+        return face
+
+    def for_audio(self, audio: np.ndarray, sample_rate: int, posterior: Any = None) -> FaceResult:
+        """A face for any audio (mono or ``[N, C]``, any rate): z head (with a posterior encoder) > trained mel head >
+        the default head. ``posterior``: a ``motion.face.features.PosteriorEncoder`` for a z head."""
+        audio44 = _to_tts_rate(audio, sample_rate)
+        duration = len(audio44) / float(TTS_SAMPLE_RATE)
+        if self.head_kind == "z":
+            enc = posterior if posterior is not None else self.model.posterior
+            if enc is not None:
+                if enc.out_channels != int(self.model.head.config["in_channels"]):
+                    raise FaceError(f"{self.head_path}: the z head reads {self.model.head.config['in_channels']} "
+                                    f"channels but the posterior encoder gives {enc.out_channels}; use the G "
+                                    "checkpoint the head was trained on")
+                raw = self._predict(self.model, enc.encode(audio44))
+                return self._finish(raw, FEATURE_FPS, duration,
+                                    f"trained z head on the voice's posterior encoder ({self.head_path.name})", audio44)
+        mel = self._mel_model()
+        if mel is None:
+            if self.head_kind == "z":
+                raise FaceError("this is a z head: it needs the voice's posterior encoder to read audio (give the G "
+                                "checkpoint + config, or an exported post_enc.pth)")
+            raise FaceError("no head to read audio with: the default head is switched off and no --head was given")
+        model, label = mel
+        return self._finish(self._mel_raw(model, audio44), FEATURE_FPS, duration, label, audio44)
+
+    def for_file(self, path: str | os.PathLike) -> tuple[FaceResult, np.ndarray]:
+        """Read any audio/video file (mono 44.1 kHz) and make its face; returns ``(face, audio)``."""
+        from bert_vits2.audio import load_audio
+
+        audio, _ = load_audio(path, TTS_SAMPLE_RATE)
+        return self.for_audio(audio, TTS_SAMPLE_RATE), audio
+
+    def _mel_model(self) -> tuple[Any, str] | None:
+        if self.head_kind == "mel":
+            return self.model, f"trained mel head ({self.head_path.name})"
+        default = self.default_model()
+        if default is not None:
+            return default, "shipped default mel head (lip-sync bootstrap)"
+        return None
+
+    @staticmethod
+    def _num_values() -> int:
+        from motion.arkit import NUM_VALUES
+
+        return NUM_VALUES

@@ -1,0 +1,78 @@
+"""Send a finished clip (face curves + optional audio) to Unreal Live Link or a VMC app in the background.
+
+The web UI's Send tab and the server use :class:`Streamer`; the pacing itself (audio clock, drift-free schedule) is in
+:mod:`motion.playback`, the protocols in :mod:`motion.livelink` and :mod:`motion.body.vmc`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class Streamer:
+    """Streams one clip at a time in a background thread (a new request stops the previous one)."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.last_message = ""
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        self._thread = None
+
+    def start(self, target: str, frames: np.ndarray, fps: float, audio: np.ndarray | None, sample_rate: int,
+              host: str, port: int, with_audio: bool = True) -> str:
+        """Start sending to ``target`` ('livelink' or 'vmc'); returns a status line at once."""
+        self.stop()
+        self._stop = threading.Event()
+        stop = self._stop
+        if target == "livelink":
+            from motion.livelink import LiveLinkSender
+
+            LiveLinkSender(host=host, port=int(port)).close()  # a bad host or port fails here, before the thread
+
+            def run_one(a):
+                with LiveLinkSender(host=host, port=int(port)) as sender:  # a fresh socket for each attempt
+                    return sender.stream(frames, fps, a, sample_rate if a is not None else None, stop=stop)
+        elif target == "vmc":
+            from motion.body.vmc import stream_face
+
+            def run_one(a):
+                return stream_face(frames, fps, host, int(port), audio=a, sample_rate=sample_rate if a is not None else None,
+                                   stop=stop)
+        else:
+            raise ValueError(f"unknown target {target!r}")
+
+        def run() -> None:
+            try:
+                try:
+                    run_one(audio if with_audio else None)
+                except RuntimeError as err:  # no sound device on this machine: send the face alone
+                    if not with_audio or "audio output" not in str(err):
+                        raise
+                    log.warning("%s; streaming the face without sound", err)
+                    self.last_message = f"no audio device ({err}); face sent without sound"
+                    run_one(None)
+            except Exception as err:  # noqa: BLE001 - reported in the UI
+                log.error("streaming to %s:%s failed: %s", host, port, err)
+                self.last_message = f"streaming failed: {err}"
+
+        self._thread = threading.Thread(target=run, name=f"stream-{target}", daemon=True)
+        self._thread.start()
+        what = "Live Link (Unreal)" if target == "livelink" else "VMC"
+        return f"streaming {len(frames)} frames at {fps:g} fps to {what} {host}:{port}" + (" with audio" if with_audio else "")
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+__all__ = ["Streamer"]

@@ -1,0 +1,294 @@
+"""The gradio web UI: text -> speech with a face, audio -> face, streaming to Unreal (Live Link) and VMC apps.
+
+:func:`build_app` takes a :class:`WebUIConfig` and returns a ``gr.Blocks``; nothing is loaded at import time. Voices
+and the expression head are loaded once by :class:`WebUIState` and shared by all requests (each voice serialises
+its own requests). With no Bert-VITS2 model present the UI offers the eSpeak NG **demo voice**.
+Set ``GRADIO_ANALYTICS_ENABLED=False`` before gradio is imported (``webui.py`` and :func:`build_app` do).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bert_vits2.synthesis import DEFAULTS, LANGUAGE_CHOICES, ModelFiles, SynthesisError, Voice, find_model_files
+from motion.constants import DEFAULT_HOST, FACE_FPS, LIVELINK_PORT, VMC_PORT, WEBUI_PORT
+from motion.demo_voice import DemoVoice
+from motion.face.api import FaceMaker
+from motion.face.outputs import new_request_dir, write_outputs
+from motion.send import Streamer
+
+log = logging.getLogger(__name__)
+
+DEMO_LABEL = "Demo voice (eSpeak NG)"
+
+
+@dataclass
+class WebUIConfig:
+    model_dir: str | None = None
+    config: str | None = None
+    checkpoint: str | None = None
+    bert_dir: str | None = None
+    bert_dirs: dict[str, str] = field(default_factory=dict)
+    head: str | None = None
+    outputs_dir: str | None = None  # default: a fresh temp folder
+    device: str = "cpu"
+    fps: float = FACE_FPS
+    blink: bool = True
+    use_default_head: bool = True  # False: rule-based lip-sync from phone timings when no --head is given
+
+
+class WebUIState:
+    """Everything loaded once: the voices, the face maker, the model-file report, the streamer."""
+
+    def __init__(self, cfg: WebUIConfig) -> None:
+        self.cfg = cfg
+        self.outputs = Path(cfg.outputs_dir) if cfg.outputs_dir else Path(tempfile.mkdtemp(prefix="bv2-webui-"))
+        self.outputs.mkdir(parents=True, exist_ok=True)
+        self.files: ModelFiles = find_model_files(cfg.model_dir, cfg.config, cfg.checkpoint, cfg.bert_dir, cfg.bert_dirs)
+        self.voices: dict[str, Any] = {}
+        self.load_error = ""
+        if self.files.complete:
+            try:
+                voice = Voice.load(self.files, cfg.device)
+                self.voices[f"Bert-VITS2: {voice.name}"] = voice
+            except Exception as err:  # noqa: BLE001 - shown in the settings panel, demo voice still works
+                self.load_error = f"{type(err).__name__}: {err}"
+                log.error("could not load the Bert-VITS2 voice: %s", err)
+        self.voices[DEMO_LABEL] = DemoVoice()
+        self.face = FaceMaker(cfg.head, fps=cfg.fps, blink=cfg.blink, use_default_head=cfg.use_default_head)
+        self.streamer = Streamer()
+
+    @property
+    def default_voice(self) -> str:
+        return next(iter(self.voices))
+
+    def posterior(self, voice: Any):
+        if isinstance(voice, Voice):
+            from motion.face.features import posterior_from_generator
+
+            return posterior_from_generator(voice.model, voice.hps.data)
+        return None
+
+    def settings_markdown(self) -> str:
+        bv2 = [k for k in self.voices if k != DEMO_LABEL]
+        head = "### Voices\n"
+        if bv2:
+            head += f"- **{bv2[0]}** loaded ({len(self.voices[bv2[0]].speakers)} speakers).\n"
+        else:
+            head += ("- No Bert-VITS2 voice is loaded: the UI uses the **demo voice** (eSpeak NG; robotic but real "
+                     "speech, face from its phoneme timings).\n")
+        head += ("- To use a Bert-VITS2 v2.3 voice start `python webui.py --model-dir FOLDER` where FOLDER holds "
+                 "`G_<step>.pth` and `config.json` (or give `--checkpoint` / `--config`), with the BERT models in "
+                 "`FOLDER/bert/<name>`, `--bert-dir ROOT` or `bert/<name>`.\n")
+        if self.load_error:
+            head += f"- **Loading the voice failed:** `{self.load_error}`\n"
+        head += f"\n### Face\n- {self.face.describe()}\n- output rate {self.face.fps:g} fps\n"
+        head += f"\n### Outputs\n- per-request folders under `{self.outputs}`\n"
+        head += "\n### Model files\n" + self.files.describe()
+        return head
+
+
+def _summary(result_kind: str, voice_name: str, duration: float, sr: int, face, folder: Path, extra: str = "") -> str:
+    return (f"**{result_kind}** — voice: {voice_name} — {duration:.2f} s at {sr} Hz — face: {len(face.frames)} frames "
+            f"at {face.fps:g} fps ({face.source}){extra}\n\nfiles in `{folder}`")
+
+
+class Handlers:
+    """The UI's callbacks, separate from the layout so that they can be called (and tested) without a browser."""
+
+    def __init__(self, state: WebUIState) -> None:
+        self.state = state
+
+    def _error(self, message: str) -> Exception:
+        import gradio as gr
+
+        return gr.Error(message)
+
+    def outputs_for(self, folder: Path, audio: np.ndarray, sr: int, face, meta: dict[str, Any]) -> tuple:
+        paths = write_outputs(folder, audio, sr, face, meta)
+        last = {"npy": str(paths["npy"]), "wav": str(paths["wav"]), "fps": face.fps, "sr": sr}
+        files = [str(paths[k]) for k in ("wav", "npy", "csv", "json")]
+        return str(paths["wav"]), str(paths["png"]), files, last
+
+    def tts(self, voice_name, text, speaker, language, sdp, noise, noise_w, length, style_text, style_weight,
+            split_para, split_sent, para_pause, sent_pause):
+        state = self.state
+        voice = state.voices.get(voice_name)
+        if voice is None:
+            raise self._error(f"unknown voice {voice_name!r}")
+        try:
+            result = voice.synthesize(
+                text, speaker or None, language, float(sdp), float(noise), float(noise_w), float(length),
+                style_text or None, float(style_weight), split_paragraphs=bool(split_para),
+                split_sentences=bool(split_sent), paragraph_pause_s=float(para_pause), sentence_pause_s=float(sent_pause),
+            )
+            face = state.face.for_result(result)
+        except (SynthesisError, ValueError, FileNotFoundError, RuntimeError) as err:
+            raise self._error(str(err)) from None
+        folder = new_request_dir(state.outputs)
+        meta = {"title": text[:40], "text": text, "voice": result.voice, "speaker": speaker, "language": language,
+                "pieces": result.pieces, "timings_s": result.timings}
+        wav, png, files, last = self.outputs_for(folder, result.audio, result.sample_rate, face, meta)
+        kind = "Demo voice" if voice_name == DEMO_LABEL else "Bert-VITS2"
+        md = _summary(kind, result.voice, result.duration_s, result.sample_rate, face, folder,
+                      f" — {len(result.pieces)} piece(s), {len(result.phones)} phones")
+        return wav, png, files, md, last
+
+    def audio_to_face(self, path, voice_name):
+        """The same faces as ``wav_to_visemes.py`` (same reading, same FaceMaker): mono 44.1 kHz."""
+        if not path:
+            raise self._error("upload or record an audio file first")
+        from bert_vits2.audio import load_audio
+
+        state = self.state
+        try:
+            audio, sr = load_audio(path)
+            face = state.face.for_audio(audio, sr, posterior=state.posterior(state.voices.get(voice_name)))
+        except Exception as err:  # noqa: BLE001 - any unreadable file ends here with its message
+            raise self._error(f"could not make a face for this audio: {err}") from None
+        folder = new_request_dir(state.outputs)
+        wav, png, files, last = self.outputs_for(folder, audio, sr, face,
+                                                 {"title": Path(path).name, "source_audio": Path(path).name})
+        md = _summary("Audio → face", Path(path).name, len(audio) / sr, sr, face, folder)
+        return wav, png, files, md, last
+
+    def send(self, target, last, host, port, with_audio):
+        if not last:
+            raise self._error("nothing to send yet: synthesise something (or convert an audio file) first")
+        try:
+            port = int(port)
+        except (TypeError, ValueError):
+            raise self._error(f"port {port!r} is not a number (1-65535)") from None
+        if not 1 <= port <= 65535:
+            raise self._error(f"port {port} is out of range (1-65535)")
+        from bert_vits2.audio import load_audio
+
+        frames = np.load(last["npy"])
+        audio = load_audio(last["wav"], sample_rate=None)[0] if with_audio else None
+        try:
+            return self.state.streamer.start(target, frames, float(last["fps"]), audio, int(last["sr"]),
+                                             str(host).strip(), port, with_audio=bool(with_audio))
+        except (ValueError, OSError) as err:
+            raise self._error(str(err)) from None
+
+    def send_status(self) -> str:
+        return self.state.streamer.last_message
+
+    def speakers_for(self, voice_name):
+        import gradio as gr
+
+        voice = self.state.voices[voice_name]
+        return gr.update(choices=list(voice.speakers), value=voice.speakers[0])
+
+
+def _working(message: str = "working…"):
+    """Clears a tab's previous result at the start of a request, so a failure never leaves it on screen as current."""
+    return None, None, None, f"*{message}*"
+
+
+def build_app(cfg: WebUIConfig | None = None, state: WebUIState | None = None):
+    """The gradio Blocks of the UI (not launched)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+
+    state = state or WebUIState(cfg or WebUIConfig())
+    h = Handlers(state)
+    with gr.Blocks(title="Bert-VITS2 face") as app:
+        gr.Markdown("# Bert-VITS2 + face\nText → speech with ARKit / Live Link face curves.")
+        if state.default_voice == DEMO_LABEL:
+            gr.Markdown("**Using the demo voice (eSpeak NG)** — no Bert-VITS2 model was found; see *Settings* to add one.")
+        last = gr.State(None)
+        with gr.Tab("Text → speech + face"):
+            voice = _tts_tab(gr, state, h, last)
+        with gr.Tab("Audio → face"):
+            _audio_tab(gr, h, last, voice)
+        with gr.Tab("Send"):
+            _send_tab(gr, h, last)
+        with gr.Tab("Settings"):
+            gr.Markdown(state.settings_markdown(), elem_id="settings")
+    app.webui_state = state  # for tests and scripts
+    app.webui_handlers = h
+    return app
+
+
+def _tts_tab(gr, state: WebUIState, h: Handlers, last):
+    first = state.voices[state.default_voice]
+    with gr.Row():
+        with gr.Column():
+            voice = gr.Dropdown(list(state.voices), value=state.default_voice, label="Voice", elem_id="tts-voice")
+            text = gr.TextArea(label="Text", placeholder="你好，世界。 | Hello world. ('|' separates slices)",
+                               elem_id="tts-text")
+            speaker = gr.Dropdown(list(first.speakers), value=first.speakers[0], label="Speaker")
+            language = gr.Dropdown(list(LANGUAGE_CHOICES), value="ZH", label="Language", elem_id="tts-language")
+            sdp = gr.Slider(0, 1, DEFAULTS["sdp_ratio"], step=0.1, label="SDP Ratio")
+            noise = gr.Slider(0.1, 2, DEFAULTS["noise_scale"], step=0.1, label="Noise")
+            noise_w = gr.Slider(0.1, 2, DEFAULTS["noise_scale_w"], step=0.1, label="Noise_W")
+            length = gr.Slider(0.1, 2, DEFAULTS["length_scale"], step=0.1, label="Length")
+            with gr.Accordion("Style text", open=False):
+                style_text = gr.Textbox(label="Style text (辅助文本)")
+                style_weight = gr.Slider(0, 1, DEFAULTS["style_weight"], step=0.1, label="Style weight")
+            with gr.Accordion("Split long text", open=False):
+                split_para = gr.Checkbox(False, label="Split by paragraph")
+                split_sent = gr.Checkbox(False, label="Split by sentence")
+                para_pause = gr.Slider(0, 10, DEFAULTS["paragraph_pause_s"], step=0.1, label="Pause between paragraphs (s)")
+                sent_pause = gr.Slider(0, 5, DEFAULTS["sentence_pause_s"], step=0.1, label="Pause between sentences (s)")
+            go = gr.Button("Synthesize", variant="primary", elem_id="tts-go")
+        with gr.Column():
+            status = gr.Markdown(elem_id="tts-status")
+            audio_out = gr.Audio(label="Audio", type="filepath", elem_id="tts-audio")
+            plot = gr.Image(label="Blendshape curves", type="filepath", elem_id="tts-plot")
+            files = gr.File(label="Downloads (wav, npy [T,61], Live Link Face CSV, JSON)", file_count="multiple",
+                            elem_id="tts-files")
+    voice.change(h.speakers_for, voice, speaker)
+    inputs = [voice, text, speaker, language, sdp, noise, noise_w, length, style_text, style_weight, split_para,
+              split_sent, para_pause, sent_pause]
+    go.click(_working, None, [audio_out, plot, files, status]).then(
+        h.tts, inputs, [audio_out, plot, files, status, last])
+    return voice
+
+
+def _audio_tab(gr, h: Handlers, last, voice) -> None:
+    with gr.Row():
+        with gr.Column():
+            audio_in = gr.Audio(label="Any audio", type="filepath", sources=["upload", "microphone"])
+            a2f_go = gr.Button("Make face", variant="primary", elem_id="a2f-go")
+        with gr.Column():
+            a2f_status = gr.Markdown(elem_id="a2f-status")
+            a2f_audio = gr.Audio(label="Audio", type="filepath")
+            a2f_plot = gr.Image(label="Blendshape curves", type="filepath", elem_id="a2f-plot")
+            a2f_files = gr.File(label="Downloads", file_count="multiple")
+    a2f_go.click(_working, None, [a2f_audio, a2f_plot, a2f_files, a2f_status]).then(
+        h.audio_to_face, [audio_in, voice], [a2f_audio, a2f_plot, a2f_files, a2f_status, last])
+
+
+def _send_tab(gr, h: Handlers, last) -> None:
+    gr.Markdown("Streams the **last result** (face frames + its audio on this machine's speakers).")
+    with_audio = gr.Checkbox(True, label="Play the audio here while sending")
+    with gr.Row():
+        ll_host = gr.Textbox(DEFAULT_HOST, label="Unreal host")
+        ll_port = gr.Number(LIVELINK_PORT, label="Live Link port", precision=0)
+        ll_go = gr.Button("Send to Unreal (Live Link)", elem_id="send-livelink")
+    with gr.Row():
+        vmc_host = gr.Textbox(DEFAULT_HOST, label="VMC host")
+        vmc_port = gr.Number(VMC_PORT, label="VMC port", precision=0)
+        vmc_go = gr.Button("Send to VMC app", elem_id="send-vmc")
+    send_status = gr.Markdown(elem_id="send-status")
+    ll_go.click(lambda *a: h.send("livelink", *a), [last, ll_host, ll_port, with_audio], send_status)
+    vmc_go.click(lambda *a: h.send("vmc", *a), [last, vmc_host, vmc_port, with_audio], send_status)
+
+
+def launch(app, host: str = DEFAULT_HOST, port: int = WEBUI_PORT, share: bool = False, block: bool = True):
+    """Serve ``app`` (analytics off, only the outputs folder exposed besides gradio's own)."""
+    state: WebUIState = app.webui_state
+    return app.launch(server_name=host, server_port=port, share=share, allowed_paths=[str(state.outputs)],
+                      prevent_thread_lock=not block, show_error=True, quiet=True)
+
+
+__all__ = ["DEMO_LABEL", "Handlers", "WebUIConfig", "WebUIState", "build_app", "launch"]
