@@ -14,6 +14,8 @@ import argparse
 import logging
 import sys
 
+from bert_vits2.config_yml import YmlError, add_yml_argument, apply_yml, first_use
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,8 +30,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="worker processes, each with its own copy of the models (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="recompute features that are already cached")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_yml_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if first_use(args.yml_config, argv, "bert_gen.py"):
+        return 0
+    try:
+        apply_yml(parser, args, argv, "bert_gen")  # config.yml's section; command-line options win
+    except (FileNotFoundError, YmlError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     import torch
 

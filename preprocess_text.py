@@ -16,6 +16,7 @@ import argparse
 import logging
 import sys
 
+from bert_vits2.config_yml import YmlError, add_yml_argument, apply_yml, first_use
 from bert_vits2.preprocess import preprocess_text
 
 
@@ -48,8 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=1,
                         help="worker processes for the text frontend (each loads its dictionaries) (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_yml_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if first_use(args.yml_config, argv, "preprocess_text.py"):
+        return 0
+    try:
+        apply_yml(parser, args, argv, "preprocess_text")  # config.yml's section; command-line options win
+    except (FileNotFoundError, YmlError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     tokenizer_dirs = {k: v for k, v in (("JP", args.tokenizer_dir_jp), ("EN", args.tokenizer_dir_en)) if v}
     try:
         summary = preprocess_text(

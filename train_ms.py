@@ -11,6 +11,8 @@ import argparse
 import logging
 import sys
 
+from bert_vits2.config_yml import YmlError, add_yml_argument, apply_env, apply_yml, first_use
+
 
 def build_parser() -> argparse.ArgumentParser:
     from motion.face.train import add_arguments
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                           ".bert.pt), list the bad ones and exit 0 (all good) or 1; training runs this check too")
     tts.add_argument("--skip-bad-lines", action="store_true",
                      help="train without the lines the data check finds bad instead of stopping")
+    add_yml_argument(parser)
     add_arguments(parser)
     return parser
 
@@ -57,7 +60,7 @@ def run_tts(args: argparse.Namespace) -> int:
 
     opts = TrainOptions(
         config_path=args.config,
-        model_dir=os.path.join(args.model, "models"),
+        model_dir=getattr(args, "model_dir", None) or os.path.join(args.model, "models"),
         num_workers=args.num_workers,
         allow_missing_slm=True if args.allow_missing_slm else None,
         base_model=args.base_model,
@@ -103,6 +106,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.visemes:  # TTS mode reads config.yml's train_ms section as upstream (command-line options win)
+        if first_use(args.yml_config, argv, "train_ms.py"):
+            return 0
+        try:
+            yml = apply_yml(parser, args, argv, "train_ms")
+        except (FileNotFoundError, YmlError) as err:
+            print(f"train_ms.py: {err}", file=sys.stderr)
+            return 2
+        if yml is not None:
+            apply_env(yml)
+            if args.model is None:  # upstream: the dataset folder; checkpoints in dataset_path/<train_ms.model>
+                args.model = str(yml.get("dataset_path") or ".")
+            else:  # -m given: MODEL/models as always
+                args.model_dir = None
     if args.check and not args.visemes:
         return run_check(args)
     if args.model is None:

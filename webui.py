@@ -13,7 +13,8 @@ import logging
 import os
 import sys
 
-from motion.cli import port_number, positive_float
+from bert_vits2.config_yml import YmlError, add_yml_argument, apply_webui_model, apply_yml, first_use
+from motion.cli import bounded_float, bounded_int, port_number, positive_float
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "phone timings instead of the shipped default head")
     p.add_argument("--fps", type=positive_float, default=60.0, help="face frame rate of the outputs (default 60)")
     p.add_argument("--no-blink", action="store_true", help="do not inject periodic blinks")
+    p.add_argument("--no-alive", action="store_true", help="no brows, nods, idle head/eye motion or pause-timed blinks "
+                   "(the face then moves only what the head or lip-sync predicts)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the idle/alive motion (default 0)")
     p.add_argument("--outputs", help="where per-request output folders go (default: a new temporary folder)")
     p.add_argument("--device", default="cpu", help="torch device for the voice (cpu, cuda)")
     p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
@@ -40,12 +44,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, local only)")
     p.add_argument("--port", type=port_number, default=7860, help="port (default 7860)")
     p.add_argument("--share", action="store_true", help="create a public gradio share link (off by default)")
+    g = p.add_argument_group("limits (one request must not block or fill the server)")
+    g.add_argument("--max-chars", type=bounded_int(1, 1_000_000), default=2000,
+                   help="characters of text per request (default 2000)")
+    g.add_argument("--max-upload-mb", type=bounded_float(0.1, 10_000.0), default=50.0,
+                   help="size of one uploaded file in MB (default 50)")
+    g.add_argument("--max-audio-s", type=bounded_float(1.0, 86_400.0), default=600.0,
+                   help="seconds of uploaded audio or synthesised speech per request (default 600)")
+    g.add_argument("--queue-size", type=bounded_int(1, 10_000), default=16,
+                   help="requests that may wait; more are told the server is busy (default 16)")
+    g.add_argument("--concurrency", type=bounded_int(1, 64), default=1,
+                   help="requests processed at once (default 1)")
+    g.add_argument("--keep-outputs", type=bounded_float(0.0, 365 * 86_400.0), default=3600.0, metavar="SECONDS",
+                   help="remove per-request output folders and gradio's cached files older than this "
+                        "(default 3600; 0 keeps everything)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_yml_argument(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.yml_config and first_use(args.yml_config, argv, "webui.py"):  # bare webui.py never writes config.yml
+        return 0
+    try:
+        apply_yml(parser, args, argv, "webui")  # config.yml's webui section when present; command-line options win
+    except (FileNotFoundError, YmlError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    apply_webui_model(args)
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from motion.cli import user_error_types
@@ -59,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                                            args.precision)
     cfg = WebUIConfig(model_dir=args.model_dir, config=args.config, checkpoint=args.checkpoint, bert_dir=args.bert_dir,
                       bert_dirs=bert_dirs, head=args.head, outputs_dir=args.outputs, device=args.device, fps=args.fps,
-                      blink=not args.no_blink, use_default_head=not args.no_default_head, **extra)
+                      blink=not args.no_blink, use_default_head=not args.no_default_head, alive=not args.no_alive,
+                      seed=args.seed, max_chars=args.max_chars, max_upload_mb=args.max_upload_mb,
+                      max_audio_s=args.max_audio_s, queue_size=args.queue_size, concurrency=args.concurrency,
+                      keep_outputs_s=args.keep_outputs, **extra)
     try:
         app = build_app(cfg)
     except user_error_types() as err:

@@ -185,10 +185,10 @@ def bench_synthesis(args) -> None:
     if args.onnx:
         from bert_vits2.onnx_export import export_onnx, load_sessions
 
-        tmp = tempfile.mkdtemp(prefix="bv2-bench-onnx-")
         t0 = time.perf_counter()
-        sessions = load_sessions(export_onnx(plain, tmp, "bench"), threads=args.threads)
-        print(f"ONNX export + session load {time.perf_counter() - t0:.1f} s ({tmp})")
+        with tempfile.TemporaryDirectory(prefix="bv2-bench-onnx-") as tmp:  # sessions keep the graphs in memory
+            sessions = load_sessions(export_onnx(plain, tmp, "bench"), threads=args.threads)
+        print(f"ONNX export + session load {time.perf_counter() - t0:.1f} s")
 
     kw = dict(sdp_ratio=0.5, noise_scale=0.667, noise_scale_w=0.8)
     with torch.inference_mode():

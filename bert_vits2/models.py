@@ -788,18 +788,20 @@ class FastGenerator(nn.Module):
         self.num_kernels = dec.num_kernels
         self.num_upsamples = dec.num_upsamples
         self.resblock_kind = 1 if isinstance(dec.resblocks[0], modules.ResBlock1) else 2
-        self.cond = copy_module(dec.cond) if hasattr(dec, "cond") else None  # tiny 1x1 on g, kept fp32
-        self._add_conv("conv_pre", dec.conv_pre)
+        #: (plain state-dict prefix, buffer prefix, kind): state_dict() reports the plain Generator's keys
+        self._plain_keys: list[tuple[str, str, str]] = []
+        self._add_conv("conv_pre", dec.conv_pre, "conv_pre")
         self.up_cfg: list[tuple[int, int, int, bool, int]] = []
         for i, up in enumerate(dec.ups):
             k, s, p = up.kernel_size[0], up.stride[0], up.padding[0]
             as_matmul = k == s and p == 0 and up.output_padding[0] == 0 and up.dilation[0] == 1 and up.groups == 1
             if as_matmul:  # [C_in, C_out, k] -> [C_in, k * C_out]: out[t*k + j] = x[t] @ W[:, :, j]
                 w = up.weight.detach().permute(0, 2, 1).reshape(up.in_channels, k * up.out_channels)
-                self.register_buffer(f"up{i}_w", w.to(dtype).contiguous())
-                self.register_buffer(f"up{i}_b", up.bias.detach().to(dtype).repeat(k))
+                self.register_buffer(f"up{i}_w", w.to(dtype).contiguous(), persistent=False)
+                self.register_buffer(f"up{i}_b", up.bias.detach().to(dtype).repeat(k), persistent=False)
+                self._plain_keys.append((f"ups.{i}", f"up{i}", "up_matmul"))
             else:
-                self._add_conv(f"up{i}", up)
+                self._add_conv(f"up{i}", up, f"ups.{i}")
             self.up_cfg.append((k, s, p, as_matmul, up.out_channels))
         # per residual block: list of (conv name, dilation, padding) pairs (ResBlock1) or singles (ResBlock2)
         self.rb_cfg: list[list[tuple]] = []
@@ -807,20 +809,38 @@ class FastGenerator(nn.Module):
             layers = []
             if self.resblock_kind == 1:
                 for j, (c1, c2) in enumerate(zip(rb.convs1, rb.convs2)):
-                    self._add_conv(f"rb{r}_{j}a", c1)
-                    self._add_conv(f"rb{r}_{j}b", c2)
+                    self._add_conv(f"rb{r}_{j}a", c1, f"resblocks.{r}.convs1.{j}")
+                    self._add_conv(f"rb{r}_{j}b", c2, f"resblocks.{r}.convs2.{j}")
                     layers.append(((f"rb{r}_{j}a", c1.dilation[0], c1.padding[0]), (f"rb{r}_{j}b", 1, c2.padding[0])))
             else:
                 for j, c in enumerate(rb.convs):
-                    self._add_conv(f"rb{r}_{j}a", c)
+                    self._add_conv(f"rb{r}_{j}a", c, f"resblocks.{r}.convs.{j}")
                     layers.append(((f"rb{r}_{j}a", c.dilation[0], c.padding[0]),))
             self.rb_cfg.append(layers)
-        self._add_conv("conv_post", dec.conv_post)
+        self._add_conv("conv_post", dec.conv_post, "conv_post")
+        self.cond = copy_module(dec.cond) if hasattr(dec, "cond") else None  # tiny 1x1 on g, kept fp32
 
-    def _add_conv(self, name: str, conv: nn.Module) -> None:
+    def _add_conv(self, name: str, conv: nn.Module, plain_name: str) -> None:
         w = conv.weight.detach().unsqueeze(2).to(self.dtype).contiguous(memory_format=torch.channels_last)
-        self.register_buffer(f"{name}_w", w)
-        self.register_buffer(f"{name}_b", None if conv.bias is None else conv.bias.detach().to(self.dtype))
+        self.register_buffer(f"{name}_w", w, persistent=False)
+        b = None if conv.bias is None else conv.bias.detach().to(self.dtype)
+        self.register_buffer(f"{name}_b", b, persistent=False)
+        self._plain_keys.append((plain_name, name, "conv"))
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        """Report the weights under the folded plain Generator's names and layouts (float32), so code that reads
+        ``model.state_dict()`` (key checks, export, saving an inference copy) sees the usual checkpoint layout."""
+        for plain, name, kind in self._plain_keys:
+            w, b = getattr(self, f"{name}_w"), getattr(self, f"{name}_b")
+            if kind == "conv":
+                weight, bias = w.squeeze(2).contiguous().float(), b
+            else:
+                _k, _s, _p, _m, c_out = self.up_cfg[int(name[2:])]
+                weight = w.reshape(w.shape[0], -1, c_out).permute(0, 2, 1).contiguous().float()
+                bias = b[:c_out]
+            destination[prefix + plain + ".weight"] = weight
+            if bias is not None:
+                destination[prefix + plain + ".bias"] = bias.float()
 
     def _conv(self, x: torch.Tensor, name: str, dilation: int = 1, padding: int = 0) -> torch.Tensor:
         return F.conv2d(x, getattr(self, f"{name}_w"), getattr(self, f"{name}_b"), padding=(0, padding),

@@ -139,6 +139,19 @@ class ToolSummary:
         return "\n".join(lines)
 
 
+def _is_done(dst: Path, sampling_rate: int) -> bool:
+    """An output counts as done only when it is a readable mono wav at the asked rate (not one at an old rate)."""
+    if not dst.is_file() or dst.stat().st_size <= 44:
+        return False
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(dst))
+    except (RuntimeError, OSError, sf.LibsndfileError):
+        return False
+    return info.samplerate == int(sampling_rate) and info.channels == 1 and info.frames > 0
+
+
 def _resample_job(job: tuple[str, str, int]) -> tuple[str, str | None]:
     src, dst, sr = job
     try:
@@ -164,16 +177,25 @@ def resample_folder(
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
         raise FileNotFoundError(f"input folder {in_dir} does not exist; put the raw audio there or pass --in-dir")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out-dir {out_dir} is a file, not a folder")
+    if out_dir.resolve() == in_dir.resolve():
+        # the originals would count as converted (at their old rate) or be replaced by --overwrite
+        raise ValueError(f"--out-dir {out_dir} is the --in-dir: the wavs would replace the originals; give another "
+                         f"folder, e.g. {in_dir.parent / (in_dir.name + '_' + str(sampling_rate))}")
+    inside = out_dir.resolve().is_relative_to(in_dir.resolve())
     summary = ToolSummary()
     jobs: list[tuple[str, str, int]] = []
     targets: dict[Path, Path] = {}
     for rel in find_audio_files(in_dir):
+        if inside and (in_dir / rel).resolve().is_relative_to(out_dir.resolve()):
+            continue  # outputs of an earlier run inside the input folder are not inputs
         dst = (out_dir / rel).with_suffix(".wav")
         if dst in targets:
             summary.notes.append(f"{in_dir / rel} skipped: {targets[dst]} already maps to {dst}")
             continue
         targets[dst] = in_dir / rel
-        if not overwrite and dst.is_file() and dst.stat().st_size > 44:
+        if not overwrite and _is_done(dst, sampling_rate):
             summary.skipped += 1
             continue
         jobs.append((str(in_dir / rel), str(dst), int(sampling_rate)))

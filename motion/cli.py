@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
 
 
 def finite_float(text: str) -> float:
@@ -66,6 +70,90 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
     return value
+
+
+def bone_factor(text: str) -> tuple[str, float]:
+    """``BONE=FACTOR`` (``--damping``): a bone name and a finite factor in [0, 10]."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected BONE=FACTOR, e.g. LeftUpperArm=0.8")
+    try:
+        factor = bounded_float(0.0, 10.0)(value)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: the factor {err}") from None
+    return name.strip(), factor
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def refuse_overwriting_inputs(option: str, output: str | os.PathLike | None,
+                              inputs: Iterable[tuple[str, str | os.PathLike | None]]) -> None:
+    """Raise ``ValueError`` when ``output`` (given with ``option``) is one of the ``(label, path)`` inputs.
+
+    Writing a result over its own input destroys the input the moment the output is published.
+    """
+    if output is None:
+        return
+    out = Path(output)
+    for label, path in inputs:
+        if path is not None and _same_file(out, Path(path)):
+            raise ValueError(f"{option} {out} is the input {label}; writing there would destroy it: choose another "
+                             f"output file")
+
+
+MAX_NPY_BYTES = 2 << 30  # a face or body clip is megabytes; a header declaring more is corrupt or hostile
+
+
+def load_npy(path: str | os.PathLike, what: str | None = None, max_bytes: int = MAX_NPY_BYTES) -> np.ndarray:
+    """``np.load`` for untrusted files: no pickles, and the header's shape is checked against the file's size first.
+
+    A header declaring a huge shape would otherwise end in a MemoryError (or a multi-GB allocation) before any
+    data is read. Raises ``ValueError`` naming the file.
+    """
+    p = Path(path)
+    label = what or str(p)
+    if not p.is_file():
+        raise ValueError(f"{label}: no such file")
+    try:
+        with open(p, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            data_bytes = p.stat().st_size - f.tell()
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ValueError(f"{label}: not a readable .npy array ({err})") from None
+    if dtype.hasobject:
+        raise ValueError(f"{label}: holds Python objects (a pickle); only plain number arrays are read")
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need > max_bytes or need > data_bytes:
+        raise ValueError(f"{label}: its header declares shape {list(shape)} ({need} bytes) but the file holds "
+                         f"{data_bytes} bytes of data: the file is corrupt or truncated")
+    try:
+        return np.load(p, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{label}: not a readable .npy array ({err})") from None
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """A whole number within ``[low, high]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} must be between {low} and {high}")
+        return value
+
+    return parse
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:

@@ -20,7 +20,11 @@ class Streamer:
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self.last_message = ""
+        self.last_message = ""  # the current state: streaming..., done: sent N frames, streaming failed: why
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         self._stop.set()
@@ -51,24 +55,34 @@ class Streamer:
         else:
             raise ValueError(f"unknown target {target!r}")
 
+        what = "Live Link (Unreal)" if target == "livelink" else "VMC"
+        started = f"streaming {len(frames)} frames at {fps:g} fps to {what} {host}:{port}" + (
+            " with audio" if with_audio else "")
+
         def run() -> None:
+            note = ""
             try:
                 try:
-                    run_one(audio if with_audio else None)
+                    stats = run_one(audio if with_audio else None)
                 except RuntimeError as err:  # no sound device on this machine: send the face alone
                     if not with_audio or "audio output" not in str(err):
                         raise
                     log.warning("%s; streaming the face without sound", err)
-                    self.last_message = f"no audio device ({err}); face sent without sound"
-                    run_one(None)
-            except Exception as err:  # noqa: BLE001 - reported in the UI
+                    note = f" without sound (no audio device: {err})"
+                    self.last_message = f"{started}: no audio device ({err}); sending the face without sound"
+                    stats = run_one(None)
+                sent = getattr(stats, "sent", None)
+                done = "stopped" if stop.is_set() else "done"
+                self.last_message = f"{done}: sent {sent if sent is not None else len(frames)} frames to {what} " \
+                                    f"{host}:{port}{note}"
+            except Exception as err:  # noqa: BLE001 - reported in the UI (Send tab status)
                 log.error("streaming to %s:%s failed: %s", host, port, err)
                 self.last_message = f"streaming failed: {err}"
 
+        self.last_message = started
         self._thread = threading.Thread(target=run, name=f"stream-{target}", daemon=True)
         self._thread.start()
-        what = "Live Link (Unreal)" if target == "livelink" else "VMC"
-        return f"streaming {len(frames)} frames at {fps:g} fps to {what} {host}:{port}" + (" with audio" if with_audio else "")
+        return started
 
     def wait(self, timeout: float | None = None) -> None:
         if self._thread is not None:

@@ -16,7 +16,10 @@ import argparse
 import logging
 import sys
 
+from motion.cli import bounded_float, port_number, user_error_types
 from motion.livelink import DEFAULT_PORT, DEFAULT_SUBJECT
+
+FPS = bounded_float(1.0, 1000.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,13 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bs_npy_file", "--npy", dest="npy", default=None, help="[T, 61] curves in Live Link order (.npy)")
     p.add_argument("--wav_file", "--wav", dest="wav", default=None, help="audio to play with the curves (wav, mp3, mov, ...)")
     p.add_argument("--csv", default=None, help="send a Live Link Face app CSV instead of an npy")
-    p.add_argument("--fps", type=float, default=None,
+    p.add_argument("--fps", type=FPS, default=None,
                    help="frame rate of the npy (default: the take's JSON, else inferred from the audio's length, else 60)")
-    p.add_argument("--send-fps", type=float, default=60.0, help="rate of the frames sent (curves are resampled to it)")
-    p.add_argument("--delay_ms", "--delay-ms", dest="delay_ms", type=float, default=0.0,
+    p.add_argument("--send-fps", type=FPS, default=60.0, help="rate of the frames sent (curves are resampled to it)")
+    p.add_argument("--delay_ms", "--delay-ms", dest="delay_ms", type=bounded_float(-60000.0, 60000.0), default=0.0,
                    help="send the face this much later than the sound (negative: earlier), to match Unreal's latency")
     p.add_argument("--host", default="127.0.0.1", help="machine running Unreal")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="Live Link Face UDP port in Unreal")
+    p.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="Live Link Face UDP port in Unreal")
     p.add_argument("--subject", default=DEFAULT_SUBJECT, help="Live Link subject name shown in Unreal")
     p.add_argument("--device-id", default=None, help="device UUID in the packets (default: stable per machine)")
     p.add_argument("--no-audio", action="store_true", help="do not play audio (frames are timed by the system clock)")
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError) as e:
+    except (RuntimeError, *user_error_types()) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     e = s["timing_error_ms"]

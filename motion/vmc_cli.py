@@ -16,6 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
+from motion.cli import bone_factor, bounded_float, bounded_int, port_number, positive_float, user_error_types
+
 log = logging.getLogger("vmc_cli")
 
 BODY_NPY_HELP = "MotionGPT / HumanML3D joint positions .npy ([1, T, 22, 3] or [T, 22, 3], metres, 20 fps)"
@@ -51,24 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("face and audio")
     g.add_argument("--face", type=Path, help="face curves: [T, 61] .npy (Live Link wire order) or a Live Link Face CSV")
-    g.add_argument("--face-fps", type=float, default=FACE_FPS, help="frame rate of a .npy face (a CSV has its own)")
+    g.add_argument("--face-fps", type=bounded_float(1.0, 1000.0), default=FACE_FPS, help="frame rate of a .npy face (a CSV has its own)")
     g.add_argument("--wav", type=Path, help="audio to play in sync (frames follow the sound card's clock)")
     g.add_argument("--no-audio", action="store_true",
                    help="do not play --wav (no sound card); frames use the wall clock")
     g = p.add_argument_group("sending")
     g.add_argument("--host", default=DEFAULT_HOST, help="VMC receiver (Marionette) address")
-    g.add_argument("--port", type=int, default=DEFAULT_PORT, help="VMC receiver port")
-    g.add_argument("--fps", type=float, default=DEFAULT_FPS, help="send rate; motion is resampled to it (slerp)")
+    g.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="VMC receiver port")
+    g.add_argument("--fps", type=bounded_float(1.0, 1000.0), default=DEFAULT_FPS, help="send rate; motion is resampled to it (slerp)")
     g.add_argument("--loop", action="store_true", help="repeat until Ctrl+C (not with --wav)")
-    g.add_argument("--delay", type=float, default=0.0, help="seconds to wait before the first frame")
+    g.add_argument("--delay", type=bounded_float(0.0, 3600.0), default=0.0, help="seconds to wait before the first frame")
     g.add_argument("--dry-run", type=Path, metavar="OUT",
                    help="write every bundle (frame, time, messages) as JSON Lines to OUT and send nothing")
     g.add_argument("--bvh", type=Path, metavar="OUT", help="write the body as BVH to OUT (at --fps) and send nothing")
-    g.add_argument("--bvh-scale", type=float, default=1.0, help="BVH length unit per metre (100 = centimetres)")
+    g.add_argument("--bvh-scale", type=bounded_float(1e-6, 1e6), default=1.0, help="BVH length unit per metre (100 = centimetres)")
     g = p.add_argument_group("body conversion")
-    g.add_argument("--source-fps", type=float, default=SOURCE_FPS, help="frame rate of the .npy body files")
-    g.add_argument("--smooth", type=int, default=1, help="odd moving-average window on joint positions (1 = off)")
-    g.add_argument("--damping", action="append", default=[], metavar="BONE=FACTOR",
+    g.add_argument("--source-fps", type=bounded_float(1.0, 1000.0), default=SOURCE_FPS, help="frame rate of the .npy body files")
+    g.add_argument("--smooth", type=bounded_int(1, 301), default=1, help="odd moving-average window on joint positions (1 = off)")
+    g.add_argument("--damping", type=bone_factor, action="append", default=[], metavar="BONE=FACTOR",
                    help="scale a bone's rotation angle, e.g. LeftUpperArm=0.8 (Unity bone names; repeatable)")
     g.add_argument("--no-align", action="store_true",
                    help="join .npy clips as they are (each starts at its own origin and facing) instead of "
@@ -77,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--a2p-mode", choices=("rotations", "positions"), default="rotations",
                    help="audio2photoreal: use the rig's rotations, or refit the T-pose to its joint positions")
     g.add_argument("--a2p-map", type=Path, help='audio2photoreal: JSON {"Hips": "<rig joint>", ...} for other rigs')
-    g.add_argument("--a2p-scale", type=float, default=1.0, help="audio2photoreal: position units per metre")
-    g.add_argument("--a2p-fps", type=float, help="audio2photoreal: override the export's frame rate")
+    g.add_argument("--a2p-scale", type=positive_float, default=1.0, help="audio2photoreal: position units per metre")
+    g.add_argument("--a2p-fps", type=bounded_float(1.0, 1000.0), help="audio2photoreal: override the export's frame rate")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     return p
 
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, KeyError, OSError, RuntimeError) as err:
+    except (KeyError, RuntimeError, *user_error_types()) as err:
         if args.verbose:
             log.exception("failed")
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--mirror", action="store_true", help="make left/right shapes symmetric")
     ap.add_argument("--blink", action=argparse.BooleanOptionalAction, default=True,
                     help="add natural blinks where the head predicts none (default on)")
+    ap.add_argument("--alive", action=argparse.BooleanOptionalAction, default=True,
+                    help="blinks at pauses, brow raises and nods on accents, idle head and eye motion, where the head "
+                         "predicts none (default on; --no-alive: only what the head predicts)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the alive motion (default 0: same input, same face)")
     ap.add_argument("--zero-rotations", action="store_true", help="set head/eye rotations to 0")
     ap.add_argument("--export-posterior", default=None, metavar="POST_ENC_PTH",
                     help="write the posterior encoder of --g-checkpoint to this file and exit")
@@ -56,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give at least one audio file or folder")
     maker = FaceMaker(args.head, fps=args.fps, blink=args.blink, mirror=args.mirror,
                       zero_rotations=args.zero_rotations, delay_s=args.delay_ms / 1000.0,
+                      alive=args.alive, seed=args.seed,
                       g_checkpoint=args.g_checkpoint if args.head else None, config=args.config,
                       posterior=args.posterior, speaker=args.speaker)
     if maker.head_kind == "z" and maker.model.posterior is None:

@@ -1,12 +1,12 @@
-"""Train the shipped default mel head (motion/assets/default_mel_head.pth) on synthetic eSpeak NG speech.
+"""Train the shipped default mel head (motion/face/assets/default_mel_head.pth) on synthetic eSpeak NG speech.
 
 Reproducible and seeded: eSpeak NG voices (zh, ja, en, de, fr, es, it; rate and pitch varied; level, noise and
 silence augmentation) speak random sentences from built-in word lists; the targets are the rule-based lip-sync of
-their phoneme events (motion/lipsync.py). Validation uses other voices and other sentences. A small CRNN (about
+their phoneme events (motion/face/lipsync.py). Validation uses other voices and other sentences. A small CRNN (about
 0.36 M parameters, 1.5 MB) trains for a fixed number of epochs on one CPU thread (about 12 minutes on a shared 2-core
 machine). Usage:
 
-    python scripts/train_default_head.py                       # writes motion/assets/default_mel_head.pth
+    python scripts/train_default_head.py                       # writes motion/face/assets/default_mel_head.pth
     python scripts/train_default_head.py --clips 200 --epochs 2 --out /tmp/head.pth   # a quick try
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "motion" / "assets" / "default_mel_head.pth"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "motion" / "face" / "assets" / "default_mel_head.pth"
 HEAD = {"type": "mel", "n_mels": 80, "channels": [16, 32], "rnn_hidden": 64, "rnn_layers": 2, "fc_hidden": 64,
         "dropout": 0.1}
 

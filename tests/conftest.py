@@ -1,7 +1,16 @@
-"""Shared test fixtures: paths to ../shared (skip cleanly where it is absent)."""
+"""Shared test fixtures and helpers.
+
+* paths to ../shared (skip cleanly where it is absent);
+* ``checkout_env()``: the environment for a child ``python`` that must run this checkout's code;
+* the text-frontend golden tables (``*_frontend.tsv``) reader;
+* the model tests' config/checkpoint loaders and the one-thread fixture.
+
+Test modules import the helpers with ``from conftest import ...`` (pytest puts tests/ on sys.path).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -41,3 +50,115 @@ def motion_ref() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+# ----------------------------------------------------------------------------------------------- subprocesses
+
+
+def checkout_env(**extra: str) -> dict[str, str]:
+    """``os.environ`` plus ``extra`` with the repository root prepended to PYTHONPATH.
+
+    Pass it as ``env=`` to every subprocess that runs ``sys.executable`` so the child imports this checkout's
+    ``bert_vits2`` / ``motion`` (and top-level scripts), not whatever copy is installed in the environment.
+    """
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+# ------------------------------------------------------------------------------------ text frontend tables
+
+FRONTEND_HEADER = ["text", "norm_text", "phones", "tones", "word2ph", "error"]
+
+
+def unescape_cell(cell: str) -> str:
+    """Undo the table's escaping of ``\\n``, ``\\t`` and ``\\\\`` in a text cell."""
+    out, i = [], 0
+    while i < len(cell):
+        if cell[i] == "\\" and i + 1 < len(cell) and cell[i + 1] in "nt\\":
+            out.append({"n": "\n", "t": "\t", "\\": "\\"}[cell[i + 1]])
+            i += 2
+        else:
+            out.append(cell[i])
+            i += 1
+    return "".join(out)
+
+
+def load_frontend_table(path: Path) -> list[dict]:
+    """Rows of a ``<lang>_frontend.tsv`` golden table (upstream v2.3 output) as dicts keyed by FRONTEND_HEADER;
+    ``text`` and ``norm_text`` unescaped, the other cells as stored (space-separated; ``error`` empty or not)."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    assert lines[0].split("\t") == FRONTEND_HEADER, lines[0]
+    rows = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        cells = line.split("\t")
+        assert len(cells) == len(FRONTEND_HEADER), line
+        row = dict(zip(FRONTEND_HEADER, cells))
+        row["text"], row["norm_text"] = unescape_cell(row["text"]), unescape_cell(row["norm_text"])
+        rows.append(row)
+    return rows
+
+
+def frontend_rows(bv2_ref: Path, lang: str) -> list[dict]:
+    """The ``lang`` ("en", "ja", "zh") golden table: ``BV2_<LANG>_FRONTEND_TSV`` or ``<bv2_ref>/<lang>_frontend.tsv``."""
+    rows = load_frontend_table(Path(os.environ.get(f"BV2_{lang.upper()}_FRONTEND_TSV", bv2_ref / f"{lang}_frontend.tsv")))
+    assert rows, f"empty {lang} frontend table"
+    return rows
+
+
+def frontend_tokenizer_dir(bv2_ref: Path, lang: str, default_name: str) -> str:
+    """The tokenizer folder the ``lang`` table was made with: ``BV2_<LANG>_TOKENIZER_DIR`` or ``<bv2_ref>/<default_name>``."""
+    return str(os.environ.get(f"BV2_{lang.upper()}_TOKENIZER_DIR", bv2_ref / default_name))
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch thread for the module (use with ``pytestmark = pytest.mark.usefixtures("torch_one_thread")``):
+    the CI box has 2 cores shared with other jobs, and 2 spinning OpenMP threads on tiny ops are many times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def load_bv2_config(bv2_ref: Path) -> dict:
+    """A fresh copy of the reference ``config.json`` (callers may modify it)."""
+    return json.loads((bv2_ref / "config.json").read_text())
+
+
+@pytest.fixture
+def bv2_cfg(bv2_ref) -> dict:
+    """The reference ``config.json``, a fresh dict per test."""
+    return load_bv2_config(bv2_ref)
+
+
+def load_state_dict(path: Path) -> dict:
+    """The ``"model"`` state dict of an upstream-format checkpoint, loaded with ``weights_only=True``."""
+    import torch
+
+    return torch.load(path, weights_only=True)["model"]
+
+
+def build_synthesizer(cfg: dict, n_speakers: int | None = None, checkpoint: Path | None = None):
+    """SynthesizerTrn as upstream builds it from ``cfg`` (112 symbols, linear spectrogram input, training segment);
+    with ``checkpoint`` its weights are loaded strictly. Returned in training mode."""
+    from bert_vits2.models import SynthesizerTrn
+
+    model = SynthesizerTrn(
+        112,
+        cfg["data"]["filter_length"] // 2 + 1,
+        cfg["train"]["segment_size"] // cfg["data"]["hop_length"],
+        n_speakers=cfg["data"]["n_speakers"] if n_speakers is None else n_speakers,
+        **cfg["model"],
+    )
+    if checkpoint is not None:
+        result = model.load_state_dict(load_state_dict(checkpoint), strict=True)
+        assert not result.missing_keys and not result.unexpected_keys
+    return model

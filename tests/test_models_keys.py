@@ -6,17 +6,11 @@ import json
 
 import pytest
 import torch
+from conftest import build_synthesizer, load_state_dict
 
-from bert_vits2.models import DurationDiscriminator, MultiPeriodDiscriminator, SynthesizerTrn, WavLMDiscriminator
+from bert_vits2.models import DurationDiscriminator, MultiPeriodDiscriminator, WavLMDiscriminator
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CI box has 2 cores shared with other jobs: 2 spinning OpenMP threads on tiny ops are many times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # 1 torch thread: see conftest
 
 
 # Released v2.3 model section (spec section 1); the fixture config supplies everything else.
@@ -46,41 +40,27 @@ def _keys_of(module):
     return [(k, tuple(v.shape)) for k, v in module.state_dict().items()]
 
 
-def _cfg(bv2_ref):
-    return json.loads((bv2_ref / "config.json").read_text())
-
-
-def _build(cfg, n_speakers=None):
-    return SynthesizerTrn(
-        112,
-        cfg["data"]["filter_length"] // 2 + 1,
-        cfg["train"]["segment_size"] // cfg["data"]["hop_length"],
-        n_speakers=cfg["data"]["n_speakers"] if n_speakers is None else n_speakers,
-        **cfg["model"],
-    )
-
-
-def test_g_keys_and_checkpoint_load(bv2_ref, tmp_path):
-    cfg = _cfg(bv2_ref)
-    model = _build(cfg)
+def test_g_keys_and_checkpoint_load(bv2_ref, bv2_cfg, tmp_path):
+    cfg = bv2_cfg
+    model = build_synthesizer(cfg)
     assert _keys_of(model) == _read_keys(bv2_ref / "keys.txt")
-    ckpt = torch.load(bv2_ref / "G_ref.pth", weights_only=True)
-    result = model.load_state_dict(ckpt["model"], strict=True)
+    reference = load_state_dict(bv2_ref / "G_ref.pth")
+    result = model.load_state_dict(reference, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     # legacy weight-norm names survive a forward pass and a save/load round trip
     with torch.no_grad():
         model.dec(torch.zeros(1, cfg["model"]["inter_channels"], 2))
     path = tmp_path / "G.pth"
     torch.save({"model": model.state_dict()}, path)
-    saved = torch.load(path, weights_only=True)["model"]
-    assert list(saved) == list(ckpt["model"])
+    saved = load_state_dict(path)
+    assert list(saved) == list(reference)
     assert sum(k.endswith("weight_g") for k in saved) > 0
-    for k, v in ckpt["model"].items():
+    for k, v in reference.items():
         assert torch.equal(saved[k], v), k
 
 
-def test_discriminator_keys_and_checkpoints(bv2_ref):
-    cfg = _cfg(bv2_ref)
+def test_discriminator_keys_and_checkpoints(bv2_ref, bv2_cfg):
+    cfg = bv2_cfg
     assert _keys_of(MultiPeriodDiscriminator(use_spectral_norm=False)) == _read_keys(bv2_ref / "keys_D.txt")
     recipe = json.loads((bv2_ref / "D_recipe.json").read_text())
     assert [(k, tuple(s)) for k, s in recipe["keys"]] == _read_keys(bv2_ref / "keys_D.txt")
@@ -88,20 +68,20 @@ def test_discriminator_keys_and_checkpoints(bv2_ref):
     hidden, gin = cfg["model"]["hidden_channels"], cfg["model"]["gin_channels"]
     dur = DurationDiscriminator(hidden, hidden, 3, 0.1, gin_channels=gin)
     assert _keys_of(dur) == _read_keys(bv2_ref / "keys_DUR.txt")
-    res = dur.load_state_dict(torch.load(bv2_ref / "DUR_ref.pth", weights_only=True)["model"], strict=True)
+    res = dur.load_state_dict(load_state_dict(bv2_ref / "DUR_ref.pth"), strict=True)
     assert not res.missing_keys and not res.unexpected_keys
 
     slm = cfg["model"]["slm"]
     wd = WavLMDiscriminator(slm["hidden"], slm["nlayers"], slm["initial_channel"])
     assert _keys_of(wd) == _read_keys(bv2_ref / "keys_WD.txt")
-    res = wd.load_state_dict(torch.load(bv2_ref / "WD_ref.pth", weights_only=True)["model"], strict=True)
+    res = wd.load_state_dict(load_state_dict(bv2_ref / "WD_ref.pth"), strict=True)
     assert not res.missing_keys and not res.unexpected_keys
 
 
-def test_full_size_v23_layout(bv2_ref):
-    cfg = _cfg(bv2_ref)
+def test_full_size_v23_layout(bv2_ref, bv2_cfg):
+    cfg = bv2_cfg
     cfg["model"].update(FULL_V23_MODEL)
     expected = _read_keys(bv2_ref / "keys_full_v23.txt")
     n_speakers = dict(expected)["emb_g.weight"][0]
-    model = _build(cfg, n_speakers=n_speakers)
+    model = build_synthesizer(cfg, n_speakers=n_speakers)
     assert _keys_of(model) == expected

@@ -13,24 +13,17 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from conftest import build_synthesizer, load_bv2_config, load_state_dict
 
 from bert_vits2 import commons, losses, monotonic_align, transforms
 from bert_vits2.models import (
     DurationDiscriminator,
     MultiPeriodDiscriminator,
-    SynthesizerTrn,
     WavLMDiscriminator,
     remove_weight_norm_,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CI box has 2 cores shared with other jobs: 2 spinning OpenMP threads on tiny ops are many times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # 1 torch thread: see conftest
 
 
 # Case families owned by other areas (text frontend, BERT, audio features).
@@ -48,24 +41,12 @@ def cases(bv2_ref):
 
 @pytest.fixture(scope="module")
 def cfg(bv2_ref):
-    return json.loads((bv2_ref / "config.json").read_text())
-
-
-def _build_g(bv2_ref, cfg):
-    model = SynthesizerTrn(
-        112,
-        cfg["data"]["filter_length"] // 2 + 1,
-        cfg["train"]["segment_size"] // cfg["data"]["hop_length"],
-        n_speakers=cfg["data"]["n_speakers"],
-        **cfg["model"],
-    )
-    model.load_state_dict(torch.load(bv2_ref / "G_ref.pth", weights_only=True)["model"], strict=True)
-    return model.eval()
+    return load_bv2_config(bv2_ref)
 
 
 @pytest.fixture(scope="module")
 def net_g(bv2_ref, cfg):
-    return _build_g(bv2_ref, cfg)
+    return build_synthesizer(cfg, checkpoint=bv2_ref / "G_ref.pth").eval()
 
 
 def _family(cases, prefix):
@@ -179,7 +160,7 @@ def test_infer_cases(cases, net_g):
 
 
 def test_infer_unchanged_after_weight_norm_folding(cases, net_g, bv2_ref, cfg):
-    folded = remove_weight_norm_(_build_g(bv2_ref, cfg))
+    folded = remove_weight_norm_(build_synthesizer(cfg, checkpoint=bv2_ref / "G_ref.pth").eval())
     assert not any(k.endswith(("weight_g", "weight_v")) for k in folded.state_dict())
     assert remove_weight_norm_(folded) is folded  # idempotent
     for name in _family(cases, "infer_"):
@@ -328,7 +309,7 @@ def test_disc_dur_cases(cases, cfg, bv2_ref):
         pytest.skip("no duration-discriminator case")
     hidden, gin = cfg["model"]["hidden_channels"], cfg["model"]["gin_channels"]
     dur = DurationDiscriminator(hidden, hidden, 3, 0.1, gin_channels=gin)
-    dur.load_state_dict(torch.load(bv2_ref / "DUR_ref.pth", weights_only=True)["model"], strict=True)
+    dur.load_state_dict(load_state_dict(bv2_ref / "DUR_ref.pth"), strict=True)
     dur.eval()
     for name in names:
         case = cases[name]
@@ -344,7 +325,7 @@ def test_disc_wd_cases(cases, cfg, bv2_ref):
         pytest.skip("no WavLM-discriminator case")
     slm = cfg["model"]["slm"]
     wd = WavLMDiscriminator(slm["hidden"], slm["nlayers"], slm["initial_channel"])
-    wd.load_state_dict(torch.load(bv2_ref / "WD_ref.pth", weights_only=True)["model"], strict=True)
+    wd.load_state_dict(load_state_dict(bv2_ref / "WD_ref.pth"), strict=True)
     wd.eval()
     for name in names:
         case = cases[name]

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
+from conftest import build_synthesizer, load_bv2_config
 
 from bert_vits2 import commons, losses, monotonic_align
 from bert_vits2.models import SynthesizerTrn
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CI box has 2 cores shared with other jobs: 2 spinning OpenMP threads on tiny ops are many times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # 1 torch thread: see conftest
 
 
 @pytest.fixture(scope="module")
 def cfg(bv2_ref):
-    return json.loads((bv2_ref / "config.json").read_text())
+    return load_bv2_config(bv2_ref)
 
 
 def _batch(cfg, x_lengths, y_lengths, seed=0):
@@ -49,11 +41,7 @@ def _batch(cfg, x_lengths, y_lengths, seed=0):
 
 def _model(cfg):
     torch.manual_seed(0)
-    hop = cfg["data"]["hop_length"]
-    return SynthesizerTrn(
-        112, cfg["data"]["filter_length"] // 2 + 1, cfg["train"]["segment_size"] // hop,
-        n_speakers=cfg["data"]["n_speakers"], **cfg["model"],
-    )
+    return build_synthesizer(cfg)
 
 
 def _assert_valid_path(path, t_y, t_x):

@@ -214,3 +214,17 @@ def test_bert_batch_equals_single(tiny_zh_bert):
     with pytest.raises(BertFeatureError, match="word2ph"):
         get_bert_features([("你好", [1, 2, 1])], "ZH", tiny_zh_bert)
     assert get_bert_features([], "ZH", tiny_zh_bert) == []
+
+
+@pytest.mark.parametrize("resblock,ups,kernels", [("1", [4, 2, 2], [8, 4, 2]), ("2", [3, 2], [3, 2])])
+def test_fast_generator_reports_plain_state_dict(resblock, ups, kernels):
+    dec = _random_generator(resblock, ups, kernels)
+    expected = dec.state_dict()
+    got = FastGenerator(dec).state_dict()
+    assert sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        assert torch.equal(got[key], value), key
+    bf16 = FastGenerator(dec, torch.bfloat16).state_dict()
+    assert sorted(bf16) == sorted(expected) and all(v.dtype == torch.float32 for v in bf16.values())
+    assert not torch.equal(bf16["conv_pre.weight"], expected["conv_pre.weight"])  # really bf16-rounded
+    torch.testing.assert_close(bf16["conv_pre.weight"], expected["conv_pre.weight"], rtol=1e-2, atol=1e-3)

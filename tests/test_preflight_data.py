@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import checkout_env
 
 from bert_vits2.data import TextAudioSpeakerDataset, preflight_check
 from bert_vits2.hparams import load_hparams
@@ -41,14 +42,21 @@ def data(tmp_path: Path, bv2_ref: Path) -> dict:
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     w = {name: tmp_path / f"{name}.wav" for name in ("good", "rate", "nobert", "stranger", "stereo", "shape", "short",
                                                      "val_bad")}
-    _wav(w["good"]); _bert(w["good"])
-    _wav(w["rate"], sr=22050); _bert(w["rate"])
+    _wav(w["good"])
+    _bert(w["good"])
+    _wav(w["rate"], sr=22050)
+    _bert(w["rate"])
     _wav(w["nobert"])
-    _wav(w["stranger"]); _bert(w["stranger"])
-    _wav(w["stereo"], channels=2); _bert(w["stereo"])
-    _wav(w["shape"]); _bert(w["shape"], n_ids=7)
-    _wav(w["short"], seconds=0.03); _bert(w["short"])
-    _wav(w["val_bad"], sr=44100); _bert(w["val_bad"])
+    _wav(w["stranger"])
+    _bert(w["stranger"])
+    _wav(w["stereo"], channels=2)
+    _bert(w["stereo"])
+    _wav(w["shape"])
+    _bert(w["shape"], n_ids=7)
+    _wav(w["short"], seconds=0.03)
+    _bert(w["short"])
+    _wav(w["val_bad"], sr=44100)
+    _bert(w["val_bad"])
 
     def line(wav: Path, speaker: str = "alice") -> str:
         return f"{wav}|{speaker}|ZH|你好|{PHONES}|{TONES}|{WORD2PH}"
@@ -87,7 +95,7 @@ def test_every_bad_line_is_listed_with_file_line_and_reason(data) -> None:
 
 def test_train_ms_check_exit_codes_and_progress_bar(data) -> None:
     cmd = [sys.executable, str(REPO / "train_ms.py"), "--check", "-c", str(data["config"])]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=data["root"])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=data["root"], env=checkout_env())
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "data check: 11 lines, 8 bad" in proc.stdout and "train.list:4: unknown speaker 'carol'" in proc.stdout
     assert "checking data" in proc.stderr  # the tqdm bar over the list
@@ -96,7 +104,8 @@ def test_train_ms_check_exit_codes_and_progress_bar(data) -> None:
     train = (data["root"] / "train.list").read_text().splitlines()
     (data["root"] / "train.list").write_text(train[0] + "\n", encoding="utf-8")
     (data["root"] / "val.list").write_text(train[0] + "\n", encoding="utf-8")
-    proc = subprocess.run(cmd + ["--no-progress"], capture_output=True, text=True, timeout=300, cwd=data["root"])
+    proc = subprocess.run(cmd + ["--no-progress"], capture_output=True, text=True, timeout=300, cwd=data["root"],
+                          env=checkout_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert proc.stdout.strip() == "data check: 2 lines, 0 bad, 0 skipped by the length filters"
 

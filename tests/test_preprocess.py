@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import checkout_env
 
 from bert_vits2.preprocess import (
     CleanedLine,
@@ -103,8 +104,9 @@ def test_resample_cli(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["resample.py", "preprocess_text.py", "bert_gen.py"])
-def test_scripts_answer_help(script):
-    proc = subprocess.run([sys.executable, str(REPO / script), "--help"], capture_output=True, text=True, timeout=120)
+def test_scripts_answer_help(script, tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / script), "--help"], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env=checkout_env())
     assert proc.returncode == 0 and "usage" in proc.stdout and "default" in proc.stdout
 
 

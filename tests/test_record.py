@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import checkout_env
 
 from motion import record
 from motion.livelink import LiveLinkReceiver, decode_packet, read_capture, recorder
@@ -96,7 +97,7 @@ def test_sigint_mid_take_leaves_valid_files(packets, wav, tmp_path, repo_root):
     proc = subprocess.Popen(
         [sys.executable, str(repo_root / "motion" / "record.py"), "--host", "127.0.0.1", "--port", str(port),
          "--audio-file", str(wav), "--seconds", "30", "--out-dir", str(out)],
-        cwd=repo_root, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=checkout_env(), stderr=subprocess.PIPE, text=True,
     )
     try:
         deadline = time.time() + 60

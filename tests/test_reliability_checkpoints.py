@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import checkout_env
 from torch import nn
 
 from bert_vits2 import checkpoint as ckpt_mod
@@ -112,8 +113,8 @@ _KILLER = textwrap.dedent("""
 
 
 def test_sigkill_during_a_save_leaves_no_published_file_and_temps_are_cleaned(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", _KILLER, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", _KILLER, str(tmp_path)], cwd=tmp_path, env=checkout_env(),
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert "not reached" not in proc.stdout
     names = _names(tmp_path)

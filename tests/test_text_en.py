@@ -9,55 +9,27 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import checkout_env, frontend_rows, frontend_tokenizer_dir
 
 from bert_vits2.text import english, g2p_offline
 from bert_vits2.text.en_numbers import normalize_numbers
+from bert_vits2.text.errors import TextRejected
 from bert_vits2.text.symbols import symbols
 from bert_vits2.text.word_tokenizer import get_word_tokenizer
-
-HEADER = ["text", "norm_text", "phones", "tones", "word2ph", "error"]
-
-
-def _unescape(cell: str) -> str:
-    out, i = [], 0
-    while i < len(cell):
-        if cell[i] == "\\" and i + 1 < len(cell) and cell[i + 1] in "nt\\":
-            out.append({"n": "\n", "t": "\t", "\\": "\\"}[cell[i + 1]])
-            i += 2
-        else:
-            out.append(cell[i])
-            i += 1
-    return "".join(out)
-
-
-def load_table(path: Path) -> list[dict]:
-    lines = path.read_text(encoding="utf-8").split("\n")
-    assert lines[0].split("\t") == HEADER, lines[0]
-    rows = []
-    for line in lines[1:]:
-        if line:
-            row = dict(zip(HEADER, line.split("\t")))
-            row["text"], row["norm_text"] = _unescape(row["text"]), _unescape(row["norm_text"])
-            rows.append(row)
-    return rows
 
 
 @pytest.fixture(scope="module")
 def en_rows(bv2_ref):
-    rows = load_table(Path(os.environ.get("BV2_EN_FRONTEND_TSV", bv2_ref / "en_frontend.tsv")))
-    assert len(rows) >= 1
-    return rows
+    return frontend_rows(bv2_ref, "en")
 
 
 @pytest.fixture(scope="module")
 def en_tok(bv2_ref):
-    return str(os.environ.get("BV2_EN_TOKENIZER_DIR", bv2_ref / "tokenizer_en_spm"))
+    return frontend_tokenizer_dir(bv2_ref, "en", "tokenizer_en_spm")
 
 
 def test_every_row_matches_upstream(en_rows, en_tok):
@@ -65,7 +37,7 @@ def test_every_row_matches_upstream(en_rows, en_tok):
     for row in en_rows:
         norm = english.text_normalize(row["text"])
         if row["error"]:
-            with pytest.raises(Exception):
+            with pytest.raises(TextRejected):  # the frontend's documented rejection (clean_text)
                 english.g2p(norm, tokenizer_dir=en_tok)
             continue
         phones, tones, word2ph = english.g2p(norm, tokenizer_dir=en_tok)
@@ -175,7 +147,7 @@ import nltk
 assert nltk.download.__name__ == "download"  # the stub was only in place during the import
 print("ok")
 """
-    env = dict(os.environ, NLTK_DATA=str(tmp_path / "nltk_data"), HOME=str(tmp_path))
+    env = checkout_env(NLTK_DATA=str(tmp_path / "nltk_data"), HOME=str(tmp_path))
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "ok"

@@ -8,55 +8,26 @@ another table made the same way and the tokenizer folder it was made with.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import checkout_env, frontend_rows, frontend_tokenizer_dir
 
 from bert_vits2.text import japanese
 from bert_vits2.text.errors import TextRejected
 from bert_vits2.text.symbols import symbols
 from bert_vits2.text.word_tokenizer import distribute_phones, get_word_tokenizer
 
-HEADER = ["text", "norm_text", "phones", "tones", "word2ph", "error"]
-
-
-def _unescape(cell: str) -> str:
-    out, i = [], 0
-    while i < len(cell):
-        if cell[i] == "\\" and i + 1 < len(cell) and cell[i + 1] in "nt\\":
-            out.append({"n": "\n", "t": "\t", "\\": "\\"}[cell[i + 1]])
-            i += 2
-        else:
-            out.append(cell[i])
-            i += 1
-    return "".join(out)
-
-
-def load_table(path: Path) -> list[dict]:
-    lines = path.read_text(encoding="utf-8").split("\n")
-    assert lines[0].split("\t") == HEADER, lines[0]
-    rows = []
-    for line in lines[1:]:
-        if line:
-            row = dict(zip(HEADER, line.split("\t")))
-            row["text"], row["norm_text"] = _unescape(row["text"]), _unescape(row["norm_text"])
-            rows.append(row)
-    return rows
-
 
 @pytest.fixture(scope="module")
 def ja_rows(bv2_ref):
-    rows = load_table(Path(os.environ.get("BV2_JA_FRONTEND_TSV", bv2_ref / "ja_frontend.tsv")))
-    assert len(rows) >= 1
-    return rows
+    return frontend_rows(bv2_ref, "ja")
 
 
 @pytest.fixture(scope="module")
 def ja_tok(bv2_ref):
-    return str(os.environ.get("BV2_JA_TOKENIZER_DIR", bv2_ref / "tokenizer_ja_char"))
+    return frontend_tokenizer_dir(bv2_ref, "ja", "tokenizer_ja_char")
 
 
 def test_every_row_matches_upstream(ja_rows, ja_tok):
@@ -64,7 +35,7 @@ def test_every_row_matches_upstream(ja_rows, ja_tok):
     for row in ja_rows:
         norm = japanese.text_normalize(row["text"])
         if row["error"]:
-            with pytest.raises(Exception):
+            with pytest.raises(TextRejected):  # the frontend's documented rejection (clean_text)
                 japanese.g2p(norm, tokenizer_dir=ja_tok)
             continue
         phones, tones, word2ph = japanese.g2p(norm, tokenizer_dir=ja_tok)
@@ -177,7 +148,7 @@ def test_distribute_phones():
         distribute_phones(3, 0)
 
 
-def test_import_does_no_work():
+def test_import_does_no_work(tmp_path):
     code = (
         "import sys\n"
         "import bert_vits2.text.japanese, bert_vits2.text.english, bert_vits2.text.word_tokenizer\n"
@@ -185,5 +156,6 @@ def test_import_does_no_work():
         " if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=checkout_env(), capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr

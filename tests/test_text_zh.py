@@ -5,12 +5,11 @@ The golden table is read generically (``BV2_ZH_FRONTEND_TSV`` may point at anoth
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import checkout_env, frontend_rows
 
 from bert_vits2.text import TextRejected, chinese, clean_text
 from bert_vits2.text.symbols import symbols, zh_symbols
@@ -18,40 +17,9 @@ from bert_vits2.text.tone_sandhi import ToneSandhi
 from bert_vits2.text.zh_pinyin import SYLLABLES
 
 
-def _unescape(cell: str) -> str:
-    out, i = [], 0
-    while i < len(cell):
-        if cell[i] == "\\" and i + 1 < len(cell) and cell[i + 1] in "nt\\":
-            out.append({"n": "\n", "t": "\t", "\\": "\\"}[cell[i + 1]])
-            i += 2
-        else:
-            out.append(cell[i])
-            i += 1
-    return "".join(out)
-
-
-def load_frontend_table(path: Path) -> list[dict]:
-    lines = path.read_text(encoding="utf-8").split("\n")
-    header = lines[0].split("\t")
-    assert header == ["text", "norm_text", "phones", "tones", "word2ph", "error"], header
-    rows = []
-    for line in lines[1:]:
-        if line == "":
-            continue
-        cells = line.split("\t")
-        assert len(cells) == 6, line
-        row = dict(zip(header, cells))
-        row["text"], row["norm_text"] = _unescape(row["text"]), _unescape(row["norm_text"])
-        rows.append(row)
-    return rows
-
-
 @pytest.fixture(scope="module")
 def zh_rows(bv2_ref):
-    path = Path(os.environ.get("BV2_ZH_FRONTEND_TSV", bv2_ref / "zh_frontend.tsv"))
-    rows = load_frontend_table(path)
-    assert rows
-    return rows
+    return frontend_rows(bv2_ref, "zh")
 
 
 def test_every_accepted_row_matches_upstream(zh_rows):
@@ -181,7 +149,7 @@ def test_import_is_light_and_jieba_is_quiet(tmp_path):
         "from bert_vits2.text import clean_text\n"
         "clean_text('你好，世界！', 'ZH')\n"
     )
-    env = dict(os.environ, BV2_CACHE_DIR=str(tmp_path / "cache"))
+    env = checkout_env(BV2_CACHE_DIR=str(tmp_path / "cache"))
     work = tmp_path / "cwd"
     work.mkdir()
     proc = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True, timeout=120)

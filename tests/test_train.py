@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import checkout_env
 
 from bert_vits2 import train as train_mod
 from bert_vits2.checkpoint import latest_checkpoint_path, load_checkpoint, load_model_for_inference, read_checkpoint
@@ -261,7 +262,7 @@ def test_finetune_from_base_with_other_speaker_count(dataset, tmp_path, caplog):
 
 def test_torchrun_two_processes_gloo(dataset, tmp_path):
     model_dir = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = checkout_env(OMP_NUM_THREADS="1")
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -273,3 +274,171 @@ def test_torchrun_two_processes_gloo(dataset, tmp_path):
     g_path = model_dir / "models" / "G_2.pth"
     net_g, _ = load_model_for_inference(dataset / "config.json", g_path)
     assert sum(p.numel() for p in net_g.parameters()) > 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reliability: checkpoint sets complete or absent, Ctrl-C during a save, disk full, non-finite loss, bad data/config
+
+def _config_copy(dataset: Path, tmp_path: Path, **train) -> str:
+    cfg = json.loads((dataset / "config.json").read_text())
+    cfg["train"].update(train)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def _ckpt_names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith((".pth", ".tmp")))
+
+
+def test_sigint_during_saves_is_held_until_the_set_is_complete(dataset, tmp_path, monkeypatch, caplog):
+    import signal
+
+    from bert_vits2 import checkpoint as ckpt_mod
+    from bert_vits2.checkpoint import complete_checkpoint_steps
+
+    config = _config_copy(dataset, tmp_path, eval_interval=2)
+    model_dir = tmp_path / "models"
+    signalled = []
+    real_write = ckpt_mod._write_checkpoint
+
+    def sigint_while_writing_d(obj, f, path):
+        if path.name.startswith("D_") and len(signalled) < 1:
+            signalled.append(path.name)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C exactly while the set is half written
+        real_write(obj, f, path)
+
+    monkeypatch.setattr(ckpt_mod, "_write_checkpoint", sigint_while_writing_d)
+    caplog.set_level("WARNING")
+    code = run_training(TrainOptions(config, str(model_dir), num_workers=0, max_steps=50, progress=False))
+    assert code == 130 and signalled == ["D_2.pth"]
+    assert _ckpt_names(model_dir) == ["DUR_2.pth", "D_2.pth", "G_2.pth", "WD_2.pth"]  # complete, no temp
+    assert "Ctrl-C: saving the step-2 checkpoints first, please wait" in caplog.text
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    # second case: Ctrl-C interrupts training (KeyboardInterrupt), and a second Ctrl-C arrives during that save
+    signalled.clear()
+    original = train_mod._Trainer.train_step
+    calls = {"n": 0}
+
+    def interrupt_on_second_step(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(train_mod._Trainer, "train_step", interrupt_on_second_step)
+    code = run_training(TrainOptions(config, str(model_dir), num_workers=0, max_steps=50, progress=False))
+    assert code == 130 and signalled == ["D_3.pth"]
+    assert complete_checkpoint_steps(model_dir) == [3]  # keep_ckpts=1 pruned step 2 only after step 3 was complete
+    assert _ckpt_names(model_dir) == ["DUR_3.pth", "D_3.pth", "G_3.pth", "WD_3.pth"]
+    for name in ("G", "D", "DUR", "WD"):
+        assert read_checkpoint(model_dir / f"{name}_3.pth")["model"]
+
+
+def test_resume_uses_the_newest_complete_set_and_removes_stale_temps(dataset, tmp_path, caplog):
+    config = _config_copy(dataset, tmp_path, eval_interval=2)
+    model_dir = tmp_path / "models"
+    assert run_training(TrainOptions(config, str(model_dir), num_workers=0, max_steps=2, progress=False)) == 0
+    # what the old writer left after a crash: G_4 without D/DUR/WD, and a SIGKILLed 'D_4' temp file
+    shutil.copy(model_dir / "G_2.pth", model_dir / "G_4.pth")
+    (model_dir / ".D_4.pth.x1y2z3.tmp").write_bytes(b"\0" * 4096)
+    caplog.set_level("INFO")
+    assert run_training(TrainOptions(config, str(model_dir), num_workers=0, max_steps=3, progress=False)) == 0
+    text = caplog.text
+    assert "G_4.pth is not used: its set is incomplete (D_4.pth, DUR_4.pth, WD_4.pth missing" in text
+    assert "resuming from" in text and "G_2.pth: step 2" in text
+    assert "removed" in text and ".D_4.pth.x1y2z3.tmp" in text
+    assert "fresh initialisation" not in text  # the discriminators were loaded, not re-initialised
+    assert not list(model_dir.glob(".*.tmp"))
+    assert {"G_3.pth", "D_3.pth", "DUR_3.pth", "WD_3.pth"} <= set(_ckpt_names(model_dir))
+
+
+def test_disk_full_during_save_says_so_and_publishes_nothing(dataset, tmp_path, monkeypatch):
+    import errno
+
+    from bert_vits2 import checkpoint as ckpt_mod
+
+    config = _config_copy(dataset, tmp_path, eval_interval=1)
+    model_dir = tmp_path / "models"
+
+    def no_space_on_dur(obj, f, path):
+        if path.name.startswith("DUR_"):
+            f.write(b"\0" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        torch.save(obj, f)
+
+    monkeypatch.setattr(ckpt_mod, "_write_checkpoint", no_space_on_dur)
+    with pytest.raises(TrainError, match=r"^disk full while saving the step-1 checkpoints in .*models: nothing of that "
+                                         r"step was written; free about \d+ MB there") as info:
+        run_training(TrainOptions(config, str(model_dir), num_workers=0, max_steps=3, progress=False))
+    assert "\n" not in str(info.value)
+    assert _ckpt_names(model_dir) == []
+
+
+def test_non_finite_loss_stops_naming_step_and_files(dataset, tmp_path, monkeypatch):
+    config = _config_copy(dataset, tmp_path, eval_interval=2)
+    original = train_mod._Trainer.train_step
+    calls = {"n": 0}
+
+    def nan_on_second_step(self, batch):
+        out = original(self, batch)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            out["loss/g/mel"] = float("nan")
+        return out
+
+    monkeypatch.setattr(train_mod._Trainer, "train_step", nan_on_second_step)
+    with pytest.raises(TrainError, match=r"^non-finite loss at step 2 \(epoch 1\): g/mel=nan; batch files: "
+                                         r".*wavs/(alice|bob)_\d\.wav, .*wavs/(alice|bob)_\d\.wav; stopped without "
+                                         r"saving") as info:
+        run_training(TrainOptions(config, str(tmp_path / "models"), num_workers=0, max_steps=5, progress=False))
+    assert "\n" not in str(info.value)
+    assert not list((tmp_path / "models").glob("G_*.pth"))
+
+
+def test_bad_lines_stop_training_before_step_one_unless_skipped(dataset, tmp_path, monkeypatch):
+    lines = (dataset / "train.list").read_text(encoding="utf-8").splitlines()
+    wav, _, rest = lines[0].partition("|")
+    lines.append(f"{wav}|mallory|{rest.split('|', 1)[1]}")  # an unknown speaker
+    bad_list = tmp_path / "train.list"
+    bad_list.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = json.loads((dataset / "config.json").read_text())
+    cfg["data"]["training_files"] = str(bad_list)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(cfg))
+    steps = []
+    original = train_mod._Trainer.train_step
+    monkeypatch.setattr(train_mod._Trainer, "train_step", lambda self, b: steps.append(1) or original(self, b))
+    with pytest.raises(TrainError, match=r"1 bad line\(s\) in the training data; fix them \(or pass --skip-bad-lines") as info:
+        run_training(TrainOptions(str(config), str(tmp_path / "models"), num_workers=0, max_steps=1, progress=False))
+    assert f"{bad_list}:{len(lines)}: unknown speaker 'mallory'" in str(info.value) and steps == []
+    code = run_training(TrainOptions(str(config), str(tmp_path / "models"), num_workers=0, max_steps=1,
+                                     progress=False, skip_bad_lines=True))
+    assert code == 0 and steps == [1]
+
+
+def test_wrong_config_types_and_release_base_are_refused(dataset, tmp_path):
+    from bert_vits2.checkpoint import save_checkpoint
+    from bert_vits2.models import SynthesizerTrn
+
+    cfg = json.loads((dataset / "config.json").read_text())
+    cfg["data"]["hop_length"] = 0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(cfg))
+    with pytest.raises(TrainError, match=r"bad\.json: 'data\.hop_length' must be a positive integer, got 0") as info:
+        run_training(TrainOptions(str(bad), str(tmp_path / "m1"), num_workers=0, progress=False))
+    assert "\n" not in str(info.value)
+
+    hps = load_hparams(dataset / "config.json")
+    base = tmp_path / "base"
+    net = SynthesizerTrn(112, 513, 4, n_speakers=2, **dict(hps.model.items()))
+    save_checkpoint(net, None, 0.0, 0, base / "G_0.pth")
+    data = read_checkpoint(base / "G_0.pth")
+    data["model"] = {k: v.half() for k, v in data["model"].items() if "enc_q" not in k}  # compress_model.py -hf
+    torch.save(data, base / "G_0.pth")
+    with pytest.raises(TrainError, match=r"G_0\.pth: a release checkpoint .*without the posterior encoder enc_q, so "
+                                         r"fine-tuning is not possible"):
+        run_training(TrainOptions(str(dataset / "config.json"), str(tmp_path / "m2"), num_workers=0, max_steps=1,
+                                  progress=False, base_model=str(base), allow_missing_slm=True))
+    assert not list((tmp_path / "m2").glob("*.pth"))

@@ -43,6 +43,9 @@ def test_sixty_second_clip_ends_with_the_audio(tmp_path):
 
 
 def test_loopback_real_time_every_frame_once_in_order(tmp_path):
+    """Over the real network on the wall clock: every frame arrives once, in order, resampled. No timing
+    assertions here (they would depend on the machine's load): the schedule is checked on the virtual clock in
+    test_sixty_second_clip_ends_with_the_audio."""
     npy, wav, frames = _clip(tmp_path, 1.5, fps=30.0)  # 30 fps source, sent at 60
     got = []
     with LiveLinkReceiver("127.0.0.1", 0) as rx:
@@ -56,7 +59,7 @@ def test_loopback_real_time_every_frame_once_in_order(tmp_path):
                     if done.is_set():
                         return
                     continue
-                got.append((d, __import__("time").perf_counter()))
+                got.append(d)
 
         th = threading.Thread(target=listen)
         th.start()
@@ -65,12 +68,9 @@ def test_loopback_real_time_every_frame_once_in_order(tmp_path):
         done.set()
         th.join(5)
     assert rc == 0
-    frames_rx = [decode_packet(d).frame for d, _ in got]
+    frames_rx = [decode_packet(d).frame for d in got]
     assert [f.frame_number for f in frames_rx] == list(range(90))
     assert all(f.subject == "T" and f.fps == 60 for f in frames_rx)
-    t = np.array([a for _, a in got])
-    assert np.median(np.diff(t)) == pytest.approx(1 / 60, abs=0.003)
-    assert t[-1] - t[0] == pytest.approx(89 / 60, abs=0.05)  # shared CPU: generous
     # resampled 30 -> 60 on frame centres: frame 1 of the 30 fps clip is near packets 2-3
     np.testing.assert_allclose(frames_rx[3].values[:52], np.clip(frames[1], 0, 1)[:52] * 0.75 + frames[2][:52] * 0.25, atol=1e-5)
 

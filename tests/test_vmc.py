@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import checkout_env
 from pythonosc import osc_bundle, osc_server
 from pythonosc.dispatcher import Dispatcher
 
@@ -71,6 +72,29 @@ def receiver():
     server.server_close()
 
 
+@pytest.fixture()
+def virtual_clock(monkeypatch):
+    """Run stream_clip's schedule on ``motion.playback.VirtualClock``: sleeps advance simulated time at once, so
+    the schedule's timing is checked exactly whatever the machine's load. ``clock.sent`` collects
+    ``(frame, simulated send time, due)`` for every frame sent."""
+    import motion.playback as playback
+
+    clock = playback.VirtualClock()
+    clock.sent = []
+    run_schedule = playback.run_schedule
+
+    def run_on_virtual_time(num_frames, fps, send, schedule_clock=None, *args, **kwargs):
+        def send_and_record(i, due):
+            clock.sent.append((i, clock.now(), due))
+            send(i, due)
+
+        return run_schedule(num_frames, fps, send_and_record, schedule_clock, *args, sleep=clock.sleep, **kwargs)
+
+    monkeypatch.setattr(playback, "MonotonicClock", lambda: clock)
+    monkeypatch.setattr(playback, "run_schedule", run_on_virtual_time)
+    return clock
+
+
 def _type_tags(msg_dgram: bytes) -> str:
     """The OSC type tag string (with its comma) of a message datagram."""
     end = msg_dgram.index(b"\0")
@@ -96,6 +120,7 @@ def _wait_for(disp: RecordingDispatcher, n: int) -> None:
 
 
 def test_loopback_body_and_face(receiver, joints):
+    """Content over the real network (paced by the wall clock; its timing is checked on the virtual clock below)."""
     port, disp = receiver
     motion = positions_to_rotations(joints[:16])  # 0.8 s at 20 fps
     fps = 30.0
@@ -128,12 +153,20 @@ def test_loopback_body_and_face(receiver, joints):
         np.testing.assert_allclose([b[2][1] for b in blends], clip.blend_values[i], atol=1e-6)
         assert msgs[-1][2] == []
 
-    arrivals = np.array([a for a, _ in frames])
-    intervals = np.diff(arrivals)
-    print(f"arrival interval median {np.median(intervals) * 1e3:.2f} ms (want {1e3 / fps:.2f})")
-    assert np.median(intervals) == pytest.approx(1.0 / fps, abs=0.004)
-    # Loose on purpose (shared CPU): a wrong rate (20 fps: 1.15 s) or a burst (~0 s) still fails.
-    assert arrivals[-1] - arrivals[0] == pytest.approx((clip.num_frames - 1) / fps, abs=0.15)
+
+def test_schedule_on_the_virtual_clock(receiver, virtual_clock):
+    """One bundle per frame at i / fps (a wrong rate or a burst fails), each carrying its due time."""
+    port, disp = receiver
+    fps = 30.0
+    clip = make_clip(face=_face(24), face_fps=fps, fps=fps)
+    stats = stream_clip(clip, "127.0.0.1", port)
+    assert stats.sent == 24 and [i for i, _, _ in virtual_clock.sent] == list(range(24))
+    sent_at = np.array([t for _, t, _ in virtual_clock.sent])
+    due = np.array([d for _, _, d in virtual_clock.sent])
+    np.testing.assert_allclose(due, np.arange(24) / fps, atol=1e-9)
+    assert (sent_at >= due - 1e-9).all() and (sent_at - due).max() < 1e-3
+    frames = _decode(disp, 24)
+    assert [msgs[1][2][0] for _, msgs in frames] == pytest.approx(list(due), abs=1e-5)
 
 
 def test_fast_encoding_matches_python_osc(joints):
@@ -157,48 +190,60 @@ def test_stream_face_sends_only_the_face(receiver):
         stream_face(np.zeros((5, 52)), 60.0, "127.0.0.1", port)
 
 
-def test_loop_repeats_until_stopped(receiver):
+def test_loop_repeats_until_stopped(receiver, virtual_clock):
     port, disp = receiver
     clip = make_clip(face=_face(4), face_fps=60.0, fps=60.0)
-    stop = threading.Event()
-    timer = threading.Timer(0.2, stop.set)
-    timer.start()
-    stats = stream_clip(clip, "127.0.0.1", port, loop=True, stop=stop)
+
+    class StopAfter(threading.Event):  # set 0.2 s into the (virtual) stream
+        def is_set(self):
+            return virtual_clock.now() >= 0.2
+
+    stats = stream_clip(clip, "127.0.0.1", port, loop=True, stop=StopAfter())
     frames = _decode(disp, stats.sent)
-    assert stats.sent >= 8 and len(frames) == stats.sent  # more than one pass of 4 frames
+    assert 12 <= stats.sent <= 13 and len(frames) == stats.sent  # 0.2 s at 60 fps: three passes of 4 frames
+    assert virtual_clock.now() == pytest.approx(0.2, abs=1e-3)
     times = [msgs[1][2][0] for _, msgs in frames]
     np.testing.assert_allclose(times, np.arange(len(times)) / 60.0, atol=1e-5)  # time keeps running across passes
 
 
-def test_audio_clock_drives_the_schedule(receiver, monkeypatch):
-    """With audio, frames follow the player's clock (a stand-in for the sound card here)."""
+def test_audio_clock_drives_the_schedule(receiver, virtual_clock, monkeypatch):
+    """With audio, frames follow the player's clock (a stand-in for the sound card, on the virtual clock)."""
     import motion.playback
+
+    clock = virtual_clock
 
     class FakePlayer:
         def __init__(self, audio, sample_rate, device=None):
-            self.finished = threading.Event()
             self.duration = len(audio) / sample_rate
+            player = self
+
+            class Finished:  # the stream's end-of-audio event
+                def wait(self, timeout):
+                    clock.sleep(timeout)
+                    return player.now() >= player.duration
+
+            self.finished = Finished()
 
         def __enter__(self):
-            self._t0 = time.perf_counter() + 0.15  # the first sample is heard 150 ms from now
-            threading.Timer(0.15 + self.duration, self.finished.set).start()
+            self._t0 = clock.now() + 0.15  # the first sample is heard 150 ms from now
             return self
 
         def __exit__(self, *exc):
             pass
 
         def now(self):
-            return time.perf_counter() - self._t0
+            return clock.now() - self._t0
 
     monkeypatch.setattr(motion.playback, "AudioPlayer", FakePlayer)
     port, disp = receiver
     clip = make_clip(face=_face(6), face_fps=30.0, fps=30.0)
-    t0 = time.perf_counter()
     stats = stream_clip(clip, "127.0.0.1", port, audio=np.zeros(4800, np.float32), sample_rate=24000)
     frames = _decode(disp, 6)
     assert stats.sent == len(frames) == 6
-    assert frames[0][0] - t0 >= 0.14  # waited for the audio clock's frame 0
-    assert time.perf_counter() - t0 >= 0.15 + 0.2 - 0.01  # and for the audio (0.2 s) to finish
+    sent_at = np.array([t for _, t, _ in clock.sent])
+    # frame i at the audio clock's i / fps: frame 0 waits for the first heard sample (150 ms)
+    np.testing.assert_allclose(sent_at, 0.15 + np.arange(6) / 30.0, atol=1e-3)
+    assert clock.now() >= 0.15 + 0.2  # and stream_clip returned only once the audio (0.2 s) finished
     with pytest.raises(ValueError, match="loop"):
         stream_clip(clip, "127.0.0.1", port, audio=np.zeros(10, np.float32), sample_rate=24000, loop=True)
 
@@ -320,6 +365,6 @@ def test_cli_bad_face_and_no_input(tmp_path, capsys):
 def test_script_runs_without_traceback(tmp_path, repo_root):
     np.save(tmp_path / "bad.npy", np.zeros((3, 3)))
     proc = subprocess.run([sys.executable, str(repo_root / "motion" / "vmc_cli.py"), str(tmp_path / "bad.npy")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=checkout_env())
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "error:" in proc.stderr

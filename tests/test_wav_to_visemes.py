@@ -26,7 +26,7 @@ def speech():
 
 
 def test_default_head_is_shipped_and_small():
-    assert DEFAULT_HEAD.is_file(), "motion/assets/default_mel_head.pth must be in the repository"
+    assert DEFAULT_HEAD.is_file(), "motion/face/assets/default_mel_head.pth must be in the repository"
     assert DEFAULT_HEAD.stat().st_size < 5e6
     model = ExpressionModel.load()
     assert model.kind == "mel" and model.checkpoint["training"]["script"] == "scripts/train_default_head.py"

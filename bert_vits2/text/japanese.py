@@ -64,12 +64,23 @@ _MORA_END = frozenset("aiueoAIUEO") | {"N", "cl"}
 
 @functools.lru_cache(maxsize=1)
 def _pyopenjtalk():
-    """Import pyopenjtalk-plus on first use (it prints an onnxruntime notice on import)."""
+    """Import pyopenjtalk-plus on first use (it prints an onnxruntime notice on import).
+
+    pyopenjtalk-plus guesses the reading of a standalone 何 (ナニ/ナン) with an ONNX model, but only when onnxruntime
+    happens to be installed; without it every standalone 何 reads ナニ. v2.3 checkpoints learned the latter, and the
+    output must not depend on which other packages are installed, so the guess is fixed to ナニ (the model's class 0).
+    """
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         import pyopenjtalk
     if buf.getvalue().strip():
         logger.debug("pyopenjtalk: %s", buf.getvalue().strip())
+    try:  # the state pyopenjtalk-plus is in when onnxruntime is absent: its predictor then always answers ナニ
+        from pyopenjtalk.yomi_model import nani_predict
+
+        nani_predict.enc_session = nani_predict.model_session = None
+    except ImportError:  # another pyopenjtalk build without the predictor
+        pass
     return pyopenjtalk
 
 

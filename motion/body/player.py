@@ -16,32 +16,26 @@ log = logging.getLogger("vmc_cli")
 BODY_NPY_HELP = "MotionGPT / HumanML3D joint positions .npy ([1, T, 22, 3] or [T, 22, 3], metres, 20 fps)"
 
 
+def _parse_damping(items: list) -> dict[str, float]:
+    """``--damping`` values: (bone, factor) pairs from :func:`motion.cli.bone_factor`, or ``BONE=FACTOR`` strings."""
+    from motion.cli import bone_factor
 
-
-
-
-
-
-def _parse_damping(items: list[str]) -> dict[str, float]:
     out = {}
     for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise ValueError(f"--damping {item!r}: expected BONE=FACTOR, e.g. LeftUpperArm=0.8") from None
-        if not sep:
-            raise ValueError(f"--damping {item!r}: expected BONE=FACTOR, e.g. LeftUpperArm=0.8")
+        if isinstance(item, str):
+            try:
+                item = bone_factor(item)
+            except argparse.ArgumentTypeError as err:
+                raise ValueError(f"--damping {err}") from None
+        name, factor = item
+        out[name] = float(factor)
     return out
 
 
 def load_npy(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable .npy array ({err})") from err
+    from motion.cli import load_npy as load_checked
+
+    return load_checked(path)
 
 
 def load_body(args: argparse.Namespace):
@@ -101,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.fps <= 0:
         raise ValueError(f"--fps must be positive, got {args.fps}")
+    from motion.cli import refuse_overwriting_inputs
+
+    inputs = [(f"motion file {p.name}", p) for p in args.inputs] + [
+        ("--face", args.face), ("--wav", args.wav), ("--a2p-map", args.a2p_map)]
+    refuse_overwriting_inputs("--bvh", args.bvh, inputs)
+    refuse_overwriting_inputs("--dry-run", args.dry_run, inputs + [("--bvh", args.bvh)])
     body = load_body(args)
     face = load_face(args)
     if body is None and face is None:

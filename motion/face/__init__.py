@@ -1,5 +1,6 @@
 """Faces from speech: audio features (``features``), the z head and mel CRNN (``heads``), loading trained heads
-(``model``), rule-based lip-sync (``lipsync``), post-processing (``postprocess``), training data (``prepare``,
+(``model``), rule-based lip-sync (``lipsync``), the alive layer (``alive``: blinks, brows, nods, idle head/eye motion),
+the 2D face and MP4 export (``render``), post-processing (``postprocess``), training data (``prepare``,
 ``synth_data``) and training (``train``), result files (``outputs``) — and the one speech → face API (``api``):
 ``FaceMaker``. Names are imported lazily so that ``import motion.face`` loads nothing heavy."""
 
@@ -13,6 +14,8 @@ _LAZY = {
     "ExpressionModel": "motion.face.model", "HeadLoadError": "motion.face.model",
     "new_request_dir": "motion.face.outputs", "write_outputs": "motion.face.outputs",
     "write_curve_files": "motion.face.outputs", "plot_curves": "motion.face.outputs",
+    "AliveOptions": "motion.face.alive", "make_alive": "motion.face.alive",
+    "draw_face": "motion.face.render", "render_video": "motion.face.render",
 }
 
 __all__ = sorted(_LAZY)

@@ -44,7 +44,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 #: the head turns no faster than this (degrees per second): smooth at any frame rate
 MAX_HEAD_DEG_PER_S = 30.0
-_ANALYSIS_SR = 16000
+_ANALYSIS_SR = 8000
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class AliveOptions:
     head: bool = True
     eyes: bool = True
     blinks_per_minute: float = 17.0
-    head_deg: float = 3.0  # idle yaw amplitude (pitch and roll about half)
+    head_deg: float = 2.5  # idle yaw amplitude (pitch and roll about half)
     nod_deg: float = 2.5  # nod on the strongest accent
     brow_raise: float = 0.35  # BrowInnerUp on the strongest accent
 
@@ -72,11 +72,14 @@ class SpeechTrack:
     accent: np.ndarray  # [T] >= 0: how strongly this frame is an accent peak region
 
 
-def _frame_windows(audio: np.ndarray, n: int, fps: float, win: int) -> np.ndarray:
-    centres = ((np.arange(n) + 0.5) / fps * _ANALYSIS_SR).astype(np.int64)
+def _block_windows(audio: np.ndarray, lo: int, hi: int, fps: float, win: int) -> np.ndarray:
+    """``win`` samples around the centres of face frames ``lo..hi`` (zeros outside the audio)."""
+    centres = ((np.arange(lo, hi) + 0.5) / fps * _ANALYSIS_SR).astype(np.int64)
     idx = centres[:, None] + np.arange(-win // 2, win // 2)[None, :]
-    padded = np.concatenate([np.zeros(win, np.float32), audio, np.zeros(win, np.float32)])
-    return padded[np.clip(idx + win, 0, len(padded) - 1)]
+    out = np.zeros(idx.shape, np.float32)
+    ok = (idx >= 0) & (idx < len(audio))
+    out[ok] = audio[idx[ok]]
+    return out
 
 
 def _pitch(frames: np.ndarray, fmin: float = 70.0, fmax: float = 450.0) -> np.ndarray:
@@ -124,9 +127,14 @@ def speech_track(audio: np.ndarray | None, sample_rate: int, num_frames: int, fp
 
         a = soxr.resample(a, int(sample_rate), _ANALYSIS_SR, quality="LQ").astype(np.float32)
     win = max(2, int(round(2 * _ANALYSIS_SR / fps)) // 2 * 2)  # two face frames
-    frames = _frame_windows(a, n, fps, max(win, 640))
-    energy_db = 10 * np.log10(np.mean(frames[:, frames.shape[1] // 2 - win // 2: frames.shape[1] // 2 + win // 2] ** 2,
-                                      axis=1) + 1e-10)
+    long_win = max(win, int(0.04 * _ANALYSIS_SR) // 2 * 2)  # 40 ms for the pitch
+    energy_db, f0 = np.empty(n), np.empty(n)
+    for lo in range(0, n, 2048):  # in blocks: long audio never needs one huge window matrix
+        hi = min(n, lo + 2048)
+        frames = _block_windows(a, lo, hi, fps, long_win)
+        mid = frames.shape[1] // 2
+        energy_db[lo:hi] = 10 * np.log10(np.mean(frames[:, mid - win // 2: mid + win // 2] ** 2, axis=1) + 1e-10)
+        f0[lo:hi] = _pitch(frames)
     peak = float(np.percentile(energy_db, 98))
     floor = float(np.percentile(energy_db, 5))
     thr = max(peak - 35.0, floor + 10.0)
@@ -138,7 +146,6 @@ def speech_track(audio: np.ndarray | None, sample_rate: int, num_frames: int, fp
     for s, e in _runs(speech):
         if e - s < 0.05 * fps:
             speech[s:e] = False
-    f0 = _pitch(frames)
     f0[~speech] = np.nan
     # accents: level above its 1 s moving average, plus pitch above the speaker's median (in semitones)
     level = np.where(speech, energy_db, thr)
@@ -153,16 +160,18 @@ def speech_track(audio: np.ndarray | None, sample_rate: int, num_frames: int, fp
 
 
 def predicted_groups(frames: np.ndarray, shape_range: float = 0.08, rotation_deg: float = 0.5) -> set[str]:
-    """The groups the source already moves (range between 1st and 99th percentile above a small threshold)."""
-    out = set()
+    """The groups the source already moves: a shape rising ``shape_range`` above its median (a blink or a brow raise,
+    however brief), or a rotation spanning ``rotation_deg``."""
+    out: set[str] = set()
     if len(frames) == 0:
         return out
-    lo, hi = np.percentile(frames, [1, 99], axis=0)
+    f = np.asarray(frames, dtype=np.float64)
+    rise = f.max(axis=0) - np.median(f, axis=0)
+    span = f.max(axis=0) - f.min(axis=0)
     for group, names in GROUPS.items():
         for name in names:
             i = INDEX[name]
-            limit = rotation_deg / 180.0 if i >= 52 else shape_range
-            if hi[i] - lo[i] > limit:
+            if (span[i] > rotation_deg / 180.0) if i >= 52 else (rise[i] > shape_range):
                 out.add(group)
                 break
     return out
@@ -264,10 +273,12 @@ def _limit_rate(x: np.ndarray, max_step: float) -> np.ndarray:
 
 def make_alive(frames: np.ndarray, fps: float, audio: np.ndarray | None = None, sample_rate: int = 44100,
                options: AliveOptions | None = None, keep: set[str] | None = None) -> np.ndarray:
-    """``frames`` ``[T, 61]`` with blinks, brows, nods and idle head/eye motion added where the source is flat.
+    """``frames`` ``[T, 61]`` with blinks, brows, nods and idle head/eye motion where the source is flat.
 
     ``audio`` (any rate, covering the frames' time span) drives pauses and accents; without it only the idle motion
-    and evenly spread blinks are added. ``keep``: groups never to touch (default: the ones the source predicts)."""
+    and evenly spread blinks are added. ``keep``: groups never to touch (default: the ones the source predicts; pass
+    an empty set for a source known not to predict any, e.g. the shipped default head, whose rotations are small
+    noise around 0). A filled group becomes the source's median (its resting value) plus the added motion."""
     opts = options or AliveOptions()
     out = np.array(frames, dtype=np.float32, copy=True)
     if out.ndim != 2 or out.shape[1] != NUM_VALUES:
@@ -279,6 +290,11 @@ def make_alive(frames: np.ndarray, fps: float, audio: np.ndarray | None = None, 
     if keep:
         log.debug("alive: the source predicts %s; kept", sorted(keep))
     track = speech_track(audio, sample_rate, n, fps)
+    fill = [g for g, on in (("blinks", opts.blinks), ("brows", opts.brows), ("head", opts.head), ("eyes", opts.eyes))
+            if on and g not in keep]
+    for group in fill:
+        idx = [INDEX[name] for name in GROUPS[group]]
+        out[:, idx] = np.median(out[:, idx], axis=0, keepdims=True)
     # one generator per group so switching one off never changes the others
     seeds = np.random.SeedSequence(int(opts.seed)).spawn(4)
     rng_blink, rng_brow, rng_head, rng_eye = (np.random.default_rng(s) for s in seeds)

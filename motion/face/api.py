@@ -54,10 +54,12 @@ class PostOptions:
     mirror: bool = False
     zero_rotations: bool = False
     delay_s: float = 0.0  # shift the curves later (positive) or earlier (negative) than the audio
+    alive: bool = False  # the alive layer (motion.face.alive) was applied
+    seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"blink": self.blink, "mirror": self.mirror, "zero_rotations": self.zero_rotations,
-                "delay_s": self.delay_s}
+                "delay_s": self.delay_s, "alive": self.alive, "seed": self.seed}
 
 
 def rule_based_face(result: Any, fps: float = FACE_FPS) -> np.ndarray:
@@ -137,7 +139,7 @@ class FaceMaker:
 
     @property
     def post(self) -> PostOptions:
-        return PostOptions(self.blink, self.mirror, self.zero_rotations, self.delay_s)
+        return PostOptions(self.blink, self.mirror, self.zero_rotations, self.delay_s, self.alive, int(self.seed))
 
     def default_model(self) -> Any:
         """The shipped default mel head (loaded once), or None when disabled or missing."""
@@ -164,7 +166,9 @@ class FaceMaker:
     # --- faces --------------------------------------------------------------------------------------------------
 
     def _finish(self, frames: np.ndarray, src_fps: float, duration_s: float, source: str,
-                audio: np.ndarray | None = None, sample_rate: int = TTS_SAMPLE_RATE) -> FaceResult:
+                audio: np.ndarray | None = None, sample_rate: int = TTS_SAMPLE_RATE, trained: bool = False) -> FaceResult:
+        """Resample to the output grid, add the alive layer (a trained head keeps the groups it predicts; the default
+        head and the rules predict none), delay, post-process."""
         from motion.face.postprocess import postprocess, shift_frames
 
         n = num_frames_for(duration_s, self.fps)
@@ -173,7 +177,8 @@ class FaceMaker:
         if self.alive:
             from motion.face.alive import AliveOptions, make_alive
 
-            frames = make_alive(frames, self.fps, audio, sample_rate, AliveOptions(seed=int(self.seed), blinks=self.blink))
+            frames = make_alive(frames, self.fps, audio, sample_rate, AliveOptions(seed=int(self.seed), blinks=self.blink),
+                                keep=None if trained else set())
         frames = shift_frames(frames, self.delay_s, self.fps)
         frames = postprocess(frames, self.fps, blink=self.blink and not self.alive, do_mirror=self.mirror,
                              zero_rotations=self.zero_rotations)
@@ -200,13 +205,14 @@ class FaceMaker:
                 if b > a:
                     raw[a:b] = self._predict(self.model, z[:, a:b])
             face = self._finish(raw, result.z_fps, result.duration_s, f"trained z head ({self.head_path.name})",
-                                result.audio, result.sample_rate)
+                                result.audio, result.sample_rate, trained=True)
         else:
             mel = self._mel_model()
             if mel is not None:
                 model, label = mel
                 raw = self._mel_raw(model, _to_tts_rate(result.audio, result.sample_rate))
-                face = self._finish(raw, FEATURE_FPS, result.duration_s, label, result.audio, result.sample_rate)
+                face = self._finish(raw, FEATURE_FPS, result.duration_s, label, result.audio, result.sample_rate,
+                                    trained=model is self.model)
             else:
                 face = self._finish(rule_based_face(result, self.fps), self.fps, result.duration_s,
                                     "rule-based lip-sync from phone durations", result.audio, result.sample_rate)
@@ -228,7 +234,8 @@ class FaceMaker:
                                     "checkpoint the head was trained on")
                 raw = self._predict(self.model, enc.encode(audio44))
                 return self._finish(raw, FEATURE_FPS, duration,
-                                    f"trained z head on the voice's posterior encoder ({self.head_path.name})", audio44)
+                                    f"trained z head on the voice's posterior encoder ({self.head_path.name})", audio44,
+                                    trained=True)
         mel = self._mel_model()
         if mel is None:
             if self.head_kind == "z":
@@ -236,7 +243,8 @@ class FaceMaker:
                                 "checkpoint + config, or an exported post_enc.pth)")
             raise FaceError("no head to read audio with: the default head is switched off and no --head was given")
         model, label = mel
-        return self._finish(self._mel_raw(model, audio44), FEATURE_FPS, duration, label, audio44)
+        return self._finish(self._mel_raw(model, audio44), FEATURE_FPS, duration, label, audio44,
+                            trained=model is self.model)
 
     def for_file(self, path: str | os.PathLike) -> tuple[FaceResult, np.ndarray]:
         """Read any audio/video file (mono 44.1 kHz) and make its face; returns ``(face, audio)``."""

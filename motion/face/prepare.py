@@ -185,6 +185,75 @@ class PrepareReport:
     val: list[str]
 
 
+def _prepare_take(stem: Path, *, mel: bool, n_mels: int, posterior, sample_z: bool, z_seed: int | None) -> PreparedTake | None:
+    """Load one take: its face on the 60 fps grid over the audio's span, the audio envelope, and the feature files
+    (log-mel and/or z, written beside the take). None (with a warning) when too few face frames were measured."""
+    from motion.face.features import load_tts_audio, log_mel
+    from motion.livelink.take import load_take
+
+    take = load_take(stem, load_audio=False)
+    audio = load_tts_audio(stem.with_name(stem.name + ".wav"))
+    sr = 44100
+    duration = len(audio) / sr
+    frames, measured = take.on_grid(GRID_FPS, duration)
+    if measured.sum() < 10:
+        log.warning("%s: fewer than 10 face frames on the audio's time span; skipped", stem)
+        return None
+    env = audio_envelope(audio, sr, frames.shape[0])
+    p = PreparedTake(stem, duration, frames, measured, env, gaps=int(sum(g[1] for g in take.gaps())))
+    if mel:
+        path = stem.with_name(stem.name + MEL_SUFFIX)
+        _save_npy_atomic(path, log_mel(audio, n_mels))
+        p.paths["mel"] = str(path)
+    if posterior is not None:
+        path = stem.with_name(stem.name + Z_SUFFIX)
+        _save_npy_atomic(path, posterior.encode(audio, sample=sample_z, seed=z_seed))
+        p.paths["z"] = str(path)
+    return p
+
+
+def _estimate_offsets(prepared: list[PreparedTake], max_offset_s: float) -> float | None:
+    """Set each take's own offset estimate (a diagnostic) and return the overall one in seconds (None: no peak):
+    the peak of the audio-envelope / mouth-opening correlation pooled over all takes, weighted by frame counts."""
+    max_lag = int(round(max_offset_s * GRID_FPS))
+    total_r = np.zeros(2 * max_lag + 1)
+    total_w = np.zeros(2 * max_lag + 1)
+    for p in prepared:
+        r, counts = lag_correlations(p.envelope, mouth_opening(p.frames), p.measured, max_lag)
+        lag = peak_lag(r, max_lag)
+        p.offset_s = None if lag is None else lag / GRID_FPS
+        ok = np.isfinite(r)
+        total_r[ok] += r[ok] * counts[ok]
+        total_w[ok] += counts[ok]
+        log.info("%s: offset %s", p.stem.name, "n/a" if lag is None else f"{lag / GRID_FPS * 1000:.1f} ms")
+    overall = peak_lag(np.where(total_w > 0, total_r / np.maximum(total_w, 1), np.nan), max_lag)
+    return None if overall is None else overall / GRID_FPS
+
+
+def _write_face_labels(prepared: list[PreparedTake], offset_s: float) -> None:
+    """``<take>.face.npz`` for every take: the face shifted by ``offset_s`` with its validity mask."""
+    for p in prepared:
+        shifted, valid = shift_face(p.frames, p.measured, offset_s)
+        path = p.stem.with_name(p.stem.name + FACE_SUFFIX)
+        _save_npz_atomic(path, frames=shifted, valid=valid, fps=np.float32(GRID_FPS), offset_s=np.float32(offset_s))
+        p.paths["face"] = str(path)
+
+
+def _write_filelists(prepared: list[PreparedTake], filelist_dir: Path, train: list[str], val: list[str],
+                     summary: dict) -> None:
+    """train/val ``z|face|mel`` lists and ``visemes_prepare.json`` (``summary`` plus the per-take diagnostics)."""
+    by_name = {str(p.stem): p for p in prepared}
+
+    def line(name: str) -> str:
+        q = by_name[name].paths
+        return f"{q.get('z', '')}|{q['face']}|{q.get('mel', '')}"
+
+    _write_text_atomic(filelist_dir / "train_visemes.list", "".join(line(n) + "\n" for n in train))
+    _write_text_atomic(filelist_dir / "val_visemes.list", "".join(line(n) + "\n" for n in val))
+    takes = {p.stem.name: {"offset_s": p.offset_s, "gaps": p.gaps, "duration_s": round(p.duration_s, 3)} for p in prepared}
+    _write_text_atomic(filelist_dir / "visemes_prepare.json", json.dumps({**summary, "takes": takes}, indent=1))
+
+
 def prepare(
     records: str | os.PathLike = "records",
     filelist_dir: str | os.PathLike = "filelists",
@@ -202,9 +271,6 @@ def prepare(
 ) -> PrepareReport:
     """Prepare every take in ``records`` (see the module docstring); ``posterior`` (a ``features.PosteriorEncoder``)
     enables z. Returns the offsets found and the split; filelists go to ``filelist_dir``."""
-    from motion.face.features import load_tts_audio, log_mel
-    from motion.livelink.take import load_take
-
     stems = list(takes) if takes is not None else find_takes(records)
     if not stems:
         raise PrepareError(f"{records}: no complete takes (<take>.wav + .npy + .json); record some with motion/record.py")
@@ -214,76 +280,29 @@ def prepare(
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         tqdm = None
-    it = tqdm(stems, desc="takes", disable=not progress) if tqdm else stems
     prepared: list[PreparedTake] = []
-    for stem in it:
-        take = load_take(stem, load_audio=False)
-        audio = load_tts_audio(stem.with_name(stem.name + ".wav"))
-        sr = 44100
-        duration = len(audio) / sr
-        frames, measured = take.on_grid(GRID_FPS, duration)
-        if measured.sum() < 10:
-            log.warning("%s: fewer than 10 face frames on the audio's time span; skipped", stem)
-            continue
-        env = audio_envelope(audio, sr, frames.shape[0])
-        p = PreparedTake(stem, duration, frames, measured, env, gaps=int(sum(g[1] for g in take.gaps())))
-        if mel:
-            path = stem.with_name(stem.name + MEL_SUFFIX)
-            _save_npy_atomic(path, log_mel(audio, n_mels))
-            p.paths["mel"] = str(path)
-        if posterior is not None:
-            path = stem.with_name(stem.name + Z_SUFFIX)
-            seed_i = (seed * 1000003 + len(prepared)) % (2**31) if sample_z else None
-            _save_npy_atomic(path, posterior.encode(audio, sample=sample_z, seed=seed_i))
-            p.paths["z"] = str(path)
-        prepared.append(p)
+    for stem in tqdm(stems, desc="takes", disable=not progress) if tqdm else stems:
+        z_seed = (seed * 1000003 + len(prepared)) % (2**31) if sample_z else None
+        p = _prepare_take(stem, mel=mel, n_mels=n_mels, posterior=posterior, sample_z=sample_z, z_seed=z_seed)
+        if p is not None:
+            prepared.append(p)
     if not prepared:
         raise PrepareError("no take had usable face frames")
 
-    max_lag = int(round(max_offset_s * GRID_FPS))
-    total_r = np.zeros(2 * max_lag + 1)
-    total_w = np.zeros(2 * max_lag + 1)
-    for p in prepared:
-        r, counts = lag_correlations(p.envelope, mouth_opening(p.frames), p.measured, max_lag)
-        lag = peak_lag(r, max_lag)
-        p.offset_s = None if lag is None else lag / GRID_FPS
-        ok = np.isfinite(r)
-        total_r[ok] += r[ok] * counts[ok]
-        total_w[ok] += counts[ok]
-        log.info("%s: offset %s", p.stem.name, "n/a" if lag is None else f"{lag / GRID_FPS * 1000:.1f} ms")
-    overall = peak_lag(np.where(total_w > 0, total_r / np.maximum(total_w, 1), np.nan), max_lag)
+    overall = _estimate_offsets(prepared, max_offset_s)
     if offset_ms is not None:
         offset_s, source = float(offset_ms) / 1000.0, "manual"
     elif overall is not None:
-        offset_s, source = overall / GRID_FPS, "estimated"
+        offset_s, source = overall, "estimated"
     else:
         offset_s, source = 0.0, "none"
+    _write_face_labels(prepared, offset_s)
 
-    for p in prepared:
-        shifted, valid = shift_face(p.frames, p.measured, offset_s)
-        path = p.stem.with_name(p.stem.name + FACE_SUFFIX)
-        _save_npz_atomic(path, frames=shifted, valid=valid, fps=np.float32(GRID_FPS), offset_s=np.float32(offset_s))
-        p.paths["face"] = str(path)
-
-    names = [str(p.stem) for p in prepared]
-    train, val = split_takes(names, val_size, seed)
-    by_name = {str(p.stem): p for p in prepared}
-
-    def line(name: str) -> str:
-        q = by_name[name].paths
-        return f"{q.get('z', '')}|{q['face']}|{q.get('mel', '')}"
-
-    fl = Path(filelist_dir)
-    _write_text_atomic(fl / "train_visemes.list", "".join(line(n) + "\n" for n in train))
-    _write_text_atomic(fl / "val_visemes.list", "".join(line(n) + "\n" for n in val))
-    _write_text_atomic(
-        fl / "visemes_prepare.json",
-        json.dumps({
-            "offset_s": offset_s, "offset_source": source, "fps": GRID_FPS, "n_mels": n_mels if mel else None,
-            "z": posterior is not None, "sample_z": sample_z,
-            "takes": {p.stem.name: {"offset_s": p.offset_s, "gaps": p.gaps, "duration_s": round(p.duration_s, 3)} for p in prepared},
-        }, indent=1),
-    )
+    train, val = split_takes([str(p.stem) for p in prepared], val_size, seed)
+    _write_filelists(prepared, Path(filelist_dir), train, val, {
+        "offset_s": offset_s, "offset_source": source, "fps": GRID_FPS, "n_mels": n_mels if mel else None,
+        "z": posterior is not None, "sample_z": sample_z,
+    })
     return PrepareReport(prepared, offset_s, source, train, val)
 
 

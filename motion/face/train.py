@@ -234,6 +234,143 @@ class TrainResult:
     stopped: str = ""
 
 
+@dataclass
+class _RunState:
+    """What a training run carries from epoch to epoch, and what its checkpoints store besides the weights."""
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    config: dict[str, Any]
+    feature: dict[str, Any]
+    offset_s: float | None
+    start_epoch: int = 1
+    step: int = 0
+    best_val: float = float("inf")
+    bad_evals: int = 0
+
+
+def _make_optimizer(model: torch.nn.Module, lr: float, options: TrainOptions) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=options.betas, eps=options.eps, weight_decay=options.weight_decay)
+
+
+def _setup_or_resume(config: dict[str, Any], lr: float, model_dir: Path, options: TrainOptions,
+                     feature: dict[str, Any], offset_s: float | None) -> _RunState:
+    """A fresh head of ``config`` and its optimizer; with ``options.resume``, the newest ``V_*.pth`` restored."""
+    model = build_head(config)
+    state = _RunState(model, _make_optimizer(model, lr, options), config, feature, offset_s)
+    latest = latest_head_checkpoint(model_dir) if options.resume else None
+    if latest is None:
+        return state
+    ckpt = torch.load(latest, map_location="cpu", weights_only=True)
+    if ckpt.get("head_config", {}).get("type") != config["type"]:
+        raise TrainError(f"{latest}: holds a {ckpt.get('head_config', {}).get('type')} head but a {config['type']} "
+                         "head was asked for; use another -m folder or pass --no-resume")
+    model = build_head(ckpt["head_config"])
+    model.load_state_dict(ckpt["model"])
+    state.model, state.opt = model, _make_optimizer(model, lr, options)
+    try:
+        state.opt.load_state_dict(ckpt["optimizer"])
+    except (ValueError, KeyError) as err:
+        log.warning("%s: optimizer state not restored (%s)", latest, err)
+    state.start_epoch = int(ckpt["epoch"]) + 1
+    state.step = int(ckpt.get("step", 0))
+    state.best_val = float(ckpt.get("best_val", float("inf")))
+    state.bad_evals = int(ckpt.get("bad_evals", 0))
+    log.info("resuming from %s (epoch %d, step %d)", latest, state.start_epoch - 1, state.step)
+    return state
+
+
+def _open_tensorboard(model_dir: Path, options: TrainOptions):
+    """A SummaryWriter on ``model_dir/eval_visemes``, or None (off, or TensorBoard unavailable)."""
+    if not options.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(model_dir / "eval_visemes"))
+    except Exception as err:  # noqa: BLE001 - TensorBoard is optional
+        log.warning("TensorBoard logging off (%s)", err)
+        return None
+
+
+def _progress_bar(epochs: range, progress: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return epochs
+    return tqdm(epochs, desc="visemes", disable=not progress)
+
+
+def _train_one_epoch(state: _RunState, clips: Sequence[Clip], options: TrainOptions, weights: torch.Tensor,
+                     rng: np.random.Generator) -> float:
+    """One pass over the shuffled clips in batches of random crops; returns the mean batch loss."""
+    model, opt = state.model, state.opt
+    model.train()
+    n_batches = max(1, math.ceil(len(clips) / options.batch_size))
+    order = rng.permutation(len(clips))
+    total = 0.0
+    for bi in range(n_batches):
+        idx = order[bi * options.batch_size:(bi + 1) * options.batch_size]
+        if len(idx) == 0:
+            continue
+        batch = collate([_crop(clips[i], options.crop_s, rng) for i in idx])
+        x = batch["x"]
+        if options.feature_noise > 0:
+            x = x + options.feature_noise * torch.randn_like(x) * lengths_mask(batch["lengths"], x.shape[0], x.shape[2])[:, None]
+        out = model(x, batch["lengths"])
+        pred = sample_predictions(out, batch["pos"], batch["lengths"])
+        loss = masked_loss(pred, batch["y"], batch["mask"], weights, options.velocity_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if options.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+        opt.step()
+        state.step += 1
+        total += float(loss.detach())
+    return total / n_batches
+
+
+def _save_head_checkpoint(state: _RunState, epoch: int, path: Path, metrics: dict[str, Any] | None = None) -> None:
+    atomic_torch_save({
+        "model": state.model.state_dict(), "head_config": dict(state.model.config), "optimizer": state.opt.state_dict(),
+        "step": state.step, "epoch": epoch, "learning_rate": float(state.opt.param_groups[0]["lr"]),
+        "best_val": state.best_val, "bad_evals": state.bad_evals, "feature": dict(state.feature),
+        "offset_s": state.offset_s, "names": list(NAMES),
+        "val_metrics": None if metrics is None else {"loss": metrics["loss"], "r": metrics["r"], "mae": metrics["mae"]},
+    }, path)
+
+
+def _log_metrics(writer, metrics: dict[str, Any], step: int) -> None:
+    if writer is None:
+        return
+    writer.add_scalar("val/loss", metrics["loss"], step)
+    writer.add_scalar("val/mouth_mae", metrics.get("mouth_mae", float("nan")), step)
+    for name in EVAL_NAMES:
+        if np.isfinite(metrics["r"].get(name, float("nan"))):
+            writer.add_scalar(f"val_r/{name}", metrics["r"][name], step)
+
+
+def _evaluate_and_checkpoint(state: _RunState, epoch: int, eval_clips: Sequence[Clip], weights: torch.Tensor,
+                             model_dir: Path, options: TrainOptions, writer, result: TrainResult) -> None:
+    """Evaluate; save ``V_best.pth`` when the loss improved (else count a bad evaluation), always ``V_{epoch}.pth``
+    (pruning old ones); record the metrics in ``result``."""
+    metrics = evaluate(state.model, eval_clips, weights)
+    result.history.append({"epoch": epoch, "step": state.step, "val_loss": metrics["loss"], "mouth_mae": metrics.get("mouth_mae")})
+    _log_metrics(writer, metrics, state.step)
+    if metrics["loss"] < state.best_val - 1e-7:
+        state.best_val, state.bad_evals = metrics["loss"], 0
+        best_path = model_dir / "V_best.pth"
+        _save_head_checkpoint(state, epoch, best_path, metrics)
+        result.best_path = best_path
+    else:
+        state.bad_evals += 1
+    _save_head_checkpoint(state, epoch, model_dir / f"V_{epoch}.pth", metrics)
+    _prune(model_dir, options.keep_checkpoints)
+    log.info("epoch %d: val loss %.5f (best %.5f), mouth MAE %.4f, r JawOpen %.3f", epoch, metrics["loss"],
+             state.best_val, metrics.get("mouth_mae", float("nan")), metrics["r"].get("JawOpen", float("nan")))
+    result.final_metrics = metrics
+
+
 def train_head(
     train_clips: Sequence[Clip],
     val_clips: Sequence[Clip],
@@ -254,121 +391,37 @@ def train_head(
         torch.set_num_threads(options.num_threads)
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
-    channels = train_clips[0].features.shape[0]
     config = dict(config)
-    config["n_mels" if config.get("type") == "mel" else "in_channels"] = channels
-    model = build_head(config)
+    config["n_mels" if config.get("type") == "mel" else "in_channels"] = train_clips[0].features.shape[0]
     lr = options.learning_rate or (1e-3 if config["type"] == "mel" else 2e-4)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=options.betas, eps=options.eps, weight_decay=options.weight_decay)
+    feature = dict(feature_info or {"kind": config["type"], "fps": FEATURE_FPS})
+    state = _setup_or_resume(config, lr, model_dir, options, feature, offset_s)
     weights = channel_weights(options.head_weight, options.eye_weight)
-    start_epoch, step, best_val, bad_evals = 1, 0, float("inf"), 0
-    latest = latest_head_checkpoint(model_dir) if options.resume else None
-    if latest is not None:
-        ckpt = torch.load(latest, map_location="cpu", weights_only=True)
-        if ckpt.get("head_config", {}).get("type") != config["type"]:
-            raise TrainError(f"{latest}: holds a {ckpt.get('head_config', {}).get('type')} head but a {config['type']} "
-                             "head was asked for; use another -m folder or pass --no-resume")
-        model = build_head(ckpt["head_config"])
-        model.load_state_dict(ckpt["model"])
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=options.betas, eps=options.eps, weight_decay=options.weight_decay)
-        try:
-            opt.load_state_dict(ckpt["optimizer"])
-        except (ValueError, KeyError) as err:
-            log.warning("%s: optimizer state not restored (%s)", latest, err)
-        start_epoch = int(ckpt["epoch"]) + 1
-        step = int(ckpt.get("step", 0))
-        best_val = float(ckpt.get("best_val", float("inf")))
-        bad_evals = int(ckpt.get("bad_evals", 0))
-        log.info("resuming from %s (epoch %d, step %d)", latest, start_epoch - 1, step)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, options.lr_decay)
-    for g in opt.param_groups:  # restore the decayed rate on resume (one decay per finished epoch)
-        g["lr"] = lr * options.lr_decay ** (start_epoch - 1)
-    log.info("%s head, %d parameters, %d train / %d val takes", config["type"], count_parameters(model), len(train_clips), len(val_clips))
-    writer = None
-    if options.tensorboard:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(model_dir / "eval_visemes"))
-        except Exception as err:  # noqa: BLE001 - TensorBoard is optional
-            log.warning("TensorBoard logging off (%s)", err)
+    sched = torch.optim.lr_scheduler.ExponentialLR(state.opt, options.lr_decay)
+    for g in state.opt.param_groups:  # restore the decayed rate on resume (one decay per finished epoch)
+        g["lr"] = lr * options.lr_decay ** (state.start_epoch - 1)
+    log.info("%s head, %d parameters, %d train / %d val takes", config["type"], count_parameters(state.model),
+             len(train_clips), len(val_clips))
+    writer = _open_tensorboard(model_dir, options)
     t_start = time.monotonic()
-    result = TrainResult(None, best_val, 0, start_epoch - 1)
-    best_path = model_dir / "V_best.pth"
-    if best_path.is_file():
-        result.best_path = best_path
+    result = TrainResult(None, state.best_val, 0, state.start_epoch - 1)
+    if (model_dir / "V_best.pth").is_file():
+        result.best_path = model_dir / "V_best.pth"
 
-    def save(epoch: int, path: Path, metrics: dict[str, Any] | None = None) -> None:
-        atomic_torch_save({
-            "model": model.state_dict(), "head_config": dict(model.config), "optimizer": opt.state_dict(),
-            "step": step, "epoch": epoch, "learning_rate": float(opt.param_groups[0]["lr"]), "best_val": best_val,
-            "bad_evals": bad_evals, "feature": dict(feature_info or {"kind": config["type"], "fps": FEATURE_FPS}),
-            "offset_s": offset_s, "names": list(NAMES),
-            "val_metrics": None if metrics is None else {"loss": metrics["loss"], "r": metrics["r"], "mae": metrics["mae"]},
-        }, path)
-
-    n_batches = max(1, math.ceil(len(train_clips) / options.batch_size))
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    epochs = range(start_epoch, options.epochs + 1)
-    bar = tqdm(epochs, desc="visemes", disable=not progress) if tqdm else epochs
-    epoch = start_epoch - 1
-    for epoch in bar:
-        model.train()
-        order = rng.permutation(len(train_clips))
-        total = 0.0
-        for bi in range(n_batches):
-            idx = order[bi * options.batch_size:(bi + 1) * options.batch_size]
-            if len(idx) == 0:
-                continue
-            batch = collate([_crop(train_clips[i], options.crop_s, rng) for i in idx])
-            x = batch["x"]
-            if options.feature_noise > 0:
-                x = x + options.feature_noise * torch.randn_like(x) * lengths_mask(batch["lengths"], x.shape[0], x.shape[2])[:, None]
-            out = model(x, batch["lengths"])
-            pred = sample_predictions(out, batch["pos"], batch["lengths"])
-            loss = masked_loss(pred, batch["y"], batch["mask"], weights, options.velocity_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if options.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
-            opt.step()
-            step += 1
-            total += float(loss.detach())
+    for epoch in _progress_bar(range(state.start_epoch, options.epochs + 1), progress):
+        train_loss = _train_one_epoch(state, train_clips, options, weights, rng)
         sched.step()
         result.epochs_run += 1
         result.last_epoch = epoch
         if writer is not None:
-            writer.add_scalar("train/loss", total / n_batches, step)
+            writer.add_scalar("train/loss", train_loss, state.step)
         if epoch % options.log_interval == 0:
-            log.info("epoch %d step %d train loss %.5f", epoch, step, total / n_batches)
+            log.info("epoch %d step %d train loss %.5f", epoch, state.step, train_loss)
         out_of_time = options.max_minutes is not None and (time.monotonic() - t_start) / 60.0 >= options.max_minutes
-        last = epoch == options.epochs or out_of_time
-        if epoch % options.eval_interval == 0 or last:
-            metrics = evaluate(model, val_clips, weights) if val_clips else evaluate(model, train_clips, weights)
-            result.history.append({"epoch": epoch, "step": step, "val_loss": metrics["loss"], "mouth_mae": metrics.get("mouth_mae")})
-            if writer is not None:
-                writer.add_scalar("val/loss", metrics["loss"], step)
-                writer.add_scalar("val/mouth_mae", metrics.get("mouth_mae", float("nan")), step)
-                for name in EVAL_NAMES:
-                    if np.isfinite(metrics["r"].get(name, float("nan"))):
-                        writer.add_scalar(f"val_r/{name}", metrics["r"][name], step)
-            improved = metrics["loss"] < best_val - 1e-7
-            if improved:
-                best_val, bad_evals = metrics["loss"], 0
-                save(epoch, best_path, metrics)
-                result.best_path = best_path
-            else:
-                bad_evals += 1
-            save(epoch, model_dir / f"V_{epoch}.pth", metrics)
-            _prune(model_dir, options.keep_checkpoints)
-            log.info("epoch %d: val loss %.5f (best %.5f), mouth MAE %.4f, r JawOpen %.3f", epoch, metrics["loss"],
-                     best_val, metrics.get("mouth_mae", float("nan")), metrics["r"].get("JawOpen", float("nan")))
-            result.final_metrics = metrics
-            if options.patience and bad_evals >= options.patience:
-                result.stopped = f"early stop: no improvement for {bad_evals} evaluations"
+        if epoch % options.eval_interval == 0 or epoch == options.epochs or out_of_time:
+            _evaluate_and_checkpoint(state, epoch, val_clips or train_clips, weights, model_dir, options, writer, result)
+            if options.patience and state.bad_evals >= options.patience:
+                result.stopped = f"early stop: no improvement for {state.bad_evals} evaluations"
                 break
         if out_of_time:
             result.stopped = f"time limit of {options.max_minutes} min reached"
@@ -377,7 +430,7 @@ def train_head(
         result.stopped = result.stopped or "all epochs done"
     if writer is not None:
         writer.close()
-    result.best_val = best_val
+    result.best_val = state.best_val
     return result
 
 

@@ -52,6 +52,17 @@ REASON_LENGTHS = "bad lengths"
 REASON_COUNT = "bad count"
 REASON_TEXT = "bad text"
 REASON_VALUES = "bad values"
+REASON_RANGE = "out of range"
+REASON_RATE = "bad rate"
+# Reasons a decoded frame is ignored because it is not from the device/subject asked for (not counted as invalid).
+IGNORED_DEVICE = "other device"
+IGNORED_SUBJECT = "other subject"
+
+# Documented ranges (spec §2): 0-51 are weights in [0, 1], 52-60 rotations in degrees/180 in [-1, 1]. A small margin
+# keeps calibrated values that overshoot a little; anything beyond is a corrupt or spoofed packet (e.g. 3.4e38).
+NUM_WEIGHTS = 52
+VALUE_MARGIN = 0.1
+MAX_PACKET_FPS = 1000.0
 
 
 def default_device_id() -> str:
@@ -181,6 +192,30 @@ def _decode(data) -> DecodeResult:
         return DecodeResult(reason=f"{REASON_VALUES}: NaN or infinite values")
     frame.values = values
     return DecodeResult(frame=frame)
+
+
+def check_frame(frame: LiveLinkFrame) -> str | None:
+    """Why a decoded frame must not be recorded (values outside the documented ranges, a nonsense rate), or None.
+
+    :func:`decode_packet` already refuses NaN/inf; this refuses finite garbage such as 3.4e38 from a spoofed packet,
+    which would otherwise be recorded, prepared and trained on.
+    """
+    num, den = frame.fps_numerator, frame.fps_denominator
+    if num <= 0 or den <= 0 or num / den > MAX_PACKET_FPS:
+        return f"{REASON_RATE}: {num}/{den} fps"
+    if not 0.0 <= frame.sub_frame <= 1.0:
+        return f"{REASON_RANGE}: sub-frame {frame.sub_frame:g} (expected 0..1)"
+    if frame.values is None:
+        return None
+    v = np.asarray(frame.values, dtype=np.float32)
+    w, r = v[:NUM_WEIGHTS], v[NUM_WEIGHTS:]
+    if (w < -VALUE_MARGIN).any() or (w > 1.0 + VALUE_MARGIN).any():
+        i = int(np.argmax((w < -VALUE_MARGIN) | (w > 1.0 + VALUE_MARGIN)))
+        return f"{REASON_RANGE}: weight {i} is {float(w[i]):g} (expected 0..1)"
+    if (np.abs(r) > 1.0 + VALUE_MARGIN).any():
+        i = int(np.argmax(np.abs(r) > 1.0 + VALUE_MARGIN))
+        return f"{REASON_RANGE}: rotation {NUM_WEIGHTS + i} is {float(r[i]):g} (expected -1..1, degrees/180)"
+    return None
 
 
 # --- capture files (LLV's ".gesichter": gzip of u8 version, u32 count, then u32 length + payload per packet) ---
@@ -500,7 +535,11 @@ class ReceivedFrame:
 
 @dataclass
 class PacketTally:
-    """Counts and keeps what arrived: valid frames with arrival times, header-only and invalid packets by reason."""
+    """Counts and keeps what arrived: valid frames with arrival times, header-only and invalid packets by reason.
+
+    Frames are validated on receipt (:func:`check_frame`); with ``accept_device`` / ``accept_subject`` set, frames
+    of other phones or subjects are counted as ignored and not kept (a second phone on the network, a spoofer).
+    """
 
     received: int = 0
     header_only: int = 0
@@ -508,11 +547,28 @@ class PacketTally:
     invalid_reasons: dict[str, int] = field(default_factory=dict)
     frames: list[ReceivedFrame] = field(default_factory=list)
     last_arrival: float | None = None
+    accept_device: str | None = None
+    accept_subject: str | None = None
+    ignored: int = 0
+    ignored_reasons: dict[str, int] = field(default_factory=dict)
 
     def add(self, packet: bytes, arrival: float) -> DecodeResult:
         self.received += 1
         self.last_arrival = arrival
         res = decode_packet(packet)
+        if res.frame is not None:
+            why = check_frame(res.frame)
+            if why is not None:
+                res = DecodeResult(reason=why)
+        if res.frame is not None and (
+            (self.accept_device is not None and res.frame.device_id != self.accept_device)
+            or (self.accept_subject is not None and res.frame.subject != self.accept_subject)
+        ):
+            key = IGNORED_DEVICE if self.accept_device is not None and res.frame.device_id != self.accept_device \
+                else IGNORED_SUBJECT
+            self.ignored += 1
+            self.ignored_reasons[key] = self.ignored_reasons.get(key, 0) + 1
+            return DecodeResult(reason=f"{key}: {res.frame.device_id} / {res.frame.subject}")
         if res.frame is None:
             self.invalid += 1
             key = (res.reason or "").split(":")[0]
@@ -527,11 +583,11 @@ class PacketTally:
 class ReceiverThread(threading.Thread):
     """Receives packets in the background into a :class:`PacketTally`, stamping arrivals with ``clock()``."""
 
-    def __init__(self, receiver: LiveLinkReceiver, clock: Callable[[], float]) -> None:
+    def __init__(self, receiver: LiveLinkReceiver, clock: Callable[[], float], tally: PacketTally | None = None) -> None:
         super().__init__(daemon=True, name="livelink-receiver")
         self.receiver = receiver
         self.clock = clock
-        self.tally = PacketTally()
+        self.tally = tally if tally is not None else PacketTally()
         self.lock = threading.Lock()
         self._stop_event = threading.Event()
         self.error: BaseException | None = None
@@ -569,6 +625,6 @@ def frames_to_packets(
 __all__ = [
     "DEFAULT_PORT", "DEFAULT_SUBJECT", "DecodeResult", "LiveLinkFrame", "LiveLinkReceiver", "LiveLinkSender",
     "PACKET_VERSION", "PacketLog", "PacketTally", "PortInUseError", "ReceivedFrame", "ReceiverThread", "StreamStats",
-    "decode_packet", "default_device_id", "encode_packet", "frames_to_packets", "read_capture", "read_packet_log",
+    "check_frame", "decode_packet", "default_device_id", "encode_packet", "frames_to_packets", "read_capture", "read_packet_log",
     "write_capture",
 ]

@@ -5,17 +5,19 @@ stream into one take in ``records/`` (see :mod:`motion.livelink.take`).
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
+import contextlib
 import logging
 import math
+import os
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -60,8 +62,15 @@ class AudioSource:
         self.level = float(np.sqrt(np.mean(block * block))) if len(block) else 0.0
 
     def audio(self) -> np.ndarray:
+        """The blocks captured and not yet taken by :meth:`pop_blocks`."""
         with self._lock:
             return np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.float32)
+
+    def pop_blocks(self) -> list[np.ndarray]:
+        """Take the blocks captured since the last call (the recorder streams them to disk, keeping none)."""
+        with self._lock:
+            blocks, self._blocks = self._blocks, []
+        return blocks
 
     def seconds(self) -> float:
         return self.samples / self.sample_rate
@@ -233,49 +242,6 @@ def no_packet_hint(address: tuple[str, int]) -> str:
     )
 
 
-def build_take(source: AudioSource, tally, seconds: float | None, address, interrupted: bool) -> Take:
-    """Turn what a source and a receiver captured into a :class:`Take` (arrival times on the audio's axis)."""
-    audio = source.audio()
-    if seconds is not None:
-        audio = audio[: int(round(seconds * source.sample_rate))]
-    t_first = source.first_sample_time
-    frames = tally.frames
-    arr = np.stack([f.frame.values for f in frames]).astype(np.float32) if frames else np.zeros((0, 61), np.float32)
-    arrival = np.array([f.arrival for f in frames], dtype=np.float64)
-    times = arrival - (t_first if t_first is not None else (arrival[0] if len(arrival) else 0.0))
-    numbers = np.array([f.frame.frame_number for f in frames], dtype=np.int64)
-    subs = np.array([f.frame.sub_frame for f in frames], dtype=np.float32)
-    first = frames[0].frame if frames else None
-    rates = {(f.frame.fps_numerator, f.frame.fps_denominator) for f in frames}
-    num, den = (first.fps_numerator, first.fps_denominator) if first else (60, 1)
-    if len(rates) > 1:
-        log.warning("the packets' declared rate changed during the take: %s", sorted(rates))
-    d = np.diff(numbers) if len(numbers) > 1 else np.zeros(0, np.int64)
-    meta = {
-        "source": "live",
-        "created": _dt.datetime.now().isoformat(timespec="seconds"),
-        "device_id": first.device_id if first else None,
-        "subject": first.subject if first else None,
-        "subjects": sorted({f.frame.subject for f in frames}),
-        "rate": [num, den],
-        "listen": f"{address[0]}:{address[1]}",
-        "audio": {"device": source.device_name, "sample_rate": source.sample_rate},
-        "packets": {
-            "received": tally.received,
-            "valid": len(frames),
-            "header_only": tally.header_only,
-            "invalid": tally.invalid,
-            "invalid_reasons": dict(tally.invalid_reasons),
-            "duplicate": int((d == 0).sum()),
-            "out_of_order": int((d < 0).sum()),
-        },
-        "interrupted": interrupted,
-    }
-    fps = num / den if den else 60.0
-    return Take(frames=arr, fps=fps if fps > 0 else 60.0, frame_times=times, frame_numbers=numbers, sub_frames=subs,
-                audio=audio, sample_rate=source.sample_rate, meta=meta)
-
-
 class StatusLine:
     """The live status line: a rewritten line on a terminal, a line every few seconds otherwise."""
 
@@ -304,6 +270,67 @@ def _db(level: float) -> str:
     return f"{20 * math.log10(level):5.1f} dBFS" if level > 1e-6 else " -inf dBFS"
 
 
+class StopSignals:
+    """While a take records and saves, SIGINT and SIGTERM only ask it to stop.
+
+    The first signal ends the recording; later ones (a second Ctrl-C, a service manager's SIGTERM) are harmless while
+    the take is written. The handler only sets flags and writes with ``os.write`` (no buffered print, which a
+    signal arriving inside another print would break). Outside the main thread nothing is installed.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+        self.count = 0
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.count += 1
+        self.event.set()
+        msg = b"\nstopping: saving the take...\n" if self.count == 1 else b"\nstill saving the take, please wait\n"
+        with contextlib.suppress(OSError):
+            os.write(2, msg)
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
+# Test hook: called with "recording", "stopping" and "saving" at those moments (signals can be sent exactly then).
+STAGE_HOOK: Callable[[str], None] | None = None
+
+
+def _stage(name: str) -> None:
+    if STAGE_HOOK is not None:
+        STAGE_HOOK(name)
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """Make sure takes can be written to ``out_dir`` before recording (not after the whole take)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out-dir {out} is a file, not a folder; give a folder for the takes")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out-dir {out}: cannot create the folder ({err.strerror or err}); choose another") from err
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ValueError(f"--out-dir {out} is not writable ({err.strerror or err}); choose another folder or fix "
+                         f"its permissions") from err
+    return out
+
+
 def record_take(
     source: AudioSource,
     receiver: LiveLinkReceiver,
@@ -313,71 +340,106 @@ def record_take(
     status: StatusLine | None = None,
     stop: threading.Event | None = None,
     say: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+    accept_device: str | None = None,
+    accept_subject: str | None = None,
 ) -> TakeResult:
     """Record one take of ``seconds`` (audio time) from ``source`` + ``receiver`` and save it.
 
-    Ctrl-C (KeyboardInterrupt), ``stop`` or an error while recording ends the take early: what was captured is saved
-    (atomically) and the result says so.
+    Audio and frames are streamed into ``<stem>.partial/`` as they arrive (:mod:`motion.livelink.partial`), so a
+    kill loses at most the last ~0.1 s; at the end the partial take becomes the normal take files. Ctrl-C, SIGTERM,
+    ``stop`` or an error end the take early and what was captured is saved; further signals during the save are
+    harmless. ``accept_device`` / ``accept_subject``: keep only frames from that phone / subject.
     """
+    from motion.livelink.partial import PartialTakeWriter, finish_partial
+    from motion.livelink.protocol import PacketTally
+    from motion.livelink.take import new_take_stem
+
     status = status or StatusLine()
-    thread = ReceiverThread(receiver, source.clock)
+    out = check_out_dir(out_dir)
+    stem_path = Path(stem) if stem is not None else new_take_stem(out)
+    if not stem_path.is_absolute() and stem_path.parent == Path("."):
+        stem_path = out / stem_path
+    stopping = threading.Event()
+    tally = PacketTally(accept_device=accept_device, accept_subject=accept_subject)
+    thread = ReceiverThread(receiver, source.clock, tally)
     interrupted, error = False, None
     hinted = False
-    t_wall = time.monotonic()
-    try:
-        receiver.drain()  # packets that queued up before the take (e.g. during a countdown) are not part of it
-        source.start()
-        thread.start()
-        while True:
-            if stop is not None and stop.wait(0.1):
-                interrupted = True
-                break
-            if stop is None:
-                time.sleep(0.1)
-            if source.error is not None:
-                raise source.error
-            if thread.error is not None:
-                raise thread.error
-            elapsed = source.seconds()
+    host, port = receiver.address[:2]
+    with StopSignals(stopping):
+        writer = PartialTakeWriter(stem_path, source.sample_rate, source.device_name, f"{host}:{port}", seconds)
+        written = 0
+        last_tally = 0.0
+
+        def pump(force: bool = False) -> None:
+            nonlocal written, last_tally
+            writer.append_audio(source.pop_blocks())
+            if source.first_sample_time is not None:
+                writer.set_first_sample_time(source.first_sample_time)
             with thread.lock:
-                n, received = len(thread.tally.frames), thread.tally.received
-                recent = [f.arrival for f in thread.tally.frames[-120:]]
-            rate = 0.0
-            if len(recent) > 1 and recent[-1] > recent[0]:
-                rate = (len(recent) - 1) / (recent[-1] - recent[0])
-            status.update(f"{elapsed:5.1f}/{seconds:.0f} s  {n:5d} frames  {rate:5.1f} pkt/s  audio {_db(source.level)}")
-            if not hinted and received == 0 and time.monotonic() - t_wall > NO_PACKET_HINT_S:
-                hinted = True
-                status.done()
-                say(no_packet_hint(receiver.address))
-            if elapsed >= seconds:
-                break
-    except KeyboardInterrupt:
-        interrupted = True
-    except Exception as err:  # save what we have, then report
-        error = err
-    finally:
-        old = None
-        if threading.current_thread() is threading.main_thread():
-            old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the save
+                new = tally.frames[written:]
+                written = len(tally.frames)
+                now = time.monotonic()
+                counts = force or now - last_tally >= 1.0
+            writer.append_frames(new)
+            if counts:
+                writer.write_tally(tally)
+                last_tally = now
+            writer.flush(force)
+
+        t_wall = time.monotonic()
         try:
-            if thread.is_alive():
-                thread.stop()
-            try:
-                source.stop()
-            except Exception as err:  # pragma: no cover
-                log.warning("stopping the audio source failed: %s", err)
-            status.done()
-            with thread.lock:
-                take = build_take(source, thread.tally, None if interrupted or error else seconds, receiver.address,
-                                  interrupted or error is not None)
-            stem_path = None
-            if take.num_frames or (take.audio is not None and len(take.audio)):
-                stem_path = save_take(take, out_dir, stem)
-        finally:
-            if old is not None:
-                signal.signal(signal.SIGINT, old)
-    return TakeResult(stem=stem_path, take=take, interrupted=interrupted, error=error)
+            receiver.drain()  # packets that queued up before the take (e.g. during a countdown) are not part of it
+            source.start()
+            thread.start()
+            _stage("recording")
+            while True:
+                if stopping.wait(0.1) or (stop is not None and stop.is_set()):
+                    interrupted = True
+                    break
+                if source.error is not None:
+                    raise source.error
+                if thread.error is not None:
+                    raise thread.error
+                pump()
+                elapsed = writer.samples / source.sample_rate
+                with thread.lock:
+                    n, received = len(tally.frames), tally.received
+                    recent = [f.arrival for f in tally.frames[-120:]]
+                rate = 0.0
+                if len(recent) > 1 and recent[-1] > recent[0]:
+                    rate = (len(recent) - 1) / (recent[-1] - recent[0])
+                status.update(f"{elapsed:5.1f}/{seconds:.0f} s  {n:5d} frames  {rate:5.1f} pkt/s  audio {_db(source.level)}")
+                if not hinted and received == 0 and time.monotonic() - t_wall > NO_PACKET_HINT_S:
+                    hinted = True
+                    status.done()
+                    say(no_packet_hint(receiver.address))
+                if elapsed >= seconds:
+                    break
+        except KeyboardInterrupt:  # outside the main thread's handlers (or before they were installed)
+            interrupted = True
+        except Exception as err:  # save what we have, then report
+            error = err
+        _stage("stopping")
+        if thread.is_alive():
+            thread.stop()
+        try:
+            source.stop()
+        except Exception as err:  # pragma: no cover
+            log.warning("stopping the audio source failed: %s", err)
+        status.done()
+        try:
+            pump(force=True)
+        except OSError as err:  # e.g. the disk filled up: finish what reached it
+            error = error or err
+        writer.close()
+        _stage("saving")
+        try:
+            saved, take = finish_partial(writer.dir, interrupted=interrupted or error is not None)
+        except (OSError, ValueError) as err:
+            raise OSError(f"could not write the take ({err}); what was captured is kept in {writer.dir}: free some "
+                          f"space, then run record.py --recover {out}") from err
+        interrupted = interrupted or stopping.is_set()
+    return TakeResult(stem=saved, take=take, interrupted=interrupted, error=error)
 
 
 def describe(result: TakeResult) -> str:
@@ -389,7 +451,8 @@ def describe(result: TakeResult) -> str:
         f"{'interrupted: saved what was captured' if result.interrupted or result.error else 'saved'}: "
         f"{result.stem}.wav/.npy/.json" if result.stem else "nothing was captured; no files written",
         f"  {dur:.2f} s audio, {t.num_frames} face frames at {t.fps:g} fps, {sum(g[1] for g in gaps)} dropped in "
-        f"{len(gaps)} gaps, {p['header_only']} header-only (no face), {p['invalid']} invalid packets",
+        f"{len(gaps)} gaps, {p['header_only']} header-only (no face), {p['invalid']} invalid packets"
+        + (f", {p['ignored']} from other devices/subjects ignored" if p.get("ignored") else ""),
     ]
     return "\n".join(lines)
 
@@ -411,27 +474,54 @@ def import_take(csv: str | Path, audio: str | Path | None, out_dir: str | Path, 
 # --- command line ---
 
 
-
-
-
-
 def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def recover(folder: str | Path, say: Callable[[str], None]) -> int:
+    """Finish the partial takes in ``folder`` (``--recover``); 0 when all were finished, 1 when one could not be."""
+    from motion.livelink.partial import recover_partials
+
+    results = recover_partials(folder)
+    if not results:
+        say(f"no partial takes in {folder}")
+    failed = 0
+    for partial, stem, problem in results:
+        if problem is not None:
+            failed += 1
+            say(f"{partial}: {problem}")
+        elif stem is None:
+            say(f"{partial}: nothing had been captured; removed")
+        else:
+            say(f"recovered an interrupted take: {stem}.wav/.npy/.json")
+    return 1 if failed else 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """``record.py``: list devices, import an app take, or record ``--takes`` takes; returns the exit code."""
+    """``record.py``: list devices, import an app take, recover partial takes, or record ``--takes`` takes."""
     err = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
         if args.list_devices:
             print(list_devices())
             return 0
+        if getattr(args, "recover", None) is not None:
+            folder = Path(args.recover or args.out_dir)
+            if not folder.is_dir():
+                raise ValueError(f"--recover {folder}: no such folder")
+            return recover(folder, err)
+        check_out_dir(args.out_dir)  # before anything is recorded: a file or a read-only folder is said at once
         if args.import_csv:
             stem = import_take(args.import_csv, args.audio, args.out_dir, args.offset_ms)
             err(f"imported {args.import_csv} -> {stem}.npy/.json" + (" + .wav" if stem.with_suffix(".wav").exists() else ""))
             return 0
         if args.takes < 1:
             raise ValueError("--takes must be at least 1")
+        from motion.livelink.partial import find_partials
+
+        if find_partials(args.out_dir):
+            err(f"{args.out_dir} holds takes an earlier run could not finish; finishing them first")
+            if recover(args.out_dir, err):
+                err("(the folders named above are left as they are; see record.py --recover)")
 
         def make_source() -> AudioSource:
             if args.audio_file:
@@ -445,8 +535,8 @@ def run(args: argparse.Namespace) -> int:
             seconds = first.file_seconds
         else:
             seconds = 20.0
-        if seconds <= 0:
-            raise ValueError("--seconds must be positive")
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"--seconds must be a positive number of seconds, not {seconds}")
         if isinstance(first, MicrophoneSource):
             first.check()  # before listening: no microphone is said at once
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -462,7 +552,9 @@ def run(args: argparse.Namespace) -> int:
                         status.update(f"take {k + 1}/{args.takes} starts in {c}...", force=True)
                         time.sleep(min(1.0, args.countdown))
                     status.done()
-                result = record_take(source, receiver, seconds, args.out_dir, status=status, say=err)
+                result = record_take(source, receiver, seconds, args.out_dir, status=status, say=err,
+                                     accept_device=getattr(args, "accept_device", None),
+                                     accept_subject=getattr(args, "accept_subject", None))
                 if result.error is not None and result.stem is None:
                     raise result.error
                 err(describe(result))

@@ -102,10 +102,10 @@ def load_clip(
         return from_take(t, str(take or npy))
     if not npy:
         raise ValueError("nothing to send: give a take (records/<name>), --bs_npy_file NPY or --csv CSV")
+    from motion.cli import load_npy
+
     p = Path(npy)
-    if not p.exists():
-        raise ValueError(f"{p}: no such file")
-    frames = check_frames(np.load(p, allow_pickle=False), str(p))
+    frames = check_frames(load_npy(p), str(p))
     rate = fps or _sidecar_fps(p)
     if rate is None and audio is not None:
         rate = infer_fps(len(frames), len(audio) / sr)
@@ -150,6 +150,15 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> dict:
         raise ValueError("--virtual-clock with --loop would never end")
     if args.virtual_clock and not args.dry_run:
         raise ValueError("--virtual-clock only makes sense with --dry-run (the network would get every frame at once)")
+    if args.dry_run:
+        from motion.cli import refuse_overwriting_inputs
+        from motion.livelink.take import resolve_stem
+
+        stem = resolve_stem(args.take) if args.take else None
+        take_files = [] if stem is None else [(f"take file {stem.name}{s}", stem.with_name(stem.name + s))
+                                              for s in (".npy", ".wav", ".json")]
+        refuse_overwriting_inputs("--dry-run", args.dry_run, [("--bs_npy_file", args.npy), ("--wav_file", args.wav),
+                                                              ("--csv", args.csv), *take_files])
     clip = load_clip(args.take, args.npy, args.wav, args.csv, args.fps, args.send_fps, with_audio=not args.no_audio)
     frames = prepare_frames(clip.frames, clip.fps, args.blink, args.mirror, args.zero_head)
     audio_s = len(clip.audio) / clip.sample_rate if clip.audio is not None else None

@@ -171,6 +171,8 @@ def new_take_stem(out_dir: str | Path = DEFAULT_RECORDS, when: _dt.datetime | No
     base = base or (when or _dt.datetime.now()).strftime("%Y-%m-%d-%H-%M-%S")
     for k in range(1, 10000):
         stem = out_dir / (base if k == 1 else f"{base}-{k}")
+        if stem.with_name(stem.name + ".partial").exists():  # a take being recorded (motion.livelink.partial)
+            continue
         if not any(stem.with_name(stem.name + s).exists() or stem.with_name(stem.name + s + ".part").exists() for s in _SUFFIXES):
             return stem
     raise RuntimeError(f"{out_dir}: too many takes named {base}*")
@@ -228,10 +230,12 @@ def load_take(path_or_stem: str | Path, fps: float | None = None, load_audio: bo
             meta = json.loads(js.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
             raise TakeError(f"{js}: unreadable take JSON ({err})") from err
+    from motion.cli import load_npy
+
     try:
-        frames = np.load(npy, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise TakeError(f"{npy}: not a numpy array file ({err})") from err
+        frames = load_npy(npy)
+    except ValueError as err:
+        raise TakeError(str(err)) from err
     frames = check_frames(frames, str(npy)) if frames.size else np.zeros((0, len(NAMES)), np.float32)
     names = meta.get("names")
     if names is not None and list(names) != list(NAMES):

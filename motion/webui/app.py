@@ -23,6 +23,7 @@ from motion.demo_voice import DemoVoice
 from motion.face.api import FaceMaker
 from motion.face.outputs import new_request_dir, write_outputs
 from motion.send import Streamer
+from motion.webui.limits import Janitor, LimitError, RequestLimits, check_audio_seconds, check_text, check_upload
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,15 @@ class WebUIConfig:
     fps: float = FACE_FPS
     blink: bool = True
     use_default_head: bool = True  # False: rule-based lip-sync from phone timings when no --head is given
+    alive: bool = True  # blinks, brows, nods, idle head/eye motion where the head predicts none (motion.face.alive)
+    seed: int = 0  # the alive layer's seed
+    # bounded work (motion/webui/limits.py): refused at the door with a message naming the option
+    max_chars: int = 2000  # characters of text per request
+    max_upload_mb: float = 50.0  # one uploaded file
+    max_audio_s: float = 600.0  # uploaded audio / synthesised speech
+    queue_size: int = 16  # requests waiting in gradio's queue; more are told the server is busy
+    concurrency: int = 1  # requests running at once (synthesis is CPU/GPU bound)
+    keep_outputs_s: float = 3600.0  # request folders and gradio's cached copies older than this are removed (0: never)
 
 
 class WebUIState:
@@ -62,8 +72,11 @@ class WebUIState:
                 self.load_error = f"{type(err).__name__}: {err}"
                 log.error("could not load the Bert-VITS2 voice: %s", err)
         self.voices[DEMO_LABEL] = DemoVoice()
-        self.face = FaceMaker(cfg.head, fps=cfg.fps, blink=cfg.blink, use_default_head=cfg.use_default_head)
+        self.face = FaceMaker(cfg.head, fps=cfg.fps, blink=cfg.blink, use_default_head=cfg.use_default_head,
+                              alive=cfg.alive, seed=cfg.seed)
         self.streamer = Streamer()
+        self.limits = RequestLimits(cfg.max_chars, cfg.max_upload_mb, cfg.max_audio_s)
+        self.janitor = Janitor(self.outputs, cfg.keep_outputs_s, every_s=min(60.0, max(cfg.keep_outputs_s / 4, 1.0)))
 
     @property
     def default_voice(self) -> str:
@@ -123,12 +136,19 @@ class Handlers:
         voice = state.voices.get(voice_name)
         if voice is None:
             raise self._error(f"unknown voice {voice_name!r}")
+        state.janitor.maybe_sweep()
+        try:
+            check_text(text, state.limits)
+            check_text(style_text, state.limits, "the style text")
+        except LimitError as err:
+            raise self._error(str(err)) from None
         try:
             result = voice.synthesize(
                 text, speaker or None, language, float(sdp), float(noise), float(noise_w), float(length),
                 style_text or None, float(style_weight), split_paragraphs=bool(split_para),
                 split_sentences=bool(split_sent), paragraph_pause_s=float(para_pause), sentence_pause_s=float(sent_pause),
             )
+            check_audio_seconds(result.duration_s, state.limits, "the speech")
             face = state.face.for_result(result)
         except (SynthesisError, ValueError, FileNotFoundError, RuntimeError) as err:
             raise self._error(str(err)) from None
@@ -148,8 +168,11 @@ class Handlers:
         from bert_vits2.audio import load_audio
 
         state = self.state
+        state.janitor.maybe_sweep()
         try:
+            check_upload(path, state.limits)
             audio, sr = load_audio(path)
+            check_audio_seconds(len(audio) / sr, state.limits, Path(path).name)
             face = state.face.for_audio(audio, sr, posterior=state.posterior(state.voices.get(voice_name)))
         except Exception as err:  # noqa: BLE001 - any unreadable file ends here with its message
             raise self._error(f"could not make a face for this audio: {err}") from None
@@ -168,17 +191,56 @@ class Handlers:
             raise self._error(f"port {port!r} is not a number (1-65535)") from None
         if not 1 <= port <= 65535:
             raise self._error(f"port {port} is out of range (1-65535)")
-        from bert_vits2.audio import load_audio
+        from bert_vits2.audio import AudioReadError, load_audio
 
-        frames = np.load(last["npy"])
-        audio = load_audio(last["wav"], sample_rate=None)[0] if with_audio else None
+        try:
+            frames = np.load(last["npy"], allow_pickle=False)
+            audio = load_audio(last["wav"], sample_rate=None)[0] if with_audio else None
+        except (OSError, ValueError, AudioReadError):
+            raise self._error("the last result's files are gone (old results are cleaned up after a while): "
+                              "synthesise or convert it again") from None
         try:
             return self.state.streamer.start(target, frames, float(last["fps"]), audio, int(last["sr"]),
                                              str(host).strip(), port, with_audio=bool(with_audio))
         except (ValueError, OSError) as err:
             raise self._error(str(err)) from None
 
+    def preview(self, last) -> str:
+        """The canvas face of the last result, playing with its own audio player (motion/webui/preview.py)."""
+        from motion.webui.preview import preview_for
+
+        try:
+            return preview_for(last)
+        except (OSError, ValueError) as err:
+            raise self._error(f"could not show the face: {err}") from None
+
+    def video(self, last) -> str:
+        """An MP4 of the last result's face with its audio (ffmpeg)."""
+        if not last:
+            raise self._error("nothing to render yet: synthesise something (or convert an audio file) first")
+        from motion.webui.preview import video_for
+
+        try:
+            return str(video_for(last))
+        except (OSError, ValueError) as err:
+            raise self._error(f"could not write the video: {err}") from None
+
+    def take(self, wav, curves, fps):
+        """Preview any take: its audio + a [T, 61] npy (rate from ``fps``) or a Live Link Face app CSV."""
+        if not wav or not curves:
+            raise self._error("upload the take's audio and its curves (.npy [T, 61] or the app's .csv)")
+        from motion.webui.preview import preview_for, take_result
+
+        try:
+            for upload in (wav, curves):
+                check_upload(upload, self.state.limits)
+            last = take_result(new_request_dir(self.state.outputs), wav, curves, float(fps) if fps else None)
+            return preview_for(last), last
+        except (OSError, ValueError) as err:
+            raise self._error(f"could not read this take: {err}") from None
+
     def send_status(self) -> str:
+        """What the streamer is doing now, or how its last stream ended (errors of the background thread too)."""
         return self.state.streamer.last_message
 
     def speakers_for(self, voice_name):
@@ -200,7 +262,9 @@ def build_app(cfg: WebUIConfig | None = None, state: WebUIState | None = None):
 
     state = state or WebUIState(cfg or WebUIConfig())
     h = Handlers(state)
-    with gr.Blocks(title="Bert-VITS2 face") as app:
+    keep = float(state.cfg.keep_outputs_s)
+    cache = (int(max(60, keep // 4)), int(keep)) if keep > 0 else None  # gradio's own cached copies
+    with gr.Blocks(title="Bert-VITS2 face", delete_cache=cache) as app:
         gr.Markdown("# Bert-VITS2 + face\nText → speech with ARKit / Live Link face curves.")
         if state.default_voice == DEMO_LABEL:
             gr.Markdown("**Using the demo voice (eSpeak NG)** — no Bert-VITS2 model was found; see *Settings* to add one.")
@@ -209,10 +273,13 @@ def build_app(cfg: WebUIConfig | None = None, state: WebUIState | None = None):
             voice = _tts_tab(gr, state, h, last)
         with gr.Tab("Audio → face"):
             _audio_tab(gr, h, last, voice)
+        with gr.Tab("Preview a take"):
+            _take_tab(gr, h, last)
         with gr.Tab("Send"):
             _send_tab(gr, h, last)
         with gr.Tab("Settings"):
             gr.Markdown(state.settings_markdown(), elem_id="settings")
+    app.queue(max_size=state.cfg.queue_size, default_concurrency_limit=state.cfg.concurrency)
     app.webui_state = state  # for tests and scripts
     app.webui_handlers = h
     return app
@@ -243,14 +310,16 @@ def _tts_tab(gr, state: WebUIState, h: Handlers, last):
         with gr.Column():
             status = gr.Markdown(elem_id="tts-status")
             audio_out = gr.Audio(label="Audio", type="filepath", elem_id="tts-audio")
+            preview = _preview_block(gr, h, last, "tts")
             plot = gr.Image(label="Blendshape curves", type="filepath", elem_id="tts-plot")
             files = gr.File(label="Downloads (wav, npy [T,61], Live Link Face CSV, JSON)", file_count="multiple",
                             elem_id="tts-files")
     voice.change(h.speakers_for, voice, speaker)
     inputs = [voice, text, speaker, language, sdp, noise, noise_w, length, style_text, style_weight, split_para,
               split_sent, para_pause, sent_pause]
+    go.click(_clear_preview, None, preview)
     go.click(_working, None, [audio_out, plot, files, status]).then(
-        h.tts, inputs, [audio_out, plot, files, status, last])
+        h.tts, inputs, [audio_out, plot, files, status, last]).success(h.preview, last, preview)
     return voice
 
 
@@ -262,10 +331,46 @@ def _audio_tab(gr, h: Handlers, last, voice) -> None:
         with gr.Column():
             a2f_status = gr.Markdown(elem_id="a2f-status")
             a2f_audio = gr.Audio(label="Audio", type="filepath")
+            a2f_preview = _preview_block(gr, h, last, "a2f")
             a2f_plot = gr.Image(label="Blendshape curves", type="filepath", elem_id="a2f-plot")
             a2f_files = gr.File(label="Downloads", file_count="multiple")
+    a2f_go.click(_clear_preview, None, a2f_preview)
     a2f_go.click(_working, None, [a2f_audio, a2f_plot, a2f_files, a2f_status]).then(
-        h.audio_to_face, [audio_in, voice], [a2f_audio, a2f_plot, a2f_files, a2f_status, last])
+        h.audio_to_face, [audio_in, voice], [a2f_audio, a2f_plot, a2f_files, a2f_status, last]).success(
+        h.preview, last, a2f_preview)
+
+
+def _clear_preview() -> str:
+    from motion.webui.preview import empty_preview
+
+    return empty_preview("working…")
+
+
+def _preview_block(gr, h: Handlers, last, prefix: str):
+    """The face drawn in the page (canvas + its audio player) and an MP4 export button; returns the preview."""
+    from motion.webui.preview import PREVIEW_JS, empty_preview
+
+    preview = gr.HTML(empty_preview(), js_on_load=PREVIEW_JS, elem_id=f"{prefix}-preview", label="Face")
+    with gr.Row():
+        video_go = gr.Button("Export video (MP4)", size="sm", elem_id=f"{prefix}-video-go")
+        video = gr.File(label="Video", elem_id=f"{prefix}-video")
+    video_go.click(h.video, last, video)
+    return preview
+
+
+def _take_tab(gr, h: Handlers, last) -> None:
+    gr.Markdown("Play any take's face with its audio: a recorded take's `.wav` + `.npy` ([T, 61], Live Link order), "
+                "a `wav_to_visemes.py` result, or a Live Link Face app `.csv` with its audio.")
+    with gr.Row():
+        with gr.Column():
+            take_wav = gr.File(label="Audio (wav, or any audio/video file)", elem_id="take-wav")
+            take_curves = gr.File(label="Curves (.npy [T, 61] or app .csv)", file_types=[".npy", ".csv"],
+                                  elem_id="take-curves")
+            take_fps = gr.Number(FACE_FPS, label="Frame rate of the .npy (fps; a CSV carries its own)")
+            take_go = gr.Button("Show face", variant="primary", elem_id="take-go")
+        with gr.Column():
+            take_preview = _preview_block(gr, h, last, "take")
+    take_go.click(h.take, [take_wav, take_curves, take_fps], [take_preview, last])
 
 
 def _send_tab(gr, h: Handlers, last) -> None:
@@ -282,13 +387,17 @@ def _send_tab(gr, h: Handlers, last) -> None:
     send_status = gr.Markdown(elem_id="send-status")
     ll_go.click(lambda *a: h.send("livelink", *a), [last, ll_host, ll_port, with_audio], send_status)
     vmc_go.click(lambda *a: h.send("vmc", *a), [last, vmc_host, vmc_port, with_audio], send_status)
+    # the stream runs in the background: show how it goes (and why it failed) instead of only logging it
+    gr.Timer(2.0).tick(h.send_status, None, send_status, queue=False, show_progress="hidden")
+    gr.Button("Refresh status", size="sm", elem_id="send-refresh").click(h.send_status, None, send_status, queue=False)
 
 
 def launch(app, host: str = DEFAULT_HOST, port: int = WEBUI_PORT, share: bool = False, block: bool = True):
     """Serve ``app`` (analytics off, only the outputs folder exposed besides gradio's own)."""
     state: WebUIState = app.webui_state
     return app.launch(server_name=host, server_port=port, share=share, allowed_paths=[str(state.outputs)],
-                      prevent_thread_lock=not block, show_error=True, quiet=True)
+                      prevent_thread_lock=not block, show_error=True, quiet=True,
+                      max_file_size=int(state.cfg.max_upload_mb * 1e6))
 
 
 __all__ = ["DEMO_LABEL", "Handlers", "WebUIConfig", "WebUIState", "build_app", "launch"]

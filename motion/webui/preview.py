@@ -1,0 +1,233 @@
+"""The face preview in the web page: a 2D face drawn on a canvas from the 61 values, in sync with an audio player.
+
+A result folder gets ``<stem>.face.json`` (names, fps, frames rounded to 1/1000) beside its wav; :func:`preview_html`
+is the value of a ``gr.HTML(js_on_load=PREVIEW_JS)`` component: a canvas plus a native ``<audio controls>`` element.
+The script fetches the JSON from the app's own file route (the outputs folder is an allowed path: nothing comes from the
+internet) and draws frame ``floor(currentTime * fps)`` on every animation frame while playing and on ``timeupdate``,
+``seeked``, ``pause`` and ``ended``, so seeking, pausing and replaying stay in sync. The geometry is a port of
+:func:`motion.face.render.face_shapes` (the MP4 export draws the same face); keep the two in step.
+
+The same component can show any curves + audio (a live stream can call :func:`preview_html` on its files).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bert_vits2.fileio import write_json_atomic
+from motion.arkit import NAMES
+from motion.face.render import COLORS
+
+__all__ = ["PREVIEW_JS", "empty_preview", "preview_html", "write_preview_json"]
+
+
+def write_preview_json(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
+    """``{"names", "fps", "frames"}`` with values rounded to 1/1000 (small enough to fetch at once)."""
+    f = np.round(np.asarray(frames, dtype=np.float64), 3)
+    return write_json_atomic(path, {"names": list(NAMES), "fps": float(fps), "frames": f.tolist()}, indent=None)
+
+
+def _file_url(path: str | os.PathLike) -> str:
+    """The app's own route for a file under an allowed path (relative to the page)."""
+    from urllib.parse import quote
+
+    return "gradio_api/file=" + quote(str(Path(path).resolve()))
+
+
+def preview_html(face_json: str | os.PathLike, wav: str | os.PathLike, label: str = "", size: int = 360) -> str:
+    """The preview of one result: a ``size`` px canvas and an audio player (paths must be under the outputs folder)."""
+    face_url, wav_url = html.escape(_file_url(face_json), quote=True), html.escape(_file_url(wav), quote=True)
+    return (f'<div class="bvf-preview" data-face="{face_url}" data-label="{html.escape(label, quote=True)}">'
+            f'<canvas width="{int(size)}" height="{int(size)}" style="width:{int(size)}px;height:{int(size)}px;'
+            'border-radius:8px;display:block"></canvas>'
+            f'<audio controls preload="auto" src="{wav_url}" style="width:{int(size)}px;margin-top:6px"></audio>'
+            '<div class="bvf-info" style="font-size:12px;opacity:.7"></div></div>')
+
+
+def empty_preview(message: str = "The face appears here with the result.") -> str:
+    return f'<div class="bvf-empty" style="opacity:.7">{html.escape(message)}</div>'
+
+
+_COLORS_JS = json.dumps(COLORS)
+
+# A port of motion.face.render.face_shapes (keep in step).
+_DRAW_JS = r"""
+const COLORS = __COLORS__;
+function faceShapes(v, I, W, H) {
+  const g = (n) => { const x = v[I[n]]; return Number.isFinite(x) ? x : 0; };
+  const u = Math.min(W, H), cx = W / 2, cy = H / 2 - 0.02 * u;
+  const roll = g('HeadRoll') * Math.PI, ys = Math.sin(g('HeadYaw') * Math.PI), ps = Math.sin(g('HeadPitch') * Math.PI);
+  const cr = Math.cos(roll), sr = Math.sin(roll);
+  const tf = (pts, par) => { const dx = -ys * 0.6 * par, dy = ps * 0.6 * par;
+    return pts.map(([x, y]) => [cx + u * (x * cr - y * sr + dx), cy + u * (x * sr + y * cr + dy)]); };
+  const out = [];
+  const poly = (pts, par, c) => out.push({k: 'poly', p: tf(pts, par), c});
+  const line = (pts, par, c, w) => out.push({k: 'line', p: tf(pts, par), c, w: w * u});
+  const circle = (x, y, r, par, c) => out.push({k: 'circle', p: tf([[x, y]], par), c, w: r * u});
+  const jaw = g('JawOpen');
+  poly([[-0.12, 0.25], [0.12, 0.25], [0.15, 0.6], [-0.15, 0.6]], 0.15, COLORS.neck);
+  const rx = 0.30 + 0.02 * g('CheekPuff'), ryTop = 0.37, ryBot = 0.38 + 0.06 * jaw;
+  const outline = [];
+  for (let k = 0; k < 64; k++) { const a = 2 * Math.PI * k / 64, s = Math.sin(a);
+    outline.push([rx * Math.cos(a) * (1 - 0.12 * Math.max(s, 0) ** 2), (s > 0 ? ryBot : ryTop) * s]); }
+  poly(outline, 0.4, COLORS.skin);
+  for (const [side, sg] of [['Left', 1], ['Right', -1]]) {
+    circle(sg * (0.17 + 0.02 * g('CheekPuff')), 0.10 - 0.02 * g('CheekSquint' + side), 0.045 + 0.025 * g('CheekPuff'),
+           0.8, COLORS.cheek);
+  }
+  for (const [side, sg] of [['Left', 1], ['Right', -1]]) {
+    const ex = sg * 0.11, ey = -0.04, wide = g('EyeWide' + side), squint = g('EyeSquint' + side);
+    const erx = 0.055, ery = 0.032 * (1 + 0.6 * wide - 0.25 * squint);
+    const close = Math.min(1, Math.max(0, g('EyeBlink' + side) + 0.3 * squint));
+    const upper = [], lower = [];
+    for (let k = 0; k <= 16; k++) { const x = erx * Math.cos(Math.PI - Math.PI * k / 16);
+      const h = ery * Math.sqrt(Math.max(0, 1 - (x / erx) ** 2));
+      upper.push([ex + x, ey - h + close * 1.85 * h]); lower.push([ex + x, ey + h]); }
+    poly(upper.concat(lower.slice().reverse()), 1, COLORS.white);
+    let yaw = g(side + 'EyeYaw') * 180, pitch = g(side + 'EyePitch') * 180;
+    if (Math.abs(yaw) < 1e-3 && Math.abs(pitch) < 1e-3) {
+      const o = g('EyeLookOut' + side), i = g('EyeLookIn' + side);
+      yaw = 30 * (side === 'Left' ? o - i : i - o);
+      pitch = 25 * (g('EyeLookDown' + side) - g('EyeLookUp' + side));
+    }
+    const gx = Math.max(-0.032, Math.min(0.032, yaw / 30 * 0.03)), gy = Math.max(-0.02, Math.min(0.02, pitch / 25 * 0.02));
+    circle(ex + gx, ey + gy, 0.021, 1, COLORS.iris);
+    circle(ex + gx, ey + gy, 0.009, 1, COLORS.pupil);
+    const box = 0.032 * 1.6 + 0.02;
+    poly(upper.concat([[ex + erx + 0.01, ey - box], [ex - erx - 0.01, ey - box]]), 1, COLORS.skin);
+    poly(lower.concat([[ex + erx + 0.01, ey + box], [ex - erx - 0.01, ey + box]]), 1, COLORS.skin);
+    line(upper, 1, COLORS.lid, 0.007);
+    line(lower, 1, COLORS.outline, 0.003);
+  }
+  for (const [side, sg] of [['Left', 1], ['Right', -1]]) {
+    const inner = g('BrowInnerUp'), outer = g('BrowOuterUp' + side), down = g('BrowDown' + side);
+    line([[sg * (0.05 - 0.012 * down), -0.115 - 0.05 * inner + 0.035 * down],
+          [sg * 0.11, -0.135 - 0.03 * (0.5 * inner + outer) + 0.02 * down],
+          [sg * 0.165, -0.115 - 0.05 * outer + 0.01 * down]], 1, COLORS.brow, 0.018);
+  }
+  line([[0, -0.01], [0.012, 0.07], [0, 0.085]], 1.1, COLORS.nose, 0.006);
+  for (const [side, sg] of [['Left', 1], ['Right', -1]]) circle(sg * 0.02, 0.088 - 0.012 * g('NoseSneer' + side), 0.008, 1.1, COLORS.nose);
+  const avg = (n) => 0.5 * (g(n + 'Left') + g(n + 'Right'));
+  const pucker = g('MouthPucker'), funnel = g('MouthFunnel');
+  const mx = 0.03 * (g('MouthLeft') - g('MouthRight')) + 0.015 * (g('JawLeft') - g('JawRight'));
+  const yc = 0.19 + 0.035 * jaw;
+  let ap = Math.max(0, jaw - g('MouthClose')) * 0.16 + 0.02 * funnel + 0.012 * (avg('MouthUpperUp') + avg('MouthLowerDown'));
+  if (jaw - g('MouthClose') <= 0 && funnel < 0.05) ap = 0;
+  const press = avg('MouthPress');
+  const tUp = 0.016 * (1 - 0.7 * g('MouthRollUpper') + 0.3 * pucker - 0.4 * press + 0.3 * g('MouthShrugUpper'));
+  const tLo = 0.02 * (1 - 0.7 * g('MouthRollLower') + 0.3 * pucker - 0.4 * press + 0.3 * g('MouthShrugLower'));
+  const hw = {}, cyy = {};
+  for (const side of ['Left', 'Right']) {
+    hw[side] = 0.085 * Math.max(0.3, 1 + 0.35 * g('MouthSmile' + side) + 0.35 * g('MouthStretch' + side)
+                                + 0.1 * g('MouthDimple' + side) - 0.45 * pucker - 0.3 * funnel);
+    cyy[side] = yc - 0.025 * g('MouthSmile' + side) + 0.025 * g('MouthFrown' + side);
+  }
+  const curve = (mid, shrink = 1) => { const pts = [];
+    for (let k = 0; k <= 16; k++) { const s = -1 + 2 * k / 16, side = s > 0 ? 'Left' : 'Right';
+      pts.push([mx + s * hw[side] * shrink, cyy[side] + (mid - cyy[side]) * (1 - s * s)]); }
+    return pts; };
+  const upIn = yc - 0.35 * ap, loIn = yc + 0.65 * ap;
+  poly(curve(upIn - tUp).concat(curve(loIn + tLo).reverse()), 1, COLORS.lip);
+  if (ap > 0.002) {
+    poly(curve(upIn).concat(curve(loIn).reverse()), 1, COLORS.mouth);
+    if (ap > 0.012) { const t = Math.min(0.3 * ap, 0.012);
+      poly(curve(upIn, 0.75).concat(curve(upIn + t, 0.75).reverse()), 1, COLORS.teeth); }
+    if (g('TongueOut') > 0.05) circle(mx, loIn - 0.004 + 0.02 * g('TongueOut'), 0.02 + 0.012 * g('TongueOut'), 1, COLORS.tongue);
+  } else {
+    line(curve(upIn), 1, COLORS.lipline, 0.004);
+  }
+  return out;
+}
+function drawFace(ctx, v, I, W, H) {
+  ctx.fillStyle = COLORS.background; ctx.fillRect(0, 0, W, H);
+  for (const s of faceShapes(v, I, W, H)) {
+    ctx.beginPath();
+    if (s.k === 'circle') { ctx.arc(s.p[0][0], s.p[0][1], s.w, 0, 2 * Math.PI); ctx.fillStyle = s.c; ctx.fill(); continue; }
+    s.p.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+    if (s.k === 'poly') { ctx.closePath(); ctx.fillStyle = s.c; ctx.fill(); }
+    else { ctx.strokeStyle = s.c; ctx.lineWidth = Math.max(1, s.w); ctx.lineJoin = 'round'; ctx.lineCap = 'round'; ctx.stroke(); }
+  }
+}
+""".replace("__COLORS__", _COLORS_JS)
+
+#: ``js_on_load`` of the preview component (``element``, ``watch`` are gradio's)
+PREVIEW_JS = _DRAW_JS + r"""
+function bvfSetup() {
+  const box = element.querySelector('.bvf-preview');
+  if (!box || box.dataset.ready === '1') return;
+  box.dataset.ready = '1';
+  const canvas = box.querySelector('canvas'), audio = box.querySelector('audio'), info = box.querySelector('.bvf-info');
+  const ctx = canvas.getContext('2d');
+  let data = null, I = null, raf = 0;
+  const root = (window.gradio_config && window.gradio_config.root) ? window.gradio_config.root.replace(/\/$/, '') + '/' : '';
+  const url = (u) => (root && !/^https?:/.test(u) ? root + u : u);
+  if (!audio.src.startsWith('http') || root) audio.src = url(audio.getAttribute('src'));
+  const paint = () => {
+    if (!data || !data.frames.length) return;
+    const i = Math.max(0, Math.min(data.frames.length - 1, Math.floor(audio.currentTime * data.fps)));
+    drawFace(ctx, data.frames[i], I, canvas.width, canvas.height);
+    box.dataset.frame = String(i);
+    info.textContent = `${audio.currentTime.toFixed(2)} s · frame ${i + 1}/${data.frames.length} · ${data.fps} fps`;
+  };
+  const loop = () => { paint(); raf = (!audio.paused && !audio.ended) ? requestAnimationFrame(loop) : 0; };
+  audio.addEventListener('play', () => { if (!raf) raf = requestAnimationFrame(loop); });
+  for (const e of ['timeupdate', 'seeking', 'seeked', 'pause', 'ended', 'loadeddata']) audio.addEventListener(e, paint);
+  fetch(url(box.dataset.face)).then((r) => r.json()).then((d) => {
+    data = d; I = {}; d.names.forEach((n, i) => { I[n] = i; });
+    box.dataset.loaded = '1'; paint();
+  }).catch((err) => { info.textContent = 'could not load the face: ' + err; });
+}
+bvfSetup();
+if (typeof watch === 'function') watch('value', bvfSetup);
+new MutationObserver(bvfSetup).observe(element, {childList: true, subtree: true});
+"""
+
+
+# --- what the web UI's handlers call ---------------------------------------------------------------------------
+
+
+def preview_for(last: dict) -> str:
+    """The preview of the last result (``{"npy", "wav", "fps"}``): writes ``<stem>.face.json`` beside its npy."""
+    if not last:
+        return empty_preview()
+    npy = Path(last["npy"])
+    face_json = write_preview_json(npy.with_name(npy.name.split(".")[0] + ".face.json"), np.load(npy),
+                                   float(last["fps"]))
+    return preview_html(face_json, last["wav"], label=npy.parent.name)
+
+
+def video_for(last: dict, size: int = 480) -> Path:
+    """``<stem>.mp4`` of the last result, beside its files."""
+    from bert_vits2.audio import load_audio
+    from motion.face.render import render_video
+
+    npy = Path(last["npy"])
+    audio, sr = load_audio(last["wav"], sample_rate=None)
+    return render_video(np.load(npy), float(last["fps"]), npy.with_name(npy.name.split(".")[0] + ".mp4"),
+                        audio=audio, sample_rate=int(sr), size=(size, size))
+
+
+def take_result(folder: Path, wav: str | os.PathLike, curves: str | os.PathLike,
+                fps: float | None = None) -> dict:
+    """Copy an uploaded take (audio + ``[T, 61]`` npy or Live Link Face CSV) into ``folder`` as ``take.wav`` /
+    ``take.npy`` (covering the audio) and return it as a result (``{"npy", "wav", "fps", "sr"}``)."""
+    from bert_vits2.audio import load_audio, write_wav_pcm16
+    from bert_vits2.fileio import save_npy_atomic
+    from motion.face.render import load_curves
+    from motion.frames import num_frames_for, resample_curves
+
+    c = load_curves(curves, fps)
+    audio, sr = load_audio(wav, sample_rate=None)
+    n = num_frames_for(len(audio) / float(sr), c.fps)
+    frames = resample_curves(c.frames, c.fps, c.fps, n) if len(c.frames) != n else c.frames
+    paths = {"wav": write_wav_pcm16(folder / "take.wav", audio, int(sr)),
+             "npy": save_npy_atomic(folder / "take.npy", np.asarray(frames, np.float32))}
+    return {"npy": str(paths["npy"]), "wav": str(paths["wav"]), "fps": float(c.fps), "sr": int(sr)}
+
+
+__all__ += ["preview_for", "take_result", "video_for"]

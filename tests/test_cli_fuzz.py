@@ -1,0 +1,332 @@
+"""Fuzz harness (issue 13): every command-line tool, run in a subprocess with a table of bad inputs.
+
+A case fails on a Python traceback in stderr ("Traceback (most recent call last)"), on a hang (timeout), on a
+nonzero exit without a message, or when any input file changed (data lost). Bad inputs are values that are not
+numbers, NaN/inf, zero/negative rates, out-of-range ports, absurd sizes, garbage or truncated files, npy headers
+declaring huge shapes, outputs that are the input, output folders that are files, and folders holding one bad file.
+
+The cases run two at a time in one fixture (the machine is shared); each is reported as its own test. Run with
+``-s`` to see the summary line: cases tried, tracebacks, hangs, inputs changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TRACEBACK = "Traceback (most recent call last)"
+TIMEOUT_S = float(os.environ.get("BV2_FUZZ_TIMEOUT", "120"))
+
+
+@dataclass(frozen=True)
+class Case:
+    script: str
+    args: str  # shell-like; {name} is replaced by a fixture path
+    note: str = ""
+    ok_codes: tuple[int, ...] = (1, 2)  # refused with a message; (0,) where the tool reports the bad file and goes on
+
+    @property
+    def id(self) -> str:
+        return f"{self.script}:{self.args}"[:90]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PORT = str(_free_port())
+
+CASES: list[Case] = [
+    # --- motion/record.py
+    Case("motion/record.py", "--seconds nan"),
+    Case("motion/record.py", "--seconds inf"),
+    Case("motion/record.py", "--seconds -3"),
+    Case("motion/record.py", "--seconds abc"),
+    Case("motion/record.py", "--port 99999"),
+    Case("motion/record.py", "--port -1"),
+    Case("motion/record.py", "--takes 0"),
+    Case("motion/record.py", "--countdown nan --takes 2"),
+    Case("motion/record.py", "--sample-rate 0"),
+    Case("motion/record.py", "--import {junk_csv} --offset-ms nan --out-dir {out}"),
+    Case("motion/record.py", "--import {junk_csv} --out-dir {out}"),
+    Case("motion/record.py", "--import {missing} --out-dir {out}"),
+    Case("motion/record.py", "--audio-file {junk_wav} --seconds 0.2 --host 127.0.0.1 --port " + PORT + " --out-dir {out}"),
+    Case("motion/record.py", "--audio-file {good_wav} --seconds 0.2 --host 127.0.0.1 --port " + PORT + " --out-dir {a_file}"),
+    Case("motion/record.py", "--audio-file {good_wav} --seconds 0.2 --host 999.1.1.1 --port " + PORT + " --out-dir {out}"),
+    Case("motion/record.py", "--recover {missing}"),
+    Case("motion/record.py", "--recover {bad_partial_dir}", "a .partial folder without info.json"),
+    # --- motion/tts2ue.py
+    Case("motion/tts2ue.py", "--npy {junk_npy} --no-audio --virtual-clock --dry-run {out}/a.jsonl"),
+    Case("motion/tts2ue.py", "--npy {nan_npy} --no-audio --virtual-clock --dry-run {out}/a.jsonl"),
+    Case("motion/tts2ue.py", "--npy {huge_npy} --no-audio --virtual-clock --dry-run {out}/a.jsonl"),
+    Case("motion/tts2ue.py", "--npy {pickle_npy} --no-audio --virtual-clock --dry-run {out}/a.jsonl"),
+    Case("motion/tts2ue.py", "--npy {wrong_shape_npy} --no-audio --virtual-clock --dry-run {out}/a.jsonl"),
+    Case("motion/tts2ue.py", "--npy {face_npy} --no-audio --virtual-clock --dry-run {face_npy}", "output is the input"),
+    Case("motion/tts2ue.py", "--npy {face_npy} --wav {good_wav} --no-audio --virtual-clock --dry-run {good_wav}"),
+    Case("motion/tts2ue.py", "--npy {face_npy} --wav {junk_wav} --no-audio --virtual-clock --dry-run {out}/a.jsonl"),
+    Case("motion/tts2ue.py", "--csv {junk_csv} --no-audio --virtual-clock --dry-run {out}/a.jsonl"),
+    Case("motion/tts2ue.py", "{missing} --no-audio --virtual-clock --dry-run {out}/a.jsonl"),
+    Case("motion/tts2ue.py", "--npy {face_npy} --fps 0"),
+    Case("motion/tts2ue.py", "--npy {face_npy} --fps nan"),
+    Case("motion/tts2ue.py", "--npy {face_npy} --send-fps inf"),
+    Case("motion/tts2ue.py", "--npy {face_npy} --delay_ms nan"),
+    Case("motion/tts2ue.py", "--npy {face_npy} --port 99999"),
+    Case("motion/tts2ue.py", "--npy {face_npy} --no-audio --dry-run {a_dir}"),
+    # --- motion/vmc_cli.py
+    Case("motion/vmc_cli.py", "{body_npy} --damping LeftUpperArm=nan --bvh {out}/a.bvh"),
+    Case("motion/vmc_cli.py", "{body_npy} --damping LeftUpperArm --bvh {out}/a.bvh"),
+    Case("motion/vmc_cli.py", "{body_npy} --damping =1 --bvh {out}/a.bvh"),
+    Case("motion/vmc_cli.py", "{body_npy} --bvh-scale nan --bvh {out}/a.bvh"),
+    Case("motion/vmc_cli.py", "{body_npy} --bvh-scale 0 --bvh {out}/a.bvh"),
+    Case("motion/vmc_cli.py", "{body_npy} --fps 0 --bvh {out}/a.bvh"),
+    Case("motion/vmc_cli.py", "{body_npy} --port 70000"),
+    Case("motion/vmc_cli.py", "{body_npy} --smooth 2 --bvh {out}/a.bvh"),
+    Case("motion/vmc_cli.py", "{body_npy} --smooth 1000000000 --bvh {out}/a.bvh"),
+    Case("motion/vmc_cli.py", "{body_npy} --bvh {body_npy}", "output is the input"),
+    Case("motion/vmc_cli.py", "{body_npy} --dry-run {body_npy}", "output is the input"),
+    Case("motion/vmc_cli.py", "{junk_npy} --bvh {out}/a.bvh"),
+    Case("motion/vmc_cli.py", "{huge_npy} --bvh {out}/a.bvh"),
+    Case("motion/vmc_cli.py", "{nan_body_npy} --bvh {out}/a.bvh"),
+    Case("motion/vmc_cli.py", "{face_npy} --bvh {out}/a.bvh", "a face where a body is expected"),
+    Case("motion/vmc_cli.py", "--face {nan_npy} --dry-run {out}/a.jsonl"),
+    Case("motion/vmc_cli.py", "--face {junk_csv} --dry-run {out}/a.jsonl"),
+    Case("motion/vmc_cli.py", "{junk_json} --bvh {out}/a.bvh", "a broken audio2photoreal export"),
+    Case("motion/vmc_cli.py", "{a_file} --bvh {out}/a.bvh", "unknown format"),
+    Case("motion/vmc_cli.py", "{body_npy} --bvh {a_dir}"),
+    # --- resample.py
+    Case("resample.py", "--in-dir {wav_dir} --out-dir {wav_dir} --quiet", "out-dir is the in-dir"),
+    Case("resample.py", "--in-dir {wav_dir} --out-dir {wav_dir} --overwrite --quiet"),
+    Case("resample.py", "--in-dir {missing} --out-dir {out}/r --quiet"),
+    Case("resample.py", "--in-dir {wav_dir} --out-dir {a_file} --quiet"),
+    Case("resample.py", "--in-dir {wav_dir} --out-dir {out}/r --sr 0 --quiet"),
+    Case("resample.py", "--in-dir {wav_dir} --out-dir {out}/r --sr nan --quiet"),
+    Case("resample.py", "--in-dir {wav_dir} --out-dir {out}/r --processes -1 --quiet"),
+    Case("resample.py", "--in-dir {mixed_dir} --out-dir {out}/r --processes 1 --quiet", "one bad file: reported",
+         ok_codes=(1,)),
+    # --- motion/wav_to_visemes.py
+    Case("motion/wav_to_visemes.py", "{mixed_dir} -o {out}/v -q", "one bad file: reported, the others done",
+         ok_codes=(0, 1)),
+    Case("motion/wav_to_visemes.py", "{junk_wav} -o {out}/v -q"),
+    Case("motion/wav_to_visemes.py", "{missing} -o {out}/v -q"),
+    Case("motion/wav_to_visemes.py", "{good_wav} --fps 0 -o {out}/v"),
+    Case("motion/wav_to_visemes.py", "{good_wav} --fps nan -o {out}/v"),
+    Case("motion/wav_to_visemes.py", "{good_wav} --delay-ms nan -o {out}/v"),
+    Case("motion/wav_to_visemes.py", "{good_wav} --head {junk_pth} -o {out}/v -q"),
+    Case("motion/wav_to_visemes.py", "{good_wav} --head {code_pth} -o {out}/v -q"),
+    Case("motion/wav_to_visemes.py", "{good_wav} -o {a_file} -q"),
+    # --- motion/prepare_visemes.py
+    Case("motion/prepare_visemes.py", "--records {missing} -o {out}/p -q --no-z"),
+    Case("motion/prepare_visemes.py", "--records {take_dir} -o {out}/p -q --no-z --max-offset-ms 1e9"),
+    Case("motion/prepare_visemes.py", "--records {take_dir} -o {out}/p -q --no-z --offset-ms nan"),
+    Case("motion/prepare_visemes.py", "--records {take_dir} -o {out}/p -q --no-z --n-mels 0"),
+    Case("motion/prepare_visemes.py", "--records {take_dir} -o {out}/p -q --no-z --val-size -1"),
+    Case("motion/prepare_visemes.py", "--records {take_dir} -o {out}/p -q --no-z --posterior {junk_pth}"),
+    # --- motion/plot_take.py, motion/render_face.py
+    Case("motion/plot_take.py", "{junk_npy} --fps 60 --out {out}/a.png"),
+    Case("motion/plot_take.py", "{huge_npy} --fps 60 --out {out}/a.png"),
+    Case("motion/plot_take.py", "{face_npy} --fps nan --out {out}/a.png"),
+    Case("motion/plot_take.py", "{face_npy} --fps 0 --out {out}/a.png"),
+    Case("motion/plot_take.py", "{missing} --out {out}/a.png"),
+    Case("motion/plot_take.py", "{face_npy} --fps 60 --out {face_npy}", "output is the input"),
+    Case("motion/render_face.py", "{face_npy} -o {out}/a.mp4 --size 0"),
+    Case("motion/render_face.py", "{face_npy} -o {out}/a.mp4 --fps nan"),
+    Case("motion/render_face.py", "{junk_npy} -o {out}/a.mp4"),
+    Case("motion/render_face.py", "{huge_npy} -o {out}/a.mp4 --fps 60"),
+    Case("motion/render_face.py", "{face_npy} --fps 60 -o {face_npy}", "output is the input"),
+    # --- train_ms.py (visemes), preprocess_text.py, bert_gen.py, compress_model.py, export_onnx.py
+    Case("train_ms.py", "--visemes -m {out}/m --train-list {missing} --epochs 1"),
+    Case("train_ms.py", "--visemes -m {out}/m --epochs 0"),
+    Case("train_ms.py", "--visemes -m {out}/m --lr nan"),
+    Case("train_ms.py", "--visemes -m {out}/m --batch-size 0"),
+    Case("train_ms.py", "--visemes -m {out}/m --crop-s inf"),
+    Case("train_ms.py", "--visemes -m {out}/m --train-list {junk_list} --val-list {junk_list} --epochs 1"),
+    Case("train_ms.py", "-m {out}/m -c {junk_json}"),
+    Case("train_ms.py", "-m {out}/m -c {missing}"),
+    Case("preprocess_text.py", "--transcription-path {missing} --config-path {missing} --quiet"),
+    Case("preprocess_text.py", "--transcription-path {junk_list} --config-path {junk_json} --quiet"),
+    Case("preprocess_text.py", "--val-per-lang -1 --quiet"),
+    Case("preprocess_text.py", "--processes -5 --quiet"),
+    Case("bert_gen.py", "-c {junk_json} --quiet"),
+    Case("bert_gen.py", "-c {missing} --quiet"),
+    Case("bert_gen.py", "--num-processes -1 --quiet"),
+    Case("compress_model.py", "-i {junk_pth} -o {out}/c.pth"),
+    Case("compress_model.py", "-i {code_pth} -o {out}/c.pth"),
+    Case("export_onnx.py", "--checkpoint {junk_pth} -c {junk_json} -o {out}/onnx"),
+    Case("export_onnx.py", "--tolerance nan"),
+    # --- webui.py (arguments only: a case that parses would start a server)
+    Case("webui.py", "--port 99999"),
+    Case("webui.py", "--port 0"),
+    Case("webui.py", "--fps nan"),
+    Case("webui.py", "--max-chars 0"),
+    Case("webui.py", "--max-upload-mb nan"),
+    Case("webui.py", "--max-audio-s -1"),
+    Case("webui.py", "--queue-size 0"),
+    Case("webui.py", "--concurrency 1e9"),
+    Case("webui.py", "--keep-outputs inf"),
+]
+
+
+def _npy_header(shape, dtype="<f4") -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _make_fixtures(root: Path) -> dict[str, Path]:
+    import soundfile as sf
+    import torch
+
+    rng = np.random.default_rng(0)
+    f: dict[str, Path] = {}
+    d = root / "in"
+    d.mkdir()
+
+    def put(name: str, data: bytes | str) -> Path:
+        p = d / name
+        p.write_bytes(data.encode() if isinstance(data, str) else data)
+        return p
+
+    f["junk_wav"] = put("junk.wav", rng.bytes(3000))
+    f["junk_npy"] = put("junk.npy", rng.bytes(500))
+    f["junk_csv"] = put("junk.csv", "Timecode,BlendShapeCount,nonsense\n1,2,3\n")
+    f["junk_json"] = put("junk.json", "{not json")
+    f["junk_pth"] = put("junk.pth", rng.bytes(4096))
+    f["junk_list"] = put("junk.list", "no|pipes|here\n\x00\x01\n")
+    f["huge_npy"] = put("huge.npy", _npy_header((10**11, 61)) + b"\0" * 256)
+    f["pickle_npy"] = put("pickle.npy", _npy_header((2,), "|O") + b"\0" * 32)
+    f["a_file"] = put("a_file.txt", "I am a file")
+    face = np.clip(rng.random((90, 61), dtype=np.float32) * 0.5, 0, 1)
+    np.save(d / "face.npy", face)
+    f["face_npy"] = d / "face.npy"
+    bad = face.copy()
+    bad[5, 3] = np.nan
+    bad[6, 4] = np.inf
+    np.save(d / "nan.npy", bad)
+    f["nan_npy"] = d / "nan.npy"
+    np.save(d / "wrong_shape.npy", np.zeros((10, 7), np.float32))
+    f["wrong_shape_npy"] = d / "wrong_shape.npy"
+    body = rng.normal(0, 0.3, (40, 22, 3)).astype(np.float32)
+    body[:, 0, 1] += 1.0
+    np.save(d / "body.npy", body)
+    f["body_npy"] = d / "body.npy"
+    body[3, 2, 1] = np.nan
+    np.save(d / "nan_body.npy", body)
+    f["nan_body_npy"] = d / "nan_body.npy"
+    t = np.arange(44100) / 44100
+    sf.write(d / "good.wav", (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 44100)
+    f["good_wav"] = d / "good.wav"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {root / 'PWNED'}",))
+
+    torch.save({"model": {"w": torch.zeros(1)}, "evil": Evil()}, d / "code.pth")
+    f["code_pth"] = d / "code.pth"
+    wav_dir = d / "wavs"
+    wav_dir.mkdir()
+    sf.write(wav_dir / "a.wav", np.zeros(4410, np.float32), 22050)
+    f["wav_dir"] = wav_dir
+    mixed = d / "mixed"
+    mixed.mkdir()
+    sf.write(mixed / "good.wav", (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 44100)
+    (mixed / "bad.wav").write_bytes(rng.bytes(2000))
+    f["mixed_dir"] = mixed
+    takes = d / "takes"
+    takes.mkdir()
+    sf.write(takes / "t1.wav", (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 44100)
+    np.save(takes / "t1.npy", bad[:60])  # a take with NaN/inf values
+    (takes / "t1.json").write_text('{"fps": 60}')
+    (takes / "t2.npy").write_bytes(rng.bytes(300))  # an unreadable take
+    (takes / "t2.json").write_text('{"fps": 60}')
+    f["take_dir"] = takes
+    bad_partial = d / "rec"
+    (bad_partial / "x.partial").mkdir(parents=True)
+    f["bad_partial_dir"] = bad_partial
+    f["a_dir"] = d / "a_dir"
+    f["a_dir"].mkdir()
+    f["missing"] = d / "does-not-exist"
+    return f
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@dataclass
+class Outcome:
+    rc: int | None
+    stderr: str
+    seconds: float
+
+
+def _run(case: Case, fixtures: dict[str, Path], out: Path) -> Outcome:
+    paths = {k: str(v) for k, v in fixtures.items()}
+    paths["out"] = str(out)
+    argv = [a.format(**paths) for a in shlex.split(case.args)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["GRADIO_ANALYTICS_ENABLED"] = "False"
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run([sys.executable, str(REPO / case.script), *argv], cwd=out, env=env, capture_output=True,
+                              text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        return Outcome(None, err, time.monotonic() - t0)
+    return Outcome(proc.returncode, proc.stderr, time.monotonic() - t0)
+
+
+@pytest.fixture(scope="module")
+def fuzz_results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz")
+    fixtures = _make_fixtures(root)
+    before = _digest(root / "in")
+    outs = {}
+    for i, case in enumerate(CASES):
+        outs[case] = root / f"out{i:03d}"
+        outs[case].mkdir()
+    with ThreadPoolExecutor(max_workers=int(os.environ.get("BV2_FUZZ_JOBS", "2"))) as pool:
+        futures = {case: pool.submit(_run, case, fixtures, outs[case]) for case in CASES}
+        results = {case: fut.result() for case, fut in futures.items()}
+    after = _digest(root / "in")
+    changed = sorted(k for k in before if before.get(k) != after.get(k))
+    tracebacks = sum(TRACEBACK in r.stderr for r in results.values())
+    hangs = sum(r.rc is None for r in results.values())
+    print(f"\nCLI fuzz: {len(CASES)} bad inputs tried, {tracebacks} tracebacks, {hangs} hangs, "
+          f"{len(changed)} input files changed{': ' + ', '.join(changed) if changed else ''}, "
+          f"code in a pickle ran: {(root / 'PWNED').exists()}")
+    return results, changed, root
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gets_a_clear_answer(case: Case, fuzz_results):
+    results, _, _ = fuzz_results
+    r = results[case]
+    assert r.rc is not None, f"hang: no answer within {TIMEOUT_S:.0f} s\n{r.stderr[-1500:]}"
+    assert TRACEBACK not in r.stderr, r.stderr[-3000:]
+    assert r.rc in case.ok_codes, f"exit {r.rc}, expected one of {case.ok_codes}\n{r.stderr[-1500:]}"
+    if r.rc != 0:
+        assert r.stderr.strip(), "refused without saying why"
+
+
+def test_no_input_was_changed_and_no_pickle_code_ran(fuzz_results):
+    _, changed, root = fuzz_results
+    assert changed == []
+    assert not (root / "PWNED").exists()

@@ -1,0 +1,184 @@
+"""Streaming synthesis (bert_vits2.streaming, Voice.stream, DemoVoice.stream) and streamed faces
+(motion.face.streaming): the joined stream equals the batch result within 1e-4, faces at chunk boundaries too."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from bert_vits2.streaming import chunk_spans, decode_chunk, decoder_context_frames, piecewise_frames
+from bert_vits2.synthesis import SynthesisError, Voice, find_model_files
+from motion.face.api import FaceMaker
+from motion.face.streaming import AudioFaceStream, face_for_audio_segmented, face_function, piecewise_face
+
+TOL = 1e-4
+TEXT = "你好。今天天气很好。我们去公园散步吧！"
+
+
+@pytest.fixture(scope="module")
+def voice(bv2_ref, tmp_path_factory) -> Voice:
+    from webui_helpers import make_tiny_voice
+
+    folder = make_tiny_voice(bv2_ref, tmp_path_factory.mktemp("voice"))
+    return Voice.load(find_model_files(folder))
+
+
+def _join(chunks):
+    audio = np.concatenate([c.audio for c in chunks])
+    z = np.concatenate([c.z for c in chunks if c.z is not None and c.z.shape[1]], axis=1)
+    face = None
+    if chunks[0].face is not None:
+        face = np.concatenate([c.face for c in chunks], axis=0)
+    return audio, z, face
+
+
+def test_chunk_spans_and_context():
+    assert chunk_spans(100, 16, 64) == [(0, 16), (16, 48), (48, 100)]
+    spans = chunk_spans(300, 16, 64)
+    assert spans[0] == (0, 16) and spans[1] == (16, 48) and spans[2] == (48, 112) and spans[3] == (112, 176)
+    assert spans[-1][1] == 300 and all(a < b for a, b in spans)
+    v23 = {"upsample_rates": [8, 8, 2, 2, 2], "upsample_kernel_sizes": [16, 16, 8, 2, 2],
+           "resblock": "1", "resblock_kernel_sizes": [3, 7, 11], "resblock_dilation_sizes": [[1, 3, 5]] * 3}
+    assert 12 <= decoder_context_frames(v23, margin=0) <= 20
+
+
+def test_chunked_decoder_equals_whole_decode(voice):
+    """The HiFi-GAN decoded in chunks with context equals the one-call decode (full-size v2.3 decoder shape too)."""
+    torch.manual_seed(0)
+    ctx = decoder_context_frames(voice.hps.model)
+    z = torch.randn(1, voice.hps.model.inter_channels, 150)
+    g = torch.randn(1, voice.hps.model.gin_channels, 1)
+    with torch.no_grad():
+        whole = voice.model.dec(z, g=g)[0, 0].numpy()
+    parts = [decode_chunk(voice.model.dec, z, g, a, b, voice.hop, ctx) for a, b in chunk_spans(150, 7, 40)]
+    err = np.abs(np.concatenate(parts) - whole).max()
+    assert err < 1e-5, err
+    # with too little context the chunk edges differ: the context is what makes it exact
+    parts0 = [decode_chunk(voice.model.dec, z, g, a, b, voice.hop, 0) for a, b in chunk_spans(150, 7, 40)]
+    assert np.abs(np.concatenate(parts0) - whole).max() > 1e-3
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_voice_stream_equals_synthesize(voice, split):
+    kw = dict(split_sentences=split, sentence_pause_s=0.3, seed=7)
+    result = voice.synthesize(TEXT, "bob", "ZH", **kw)
+    chunks = list(voice.stream(TEXT, "bob", "ZH", first_chunk_frames=5, max_chunk_frames=20, **kw))
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert chunks[-1].last and not any(c.last for c in chunks[:-1])
+    assert len(chunks) > (6 if split else 3)  # several chunks per piece
+    audio, z, _ = _join(chunks)
+    assert len(audio) == len(result.audio)
+    err = float(np.abs(audio - result.audio).max())
+    assert err < TOL, err
+    assert z.shape == result.z.shape and np.abs(z - result.z).max() < 1e-6
+    pos = 0
+    for c in chunks:  # chunk positions tile the stream
+        assert c.start_sample == pos
+        pos += len(c.audio)
+    if split:
+        assert max(c.piece for c in chunks) == 2 and any(c.pause for c in chunks)
+
+
+def test_voice_stream_mix_runs_decode_in_slice_context(voice):
+    """A mix slice is one generator call: the stream decodes each run with the slice around it as context."""
+    text = "[alice]<zh>你好。<en>Hello there.<zh>再见。"
+    result = voice.synthesize(text, None, "mix", seed=2)
+    chunks = list(voice.stream(text, None, "mix", seed=2, first_chunk_frames=4, max_chunk_frames=8))
+    audio, _, _ = _join(chunks)
+    assert len(audio) == len(result.audio) and np.abs(audio - result.audio).max() < TOL
+
+
+def test_voice_stream_face_equals_piecewise_face(voice):
+    maker = FaceMaker(use_default_head=False, alive=True, seed=1)
+    result = voice.synthesize(TEXT, "alice", "ZH", split_sentences=True, seed=5)
+    whole = piecewise_face(maker, result)
+    assert len(whole.frames) == int(np.ceil(result.duration_s * 60 - 1e-6))
+    chunks = list(voice.stream(TEXT, "alice", "ZH", split_sentences=True, seed=5, face=face_function(maker),
+                               first_chunk_frames=6, max_chunk_frames=12))
+    _, _, face = _join(chunks)
+    assert face.shape == whole.frames.shape
+    assert np.abs(face - whole.frames).max() < TOL
+    starts = [c.face_start for c in chunks]
+    assert starts == sorted(starts) and all(c.face_start + len(c.face) == n.face_start for c, n in zip(chunks, chunks[1:]))
+    # the default mel head reads the audio: the (float-rounding) audio difference must not show in the face either
+    maker2 = FaceMaker(alive=True, seed=1)
+    whole2 = piecewise_face(maker2, result)
+    chunks2 = list(voice.stream(TEXT, "alice", "ZH", split_sentences=True, seed=5, face=face_function(maker2)))
+    err = float(np.abs(_join(chunks2)[2] - whole2.frames).max())
+    assert err < TOL, err
+
+
+def test_stream_pipelines_and_cancels(voice):
+    text = "。".join(["今天天气很好"] * 6) + "。"
+    cancel = threading.Event()
+    gen = voice.stream(text, "bob", "ZH", split_sentences=True, cancel=cancel)
+    first = next(gen)
+    assert first.audio.size and first.timings["ready_s"] > 0
+    gen.close()  # the producer stops after the piece it is working on and releases the lock
+    t0 = time.perf_counter()
+    assert voice._lock.acquire(timeout=10)
+    voice._lock.release()
+    assert time.perf_counter() - t0 < 10
+    with pytest.raises(SynthesisError, match="empty"):
+        list(voice.stream("  "))
+    with pytest.raises(SynthesisError, match="alice, bob"):
+        next(voice.stream("你好", "nobody"))
+
+
+def test_stream_rng_independent_of_other_requests(voice):
+    """A seeded stream draws the same noise when other requests run between its pieces."""
+    kw = dict(split_sentences=True, seed=11)
+    ref = voice.synthesize(TEXT, "bob", "ZH", **kw)
+    out = []
+    for c in voice.stream(TEXT, "bob", "ZH", **kw):
+        out.append(c.audio)
+        if c.pause:
+            voice.synthesize("好", "alice", "ZH", seed=None)  # moves the global RNG in between
+    assert np.abs(np.concatenate(out) - ref.audio).max() < TOL
+
+
+def test_demo_voice_stream_equals_synthesize(monkeypatch):
+    from motion import espeak_tts
+    from motion.demo_voice import DemoVoice
+
+    # eSpeak NG itself varies by a few samples from call to call: replay one take per text so both paths get the same
+    takes: dict = {}
+    real = espeak_tts.synthesize
+    monkeypatch.setattr(espeak_tts, "synthesize", lambda *a, **k: takes.setdefault((a, tuple(k.items())), real(*a, **k)))
+    demo = DemoVoice()
+    text = "Hello there. This is a streamed demo voice!"
+    result = demo.synthesize(text, None, "EN", split_sentences=True)
+    maker = FaceMaker(use_default_head=False, seed=2)
+    chunks = list(demo.stream(text, None, "EN", split_sentences=True, face=face_function(maker)))
+    audio, face = np.concatenate([c.audio for c in chunks]), np.concatenate([c.face for c in chunks])
+    assert np.array_equal(audio, result.audio)
+    whole = piecewise_frames(result, face_function(maker), 60.0)
+    assert face.shape == whole.shape and np.abs(face - whole).max() < TOL
+
+
+def test_audio_face_stream_chunking_does_not_matter():
+    from motion.demo_voice import DemoVoice
+
+    result = DemoVoice().synthesize("Hello there. This is a test of streaming faces.", None, "EN",
+                                    split_sentences=True, sentence_pause_s=0.4)
+    maker = FaceMaker(seed=3)
+    ref = face_for_audio_segmented(maker, result.audio, result.sample_rate, max_segment_s=1.0)
+    assert len(ref.frames) == int(np.ceil(result.duration_s * 60 - 1e-6))
+    rng = np.random.default_rng(0)
+    stream = AudioFaceStream(maker, result.sample_rate, max_segment_s=1.0)
+    pcm16 = (np.clip(result.audio, -1, 1) * 32767).astype(np.int16)
+    got, pos = [], 0
+    while pos < len(pcm16):
+        n = int(rng.integers(50, 6000))
+        got += stream.feed(pcm16[pos:pos + n])
+        pos += n
+    got += stream.close()
+    frames = np.concatenate([g.frames for g in got])
+    assert [g.start for g in got] == list(np.cumsum([0] + [len(g.frames) for g in got[:-1]]))
+    ref16 = face_for_audio_segmented(maker, pcm16, result.sample_rate, max_segment_s=1.0)
+    assert frames.shape == ref16.frames.shape and np.abs(frames - ref16.frames).max() < TOL
+    assert len(got) >= 3  # cut at the pauses / every second
