@@ -9,7 +9,13 @@ import pytest
 import yaml
 
 from bert_vits2.config_yml import (
-    DEFAULT_YML_TEXT, YmlError, apply_webui_model, apply_yml, load_yml, section_values, write_default_yml,
+    DEFAULT_YML_TEXT,
+    YmlError,
+    apply_webui_model,
+    apply_yml,
+    load_yml,
+    section_values,
+    write_default_yml,
 )
 
 UPSTREAM_SECTIONS = {"dataset_path", "mirror", "openi_token", "resample", "preprocess_text", "bert_gen", "emo_gen",

@@ -19,9 +19,17 @@ import pytest
 import soundfile as sf
 
 from motion import record
-from motion.livelink import LiveLinkFrame, LiveLinkReceiver, PacketTally, decode_packet, encode_packet, read_capture
-from motion.livelink import recorder, take as take_mod
-from motion.livelink.partial import FRAME_RECORD, PartialTakeWriter, finish_partial, find_partials, read_partial
+from motion.livelink import (
+    LiveLinkFrame,
+    LiveLinkReceiver,
+    PacketTally,
+    decode_packet,
+    encode_packet,
+    read_capture,
+    recorder,
+)
+from motion.livelink import take as take_mod
+from motion.livelink.partial import FRAME_RECORD, PartialTakeWriter, find_partials, finish_partial, read_partial
 from motion.livelink.take import load_take
 
 

@@ -41,7 +41,7 @@ class Running:
         self.app = create_app(config)
         self.config = config
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=config.port, log_level="warning",
-                                                    ws="websockets"))
+                                                    ws="websockets-sansio"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         t0 = time.time()
@@ -191,7 +191,8 @@ def test_http_stream_equals_synthesize(server, voice):
     assert len(audio) == len(ref.audio)
     err = float(np.abs(audio - ref.audio).max())
     assert err < TOL, err
-    r = _get(server, "/voice/stream", params={"text": text, "format": "wav", "seed": 9})
+    r = _get(server, "/voice/stream", params={"text": text, "speaker_name": "bob", "auto_split": "true", "seed": 9,
+                                              "format": "wav"})
     assert r.content[:4] == b"RIFF" and len(r.content) == 44 + 2 * len(ref.audio)
 
 

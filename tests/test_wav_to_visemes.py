@@ -151,3 +151,17 @@ def test_web_ui_audio_tab_gives_the_same_curves_as_wav_to_visemes(speech, tmp_pa
     ui = np.load(last["npy"])
     assert ui.shape == cli.shape
     np.testing.assert_array_equal(ui, cli)
+
+
+def test_release_checkpoint_without_enc_q_is_refused_for_z_extraction(bv2_ref, tmp_path):
+    from bert_vits2.release import make_release_checkpoint
+    from motion import wav_to_visemes
+    from motion.face.features import PosteriorEncoderError, load_posterior_from_checkpoint
+
+    release = make_release_checkpoint(bv2_ref / "config.json", bv2_ref / "G_ref.pth", tmp_path / "G_ref_release.pth")
+    with pytest.raises(PosteriorEncoderError, match="G_ref_release.pth") as err:
+        load_posterior_from_checkpoint(bv2_ref / "config.json", release)
+    assert "enc_q" in str(err.value) or "posterior" in str(err.value)
+    rc = wav_to_visemes.main(["--export-posterior", str(tmp_path / "post.pth"), "--g-checkpoint", str(release),
+                              "-c", str(bv2_ref / "config.json"), "-q"])
+    assert rc == 1 and not (tmp_path / "post.pth").exists()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import threading
 import time
 import types
 

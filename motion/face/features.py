@@ -126,8 +126,18 @@ class PosteriorEncoder:
         return z[0].numpy().astype(np.float32)
 
 
-def posterior_from_generator(model: torch.nn.Module, data_params: Mapping[str, Any] | Any, speaker_id: int | None = None) -> PosteriorEncoder:
-    """Take ``enc_q`` (and optionally a speaker's embedding) from a built ``SynthesizerTrn``."""
+def posterior_from_generator(model: torch.nn.Module, data_params: Mapping[str, Any] | Any, speaker_id: int | None = None,
+                             source: str | os.PathLike | None = None) -> PosteriorEncoder:
+    """Take ``enc_q`` (and optionally a speaker's embedding) from a built ``SynthesizerTrn``.
+
+    A generator loaded from a release checkpoint (``G_*_release.pth``) has no ``enc_q``: that is refused here with one
+    line naming ``source`` and asking for the full ``G_*.pth``."""
+    from bert_vits2.checkpoint import MissingPosteriorEncoderError, require_posterior_encoder
+
+    try:
+        require_posterior_encoder(model, "z extraction from audio (z heads, --export-posterior)", source)
+    except MissingPosteriorEncoderError as err:
+        raise PosteriorEncoderError(str(err)) from None
     g = None
     if speaker_id is not None:
         if not hasattr(model, "emb_g"):
@@ -163,7 +173,7 @@ def load_posterior_from_checkpoint(config: str | os.PathLike, checkpoint: str | 
     if not Path(checkpoint).is_file():
         raise PosteriorEncoderError(f"{checkpoint}: G checkpoint not found (train the TTS first, or pass -m/--checkpoint)")
     model, hps = load_model_for_inference(config, checkpoint)
-    return posterior_from_generator(model, hps.data, speaker_id_from_name(hps, speaker))
+    return posterior_from_generator(model, hps.data, speaker_id_from_name(hps, speaker), source=checkpoint)
 
 
 def export_posterior(enc: PosteriorEncoder, path: str | os.PathLike, model_config: Mapping[str, Any]) -> None:

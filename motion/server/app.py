@@ -235,6 +235,13 @@ def create_app(config: ServerConfig, *, load: bool = True):
     async def _api_error(_request, err: ApiError):
         return JSONResponse({"status": err.http_status, "detail": err.detail}, status_code=err.http_status)
 
+    async def _lib_error(_request, err: Exception):
+        api = _as_api_error(err)
+        return JSONResponse({"status": api.http_status, "detail": api.detail}, status_code=api.http_status)
+
+    for exc_type in (NotFound, PathRefused, ValueError):
+        app.add_exception_handler(exc_type, _lib_error)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request, err):
         return JSONResponse({"status": err.status_code, "detail": str(err.detail)}, status_code=err.status_code)
@@ -775,7 +782,8 @@ def serve(config: ServerConfig) -> None:
     app = create_app(config)
     log.info("serving on http://%s:%d (docs at /docs)%s", config.host, config.port,
              "; token required" if config.token else "")
-    uvicorn.run(app, host=config.host, port=int(config.port), log_level=config.log_level, ws="websockets")
+    uvicorn.run(app, host=config.host, port=int(config.port), log_level=config.log_level,
+                ws="websockets-sansio")
 
 
 __all__ = ["Admission", "ApiError", "ServerState", "create_app", "pcm16", "rss_mb", "serve", "wav_header"]

@@ -83,10 +83,11 @@ class WebUIState:
         return next(iter(self.voices))
 
     def posterior(self, voice: Any):
-        if isinstance(voice, Voice):
+        """The voice's posterior encoder, needed only by a trained z head reading plain audio."""
+        if isinstance(voice, Voice) and self.face.head_kind == "z":
             from motion.face.features import posterior_from_generator
 
-            return posterior_from_generator(voice.model, voice.hps.data)
+            return posterior_from_generator(voice.model, voice.hps.data, source=voice.files.checkpoint)
         return None
 
     def settings_markdown(self) -> str:
