@@ -288,7 +288,7 @@ def test_demo_voice_websocket_and_audio_to_face(server):
 def test_push_to_livelink_after_playing(server):
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind(("127.0.0.1", 0))
-    rx.settimeout(5)
+    rx.settimeout(1)
     port = rx.getsockname()[1]
 
     async def go():
@@ -302,12 +302,13 @@ def test_push_to_livelink_after_playing(server):
                 m = json.loads(m)
                 if m["type"] == "start":
                     await ws.send(json.dumps({"type": "playing", "offset_ms": 0}))
-                if m["type"] == "end":
+                if m["type"] == "push_done":
                     end = m
             return end
 
     t0 = time.time()
-    asyncio.run(go())
+    done = asyncio.run(go())
+    assert done["sent"] > 10 and done["error"] == ""
     got = 0
     try:
         while True:

@@ -635,9 +635,7 @@ def create_app(config: ServerConfig, *, load: bool = True):
                 if kind == "end":
                     await ws.send_text(json.dumps({
                         "type": "end", "samples": sent_samples, "frames": sent_frames,
-                        "elapsed_s": round(time.perf_counter() - t0, 4),
-                        "push": None if pusher is None else {"sent": pusher.stats.sent,
-                                                             "skipped": pusher.stats.skipped}}))
+                        "elapsed_s": round(time.perf_counter() - t0, 4)}))
                     break
                 c = item
                 if len(c.audio):
@@ -659,6 +657,9 @@ def create_app(config: ServerConfig, *, load: bool = True):
                 # keep the socket open while the face is pushed, so the client can still send 'playing'
                 while pusher.is_alive() and not reader_task.done():
                     await asyncio.sleep(0.05)
+                if not reader_task.done():
+                    await ws.send_text(json.dumps({"type": "push_done", "sent": pusher.stats.sent,
+                                                   "skipped": pusher.stats.skipped, "error": pusher.stats.error}))
             await ws.close()
         except (WebSocketDisconnect, RuntimeError):
             pass
