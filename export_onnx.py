@@ -22,9 +22,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="onnx", help="output root folder (default ./onnx)")
     p.add_argument("-n", "--name", default="BertVits2", help="graph file prefix and sub-folder (default BertVits2)")
     p.add_argument("--check", action="store_true", help="compare every graph with PyTorch through onnxruntime")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs difference allowed by --check (1e-4)")
+    p.add_argument("--tolerance", type=_tolerance, default=1e-4, help="max abs difference allowed by --check (1e-4)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
+
+
+def _tolerance(text: str) -> float:
+    """A finite, non-negative difference (NaN would let every graph pass)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     if not files.complete:
         print("error: cannot find the voice:\n" + files.describe(), file=sys.stderr)
         return 2
-    model, _ = load_model_for_inference(files.config, files.checkpoint, precision="fp32", fast=False)
+    from bert_vits2.checkpoint import CheckpointError
+    from bert_vits2.hparams import ConfigError
+
+    try:
+        model, _ = load_model_for_inference(files.config, files.checkpoint, precision="fp32", fast=False)
+    except (ConfigError, CheckpointError) as err:  # one line naming the file, not a traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     paths = export_onnx(model, args.out, args.name)
     for part, path in paths.items():
         print(f"{part:6s} {path}")

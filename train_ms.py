@@ -93,11 +93,12 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_visemes(args: argparse.Namespace) -> int:
+    from motion.face.prepare import PrepareError
     from motion.face.train import TrainError, run_from_args
 
     try:
         return run_from_args(args)
-    except TrainError as err:
+    except (TrainError, PrepareError) as err:  # a bad filelist line too: one line, not a traceback
         print(f"train_ms.py --visemes: {err}", file=sys.stderr)
         return 1
 

@@ -14,7 +14,6 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 #: where a dataset's files go, relative to its folder (upstream's layout under Data/<name>/)
 RAW_DIR, WAV_DIR = "audios/raw", "audios/wavs"
@@ -200,12 +199,27 @@ def build_app(steps: PreprocessSteps | None = None, dataset: str = "Data/mydata"
 
     s = steps or PreprocessSteps()
 
-    def with_progress(fn):
-        def run(*args: Any, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio's progress injection
-            progress(0, desc="starting")
-            return fn(*args)
+    # gradio finds the progress tracker among the handler's positional parameters only (then it also tracks the
+    # tools' tqdm bars), hence one small function per step
+    def start(progress, name: str) -> None:
+        progress(0, desc=f"{name}: starting")
 
-        return run
+    def create_config(dataset, batch_size, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+        start(progress, "config")
+        return s.create_config(dataset, batch_size)
+
+    def resample(dataset, sampling_rate, processes, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+        start(progress, "resample")
+        return s.resample(dataset, sampling_rate, processes)
+
+    def preprocess(dataset, val_per_lang, max_val_total, clean, fallback, bert_root,
+                   progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+        start(progress, "preprocess_text")
+        return s.preprocess(dataset, val_per_lang, max_val_total, clean, fallback, bert_root)
+
+    def bert_gen(dataset, bert_root, device, processes, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+        start(progress, "bert_gen")
+        return s.bert_gen(dataset, bert_root, device, processes)
 
     with gr.Blocks(title="Bert-VITS2 dataset preparation") as app:
         gr.Markdown("# Bert-VITS2 dataset preparation\nConfig → resample → transcription list → preprocess_text → "
@@ -258,13 +272,13 @@ def build_app(steps: PreprocessSteps | None = None, dataset: str = "Data/mydata"
             b6 = gr.Button("Show the training command", elem_id="pp-train-go")
             o6 = gr.Markdown(elem_id="pp-train-out")
 
-        b1.click(with_progress(s.create_config), [ds, batch], o1)
-        b2.click(with_progress(s.resample), [ds, sr, procs], o2)
+        b1.click(create_config, [ds, batch], o1)
+        b2.click(resample, [ds, sr, procs], o2)
         b3t.click(s.make_template, [ds, lang], lst)
         b3l.click(s.load_list, [ds], lst)
         b3s.click(s.save_list, [ds, lst], o3)
-        b4.click(with_progress(s.preprocess), [ds, vpl, mvt, clean, fallback, broot], o4)
-        b5.click(with_progress(s.bert_gen), [ds, broot, dev, bprocs], o5)
+        b4.click(preprocess, [ds, vpl, mvt, clean, fallback, broot], o4)
+        b5.click(bert_gen, [ds, broot, dev, bprocs], o5)
         b6.click(s.train_command, [ds], o6)
     app.preprocess_steps = s
     return app

@@ -4,10 +4,12 @@ This is upstream's ``infer.py`` + the text handling of its ``webui.py`` as a lib
 
 - :func:`find_model_files` locates a voice (``G_*.pth`` latest, ``config.json``, the three BERT folders) and says, for
   every missing file, what it is and where to put it; :meth:`Voice.load` loads the generator once.
-- :meth:`Voice.synthesize` accepts ZH / JP / EN / ``mix`` (``[speaker]<zh>..<en>..``) / ``auto`` (split by script),
-  optional paragraph / sentence splitting with pauses (and ``|`` slices, as upstream), synthesises each piece and
-  joins them. The result keeps the latent ``z`` (86.13 frames/s, pause frames zero-filled), every phone with its
-  duration in seconds (pauses included as ``"_"``), so a face computed from it lines up with the final audio.
+- :meth:`Voice.synthesize` accepts ZH / JP / EN / ``mix`` (``[speaker]<zh>..<en>..``) / ``auto`` (langid + script
+  rules, :func:`bert_vits2.text.language.split_auto`), optional paragraph / sentence splitting with pauses, and
+  ``|`` slices as upstream's web UI: each slice (with all its mix/auto language runs) is ONE ``infer_multilang``-style
+  generator call, its padding trimmed at the ``|`` joins (:func:`plan_slices`); pieces are then joined. The result
+  keeps the latent ``z`` (86.13 frames/s, pause frames zero-filled), every phone with its duration in seconds
+  (pauses included as ``"_"``), so a face computed from it lines up with the final audio.
 - One model per :class:`Voice`; a lock serialises requests (torch's global RNG is used for the BERT fillers and the
   noise, so concurrent calls must not interleave).
 """
@@ -487,7 +489,8 @@ class Voice:
         Returns one part per run (what :func:`join_pieces` joins): the slice's audio / z are cut at the frame where
         the run's first id starts, so phones, durations, z and audio stay aligned. ``peak_normalize``: the slice's
         audio becomes upstream web UI's 16-bit output (:func:`peak_normalize_pcm16`) as float (int16 / 32768).
-        ``decode=False`` (streaming): parts carry ``latent`` (z [1, C, t]) and ``g`` instead of ``audio``."""
+        ``decode=False`` (streaming): parts carry ``latent`` (the slice's z [1, C, T]), ``latent_span`` (the run's
+        frames in it) and ``g`` instead of ``audio``."""
         from bert_vits2.text.inputs import get_text
 
         blanks = bool(getattr(self.hps.data, "add_blank", True))
@@ -621,6 +624,7 @@ class Voice:
         paragraph_pause_s: float = DEFAULTS["paragraph_pause_s"],
         sentence_pause_s: float = DEFAULTS["sentence_pause_s"],
         seed: int | None = None,
+        peak_normalize: bool = False,
         face: Any = None,
         face_fps: float = 60.0,
         first_chunk_frames: int | None = None,
@@ -634,11 +638,15 @@ class Voice:
         chunks (see :mod:`bert_vits2.streaming`); the joined audio equals ``synthesize``'s for the same ``seed``
         within float rounding. ``face``: a function ``SynthesisResult -> [T, C]`` curves at ``face_fps`` applied to
         each piece's own result (``motion.face.streaming.face_function`` makes one from a ``FaceMaker``). Close the
-        generator or set ``cancel`` to stop early."""
+        generator or set ``cancel`` to stop early. ``peak_normalize`` is refused: it needs a whole slice's peak
+        before the slice's first sample can be sent."""
         from bert_vits2 import streaming
 
         if not isinstance(text, str) or not text.strip():
             raise SynthesisError("the text is empty; type something to say")
+        if peak_normalize:
+            raise SynthesisError("peak_normalize is not available while streaming (each slice's level depends on its "
+                                 "whole audio); use synthesize(..., peak_normalize=True)")
         self._speaker_id(speaker)  # an unknown speaker fails here, before anything starts
         is_cuda = str(self.device).startswith("cuda") and torch.cuda.is_available()
 

@@ -161,8 +161,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from bert_vits2.audio import AudioReadError
     from bert_vits2.checkpoint import CheckpointError
 
-    types: list[type[BaseException]] = [ValueError, FileNotFoundError, IsADirectoryError, PermissionError,
-                                         AudioReadError, CheckpointError]
+    types: list[type[BaseException]] = [ValueError, FileNotFoundError, FileExistsError, IsADirectoryError,
+                                         NotADirectoryError, PermissionError, AudioReadError, CheckpointError]
     try:
         from bert_vits2.hparams import ConfigError  # type: ignore[attr-defined]
 
@@ -171,8 +171,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         pass
     from motion.face.features import PosteriorEncoderError
     from motion.face.model import HeadLoadError
+    from motion.face.prepare import PrepareError
 
-    types += [PosteriorEncoderError, HeadLoadError]
+    types += [PosteriorEncoderError, HeadLoadError, PrepareError]
     return tuple(types)
 
 

@@ -14,12 +14,14 @@ import argparse
 import logging
 import sys
 
+from motion.cli import bounded_float
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="plot_take.py", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("take", help="records/<name>, one of its files, any [T, 61] .npy (with --fps) or an app .csv")
-    p.add_argument("--fps", type=float, default=None, help="frame rate of a bare .npy (default: the take's JSON)")
+    p.add_argument("--fps", type=bounded_float(0.1, 1000.0), default=None, help="frame rate of a bare .npy (default: the take's JSON)")
     p.add_argument("--wav", default=None, help="audio for a bare .npy (default: the .wav beside it)")
     p.add_argument("--out", default=None, help="PNG to write (default: beside the take, <name>.png)")
     p.add_argument("--show", action="store_true", help="open a window as well")

@@ -11,6 +11,15 @@ import argparse
 import logging
 import sys
 
+from motion.cli import bounded_float, bounded_int, run_cli
+
+
+def _n_mels(text: str) -> int:
+    value = bounded_int(8, 512)(text)
+    if value % 4:
+        raise argparse.ArgumentTypeError(f"{value} is not divisible by 4")
+    return value
+
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -23,15 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-o", "--output", default="./filelists", help="folder for train_visemes.list / val_visemes.list")
     ap.add_argument("--no-mel", action="store_true", help="do not compute mel features (z head only)")
     ap.add_argument("--no-z", action="store_true", help="do not compute z even if a G checkpoint exists")
-    ap.add_argument("--n-mels", type=int, default=80, help="mel bands of the mel-head features (divisible by 4)")
+    ap.add_argument("--n-mels", type=_n_mels, default=80, help="mel bands of the mel-head features (divisible by 4)")
     ap.add_argument("--z-mode", choices=("mean", "sample"), default="mean",
                     help="z = posterior mean m (deterministic) or a sample m + eps*exp(logs) (the original; augmentation)")
     ap.add_argument("--speaker", default=None, help="condition the posterior encoder on this speaker (name or id); "
                     "default none, as the original")
-    ap.add_argument("--offset-ms", type=float, default=None,
+    ap.add_argument("--offset-ms", type=bounded_float(-2000.0, 2000.0), default=None,
                     help="audio->face offset to apply instead of the estimate (positive: the face lags the audio)")
-    ap.add_argument("--max-offset-ms", type=float, default=300.0, help="search range of the offset estimate")
-    ap.add_argument("--val-size", type=int, default=5, help="number of takes held out for validation")
+    ap.add_argument("--max-offset-ms", type=bounded_float(0.0, 2000.0), default=300.0, help="search range of the offset estimate")
+    ap.add_argument("--val-size", type=bounded_int(0, 100_000), default=5, help="number of takes held out for validation")
     ap.add_argument("--seed", type=int, default=1234, help="seed of the train/validation split")
     ap.add_argument("-q", "--quiet", action="store_true")
     return ap
@@ -42,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from motion.face.prepare import run
 
-    return run(args)
+    return run_cli("prepare_visemes.py", run, args)
 
 
 if __name__ == "__main__":

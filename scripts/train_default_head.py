@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from motion.face.synth_data import HELD_OUT_VOICES, TRAIN_VOICES, make_clips
     from bert_vits2.checkpoint import atomic_torch_save
+    from motion.face.synth_data import HELD_OUT_VOICES, TRAIN_VOICES, make_clips
     from motion.face.train import EVAL_NAMES, TrainOptions, train_head
 
     torch.set_num_threads(args.threads)

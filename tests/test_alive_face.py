@@ -197,3 +197,25 @@ def test_face_maker_switch_and_cli_options():
     np.testing.assert_allclose(on[:, JAW], off[:, JAW], atol=1e-6)  # the alive layer never touches the mouth
     assert build_parser().parse_args(["x.wav", "--no-alive"]).alive is False
     assert build_parser().parse_args(["x.wav"]).alive is True
+
+
+def test_segments_of_a_stream_join_up_when_given_their_start():
+    """A stream made segment by segment (FaceMaker.for_audio per segment, as motion.face.streaming does) gets one
+    continuous idle motion and a natural blink rate when each segment says where it starts."""
+    sr, seg_s = 16000, 2.0
+    audio = np.concatenate([_speechlike(30.0, sr, seed=k) for k in range(4)])  # 2 minutes
+    seg = int(seg_s * sr)
+    n_seg = int(seg_s * FPS)
+    joined, naive = [], []
+    for k in range(len(audio) // seg):
+        flat = np.zeros((n_seg, NUM_VALUES), np.float32)
+        part = audio[k * seg:(k + 1) * seg]
+        joined.append(make_alive(flat, FPS, part, sr, AliveOptions(seed=5), start_s=k * seg_s))
+        naive.append(make_alive(flat, FPS, part, sr, AliveOptions(seed=5)))
+    joined, naive = np.concatenate(joined), np.concatenate(naive)
+    step = lambda f: np.abs(np.diff(f[:, HEAD] * 180, axis=0)).max()  # noqa: E731
+    assert step(joined) <= MAX_HEAD_DEG_PER_S / FPS + 0.05  # no jump where segments meet
+    assert step(naive) > 2 * MAX_HEAD_DEG_PER_S / FPS  # (each segment restarting its motion jumps)
+    bl = joined[:, INDEX["EyeBlinkLeft"]]
+    rate = ((bl[1:] >= 0.5) & (bl[:-1] < 0.5)).sum() / (len(bl) / FPS / 60)
+    assert 10 <= rate <= 25, rate

@@ -160,6 +160,7 @@ def test_random_tiny_bert_built_here(tmp_path):
 
 
 @needs_frontend
+@pytest.mark.slow
 def test_get_text_zh_matches_upstream_sequence_and_bert(cases, tiny_dirs):
     from bert_vits2.text.inputs import get_text
 

@@ -67,6 +67,7 @@ def _assert_same_state(a: dict, b: dict) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Stand-in model: format, round trip, forgiving and strict loading
 
+@pytest.mark.slow
 def test_save_format_and_bit_identical_round_trip(tmp_path: Path) -> None:
     model, opt = _trained()
     path = tmp_path / "G_100.pth"
@@ -364,6 +365,7 @@ def test_upstream_g_ref_other_speaker_count(bv2_ref: Path, ref_hps) -> None:
         load_checkpoint(bv2_ref / "G_ref.pth", _build(ref_hps, n_speakers=5), strict=True)
 
 
+@pytest.mark.slow
 def test_load_model_for_inference(bv2_ref: Path, tmp_path: Path) -> None:
     model, hps = load_model_for_inference(bv2_ref / "config.json", bv2_ref / "G_ref.pth")
     assert not model.training and hps.data.spk2id.bob == 1

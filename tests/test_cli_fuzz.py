@@ -37,6 +37,7 @@ class Case:
     args: str  # shell-like; {name} is replaced by a fixture path
     note: str = ""
     ok_codes: tuple[int, ...] = (1, 2)  # refused with a message; (0,) where the tool reports the bad file and goes on
+    expect: str = ""  # text the answer must hold (e.g. the bad file's name)
 
     @property
     def id(self) -> str:
@@ -69,6 +70,9 @@ CASES: list[Case] = [
     Case("motion/record.py", "--audio-file {good_wav} --seconds 0.2 --host 127.0.0.1 --port " + PORT + " --out-dir {a_file}"),
     Case("motion/record.py", "--audio-file {good_wav} --seconds 0.2 --host 999.1.1.1 --port " + PORT + " --out-dir {out}"),
     Case("motion/record.py", "--recover {missing}"),
+    Case("motion/record.py", "--device 99 --seconds 1 --host 127.0.0.1 --port " + PORT + " --out-dir {out}",
+         "no such microphone (or no PortAudio at all)"),
+    Case("motion/record.py", "--accept-device X --audio-file {junk_wav} --out-dir {out}"),
     Case("motion/record.py", "--recover {bad_partial_dir}", "a .partial folder without info.json"),
     # --- motion/tts2ue.py
     Case("motion/tts2ue.py", "--npy {junk_npy} --no-audio --virtual-clock --dry-run {out}/a.jsonl"),
@@ -117,10 +121,10 @@ CASES: list[Case] = [
     Case("resample.py", "--in-dir {wav_dir} --out-dir {out}/r --sr nan --quiet"),
     Case("resample.py", "--in-dir {wav_dir} --out-dir {out}/r --processes -1 --quiet"),
     Case("resample.py", "--in-dir {mixed_dir} --out-dir {out}/r --processes 1 --quiet", "one bad file: reported",
-         ok_codes=(1,)),
+         ok_codes=(1,), expect="bad.wav"),
     # --- motion/wav_to_visemes.py
     Case("motion/wav_to_visemes.py", "{mixed_dir} -o {out}/v -q", "one bad file: reported, the others done",
-         ok_codes=(0, 1)),
+         ok_codes=(0, 1), expect="bad.wav"),
     Case("motion/wav_to_visemes.py", "{junk_wav} -o {out}/v -q"),
     Case("motion/wav_to_visemes.py", "{missing} -o {out}/v -q"),
     Case("motion/wav_to_visemes.py", "{good_wav} --fps 0 -o {out}/v"),
@@ -202,7 +206,7 @@ def _make_fixtures(root: Path) -> dict[str, Path]:
         return p
 
     f["junk_wav"] = put("junk.wav", rng.bytes(3000))
-    f["junk_npy"] = put("junk.npy", rng.bytes(500))
+    f["junk_npy"] = put("garbage.npy", rng.bytes(500))
     f["junk_csv"] = put("junk.csv", "Timecode,BlendShapeCount,nonsense\n1,2,3\n")
     f["junk_json"] = put("junk.json", "{not json")
     f["junk_pth"] = put("junk.pth", rng.bytes(4096))
@@ -273,6 +277,7 @@ class Outcome:
     rc: int | None
     stderr: str
     seconds: float
+    stdout: str = ""
 
 
 def _run(case: Case, fixtures: dict[str, Path], out: Path) -> Outcome:
@@ -290,7 +295,13 @@ def _run(case: Case, fixtures: dict[str, Path], out: Path) -> Outcome:
     except subprocess.TimeoutExpired as exc:
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         return Outcome(None, err, time.monotonic() - t0)
-    return Outcome(proc.returncode, proc.stderr, time.monotonic() - t0)
+    return Outcome(proc.returncode, proc.stderr, time.monotonic() - t0, proc.stdout)
+
+
+def _selected() -> list[Case]:
+    """All cases, or those whose id contains ``BV2_FUZZ_ONLY`` (while fixing one tool)."""
+    only = os.environ.get("BV2_FUZZ_ONLY")
+    return [c for c in CASES if not only or only in c.id]
 
 
 @pytest.fixture(scope="module")
@@ -299,17 +310,18 @@ def fuzz_results(tmp_path_factory):
     fixtures = _make_fixtures(root)
     before = _digest(root / "in")
     outs = {}
-    for i, case in enumerate(CASES):
+    cases = _selected()
+    for i, case in enumerate(cases):
         outs[case] = root / f"out{i:03d}"
         outs[case].mkdir()
     with ThreadPoolExecutor(max_workers=int(os.environ.get("BV2_FUZZ_JOBS", "2"))) as pool:
-        futures = {case: pool.submit(_run, case, fixtures, outs[case]) for case in CASES}
+        futures = {case: pool.submit(_run, case, fixtures, outs[case]) for case in cases}
         results = {case: fut.result() for case, fut in futures.items()}
     after = _digest(root / "in")
     changed = sorted(k for k in before if before.get(k) != after.get(k))
     tracebacks = sum(TRACEBACK in r.stderr for r in results.values())
     hangs = sum(r.rc is None for r in results.values())
-    print(f"\nCLI fuzz: {len(CASES)} bad inputs tried, {tracebacks} tracebacks, {hangs} hangs, "
+    print(f"\nCLI fuzz: {len(cases)} bad inputs tried, {tracebacks} tracebacks, {hangs} hangs, "
           f"{len(changed)} input files changed{': ' + ', '.join(changed) if changed else ''}, "
           f"code in a pickle ran: {(root / 'PWNED').exists()}")
     return results, changed, root
@@ -318,12 +330,16 @@ def fuzz_results(tmp_path_factory):
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_gets_a_clear_answer(case: Case, fuzz_results):
     results, _, _ = fuzz_results
+    if case not in results:
+        pytest.skip("not selected by BV2_FUZZ_ONLY")
     r = results[case]
     assert r.rc is not None, f"hang: no answer within {TIMEOUT_S:.0f} s\n{r.stderr[-1500:]}"
     assert TRACEBACK not in r.stderr, r.stderr[-3000:]
     assert r.rc in case.ok_codes, f"exit {r.rc}, expected one of {case.ok_codes}\n{r.stderr[-1500:]}"
-    if r.rc != 0:
-        assert r.stderr.strip(), "refused without saying why"
+    if r.rc != 0:  # a refusal (stderr) or a summary naming the bad file (stdout)
+        assert r.stderr.strip() or r.stdout.strip(), "refused without saying why"
+    assert TRACEBACK not in r.stdout, r.stdout[-3000:]
+    assert case.expect in r.stderr + r.stdout, f"the answer does not name {case.expect!r}"
 
 
 def test_no_input_was_changed_and_no_pickle_code_ran(fuzz_results):

@@ -101,6 +101,7 @@ def test_sample_predictions_interpolates_at_label_positions():
     assert torch.allclose(out[0, :, 0], torch.tensor([0.0, 2.5, 8.25, 9.0]))
 
 
+@pytest.mark.slow
 def test_a_head_can_fit_a_small_batch():
     torch.manual_seed(0)
     head = ZHead(in_channels=8, use_transformer=False, rnn_hidden=16, rnn_layers=1, mlp_hidden=16, dropout=0.0)

@@ -24,6 +24,7 @@ def _close(got: torch.Tensor, expected: torch.Tensor, tol: dict) -> None:
     torch.testing.assert_close(got, expected, rtol=tol["rtol"], atol=tol["atol"])
 
 
+@pytest.mark.slow
 def test_matches_upstream_audio_ref(audio_ref: dict) -> None:
     y, kw, out, tol = audio_ref["inputs"]["y"], audio_ref["kwargs"], audio_ref["outputs"], audio_ref["tol"]
     spec = mp.spectrogram_torch(y, kw["n_fft"], kw["sampling_rate"], kw["hop_size"], kw["win_size"], center=kw["center"])

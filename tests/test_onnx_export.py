@@ -25,6 +25,7 @@ def exported(bv2_ref, tmp_path_factory):
     return model, paths, load_sessions(paths, threads=1)
 
 
+@pytest.mark.slow
 def test_six_graphs_written(exported):
     model, paths, _ = exported
     assert list(paths) == list(PARTS) == ["emb", "enc_p", "sdp", "dp", "flow", "dec"]
@@ -34,6 +35,7 @@ def test_six_graphs_written(exported):
 
 
 @pytest.mark.parametrize("n_phones,n_frames", [(23, 57), (4, 3), (41, 130)])
+@pytest.mark.slow
 def test_graphs_match_pytorch(exported, n_phones, n_frames):
     model, _, sessions = exported
     diffs = check_export(model, sessions, n_phones, n_frames)
@@ -41,6 +43,7 @@ def test_graphs_match_pytorch(exported, n_phones, n_frames):
     assert max(diffs.values()) <= ONNX_ATOL, diffs
 
 
+@pytest.mark.slow
 def test_chained_graphs_reproduce_fixtures(exported, bv2_ref):
     _, _, sessions = exported
     cases = torch.load(bv2_ref / "cases.pt", weights_only=True)
@@ -62,6 +65,7 @@ def test_refuses_fast_or_bf16_model(bv2_ref, tmp_path):
         export_onnx(model, tmp_path)
 
 
+@pytest.mark.slow
 def test_cli(bv2_ref, tmp_path, capsys):
     import json
     import shutil

@@ -1,12 +1,14 @@
 """plot_take.py: PNG + summary for a recorded take, an app CSV and a bare npy."""
 
 import numpy as np
+import pytest
 
 from motion import plot_take
 from motion.livelink import plot as take_plot
 from motion.livelink.take import Take, save_take
 
 
+@pytest.mark.slow
 def test_plot_recorded_take(tmp_path, capsys):
     n = 100
     numbers = np.delete(np.arange(n + 3), [40, 41, 42])
@@ -24,6 +26,7 @@ def test_plot_recorded_take(tmp_path, capsys):
     assert "never move (60)" in out and "JawOpen" not in out.split("never move")[1]
 
 
+@pytest.mark.slow
 def test_plot_csv_and_bare_npy(tmp_path, livelink_ref, capsys):
     assert plot_take.main([str(livelink_ref / "llf_take_excerpt.csv"), "--out", str(tmp_path / "a.png")]) == 0
     assert (tmp_path / "a.png").exists()

@@ -56,6 +56,7 @@ def _check_exact(case, name, o, attn, y_mask):
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "plain"])
+@pytest.mark.slow
 def test_fp32_matches_upstream_fixtures(bv2_ref, cases, fast):
     model, _ = load_model_for_inference(bv2_ref / "config.json", bv2_ref / "G_ref.pth", precision="fp32", fast=fast)
     assert model.precision == "fp32"
@@ -65,6 +66,7 @@ def test_fp32_matches_upstream_fixtures(bv2_ref, cases, fast):
         _check_exact(case, name, o, attn, y_mask)
 
 
+@pytest.mark.slow
 def test_bf16_keeps_durations_and_snr(bv2_ref, cases):
     fp32, _ = load_model_for_inference(bv2_ref / "config.json", bv2_ref / "G_ref.pth", precision="fp32")
     bf16, _ = load_model_for_inference(bv2_ref / "config.json", bv2_ref / "G_ref.pth", precision="bf16")
@@ -146,6 +148,7 @@ def test_optimize_twice_is_refused(bv2_ref):
         optimize_for_inference(model)
 
 
+@pytest.mark.slow
 def test_voice_load_passes_precision(bv2_ref, tmp_path):
     from webui_helpers import make_tiny_voice
 

@@ -93,6 +93,7 @@ def test_every_bad_line_is_listed_with_file_line_and_reason(data) -> None:
     assert [Path(u.line.wav).name for u in dataset.utterances] == ["good.wav"]
 
 
+@pytest.mark.slow
 def test_train_ms_check_exit_codes_and_progress_bar(data) -> None:
     cmd = [sys.executable, str(REPO / "train_ms.py"), "--check", "-c", str(data["config"])]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=data["root"], env=checkout_env())

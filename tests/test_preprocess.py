@@ -168,6 +168,7 @@ def dataset(tmp_path, bv2_ref, monkeypatch):
 
 
 @needs_frontend
+@pytest.mark.slow
 def test_preprocess_text_end_to_end_with_bad_lines(dataset):
     before = json.loads(Path("configs/config.json").read_text())
     summary = preprocess_text(tokenizer_dirs=dataset["tokenizer_dirs"], val_per_lang=1, max_val_total=12,
@@ -237,6 +238,7 @@ def bert_lists(tmp_path, bv2_ref):
     return {"lists": [train, val], "lines": lines, "cases": cases, "dirs": {"ZH": bv2_ref / "bert_tiny_zh"}}
 
 
+@pytest.mark.slow
 def test_bert_gen_writes_skips_and_repairs(bert_lists):
     lines, dirs = bert_lists["lines"], bert_lists["dirs"]
     summary = bert_gen(bert_lists["lists"], dirs, add_blank=True, processes=1, progress=False)
@@ -278,6 +280,7 @@ def test_bert_gen_missing_model_stops_before_work(bert_lists, tmp_path):
     assert not list((tmp_path / "wavs").glob("*.bert.pt"))
 
 
+@pytest.mark.slow
 def test_bert_gen_cli_parallel(bert_lists, tmp_path, bv2_ref):
     config = json.loads((bv2_ref / "config.json").read_text())
     config["data"]["training_files"], config["data"]["validation_files"] = map(str, bert_lists["lists"])

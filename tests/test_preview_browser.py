@@ -180,6 +180,12 @@ def test_any_take_can_be_previewed(server, page, tmp_path):
     n = int(seconds * fps)
     frames = np.zeros((n, NUM_VALUES), np.float32)
     frames[60:90, INDEX["JawOpen"]] = 0.7  # mouth open from 1.0 to 1.5 s
+    # poses that exercise every part of the drawing (compared with the Python renderer below)
+    rng = np.random.default_rng(3)
+    poses = {100 + 3 * k: np.concatenate([rng.uniform(0, 0.8, 52), rng.uniform(-12, 12, 9) / 180]).astype(np.float32)
+             for k in range(5)}
+    for i, v in poses.items():
+        frames[i] = v
     np.save(tmp_path / "take.npy", frames)
     write_wav_pcm16(tmp_path / "take.wav", np.zeros(int(seconds * TTS_SAMPLE_RATE), np.float32), TTS_SAMPLE_RATE)
     url, _ = server
@@ -195,3 +201,10 @@ def test_any_take_can_be_previewed(server, page, tmp_path):
     assert _seek(page, 0.5, "take") == 30
     closed_px = _mouth_pixels(_shot(canvas, "take_closed.png"))
     assert open_px > 150 and closed_px < 10, (open_px, closed_px)
+    from motion.face.render import draw_face
+
+    for i, v in poses.items():  # the JavaScript port draws what motion.face.render draws, for any values
+        assert _seek(page, (i + 0.5) / fps, "take") == i
+        img = _shot(canvas, f"take_pose{i}.png")
+        mad = float(np.abs(np.asarray(draw_face(v, size=img.shape[1::-1]), np.int16) - img.astype(np.int16)).mean())
+        assert mad < 6.0, f"frame {i}: canvas and Python renderer differ by {mad:.1f} levels on average"

@@ -49,6 +49,7 @@ def _audio(model, case) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("half", [False, True])
+@pytest.mark.slow
 def test_upstream_release_files_synthesize_like_the_full_checkpoint(bv2_ref, tmp_path, infer_case, half) -> None:
     release = _upstream_release(bv2_ref, tmp_path / f"G_7_release{'_half' if half else ''}.pth", half)
     full, _ = load_model_for_inference(bv2_ref / "config.json", bv2_ref / "G_ref.pth")
@@ -64,6 +65,7 @@ def test_upstream_release_files_synthesize_like_the_full_checkpoint(bv2_ref, tmp
     assert has_posterior_encoder(full) and not has_posterior_encoder(model)
 
 
+@pytest.mark.slow
 def test_what_needs_enc_q_says_so(bv2_ref, tmp_path) -> None:
     release = _upstream_release(bv2_ref, tmp_path / "G_7_release.pth", half=False)
     model, _ = load_model_for_inference(bv2_ref / "config.json", release)
@@ -80,6 +82,7 @@ def test_what_needs_enc_q_says_so(bv2_ref, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("half", [False, True])
+@pytest.mark.slow
 def test_compress_model_cli_writes_upstream_format(bv2_ref, tmp_path, infer_case, half, capsys) -> None:
     g = tmp_path / "G_7.pth"
     shutil.copy(bv2_ref / "G_ref.pth", g)
@@ -103,6 +106,7 @@ def test_compress_model_cli_writes_upstream_format(bv2_ref, tmp_path, infer_case
                                atol=5e-3 if half else 1e-4)
 
 
+@pytest.mark.slow
 def test_compress_model_refuses_bad_input(bv2_ref, tmp_path, capsys) -> None:
     g = tmp_path / "G_7.pth"
     shutil.copy(bv2_ref / "G_ref.pth", g)

@@ -46,6 +46,7 @@ def _names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
+@pytest.mark.slow
 def test_set_is_written_completely_and_loads(tmp_path: Path) -> None:
     nets = _nets()
     paths = save_checkpoint_set(tmp_path, 8, nets, 2e-4, 3)
@@ -112,6 +113,7 @@ _KILLER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_save_leaves_no_published_file_and_temps_are_cleaned(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", _KILLER, str(tmp_path)], cwd=tmp_path, env=checkout_env(),
                           capture_output=True, text=True, timeout=300)

@@ -66,6 +66,7 @@ def _check_alignment(result, face, pause_s: float):
     return mid
 
 
+@pytest.mark.slow
 def test_bv2_face_aligned_with_pauses(voice):
     result = voice.synthesize("你好。今天天气很好。", "bob", "ZH", split_sentences=True, sentence_pause_s=0.5, seed=3)
     assert result.z.shape[1] * voice.hop == len(result.audio)  # z frames and audio line up, pause included
@@ -87,6 +88,7 @@ def test_demo_voice_face_aligned_with_pauses():
     assert result.z is None and result.sample_rate == 22050
 
 
+@pytest.mark.slow
 def test_mix_and_auto_languages(voice):
     auto = voice.synthesize("你好 hello", None, "auto", seed=0)
     assert [p["language"] for p in auto.pieces] == ["ZH", "EN"]
@@ -95,6 +97,7 @@ def test_mix_and_auto_languages(voice):
     assert [p["speaker"] for p in mix.pieces] == ["bob", "bob"]
 
 
+@pytest.mark.slow
 def test_concurrent_requests_do_not_interfere(voice):
     texts = ["你好。", "今天天气很好。", "我们走吧。"]
     serial = [voice.synthesize(t, "alice", "ZH", seed=i).audio for i, t in enumerate(texts)]
@@ -117,6 +120,7 @@ def test_concurrent_requests_do_not_interfere(voice):
         np.testing.assert_array_equal(got[i], ref)
 
 
+@pytest.mark.slow
 def test_trained_z_head_face(voice, tmp_path):
     from motion.face.heads import build_head, head_config
 

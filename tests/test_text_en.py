@@ -32,6 +32,7 @@ def en_tok(bv2_ref):
     return frontend_tokenizer_dir(bv2_ref, "en", "tokenizer_en_spm")
 
 
+@pytest.mark.slow
 def test_every_row_matches_upstream(en_rows, en_tok):
     mismatches = []
     for row in en_rows:
@@ -129,6 +130,7 @@ def test_missing_tokenizer_folder_falls_back_to_words(tmp_path, caplog):
     assert phones[1:-1] == want and word2ph[1:-1] == [len(english.pronounce_piece(w)[0]) for w in words]
 
 
+@pytest.mark.slow
 def test_g2p_en_works_offline_without_nltk_data(tmp_path):
     """No NLTK data, every network connection refused: g2p_en must neither fail, hang nor try."""
     code = r"""

@@ -170,6 +170,7 @@ def test_missing_wavlm_stops_with_a_clear_message(dataset, tmp_path):
     assert not list((tmp_path / "models").glob("G_*.pth"))
 
 
+@pytest.mark.slow
 def test_train_resume_interrupt_and_synthesize(dataset, tmp_path):
     model_dir = tmp_path / "models"
     config = str(dataset / "config.json")
@@ -233,6 +234,7 @@ def test_train_resume_interrupt_and_synthesize(dataset, tmp_path):
     assert audio.shape[-1] == int(mask.sum()) * 256 > 0 and torch.isfinite(audio).all() and audio.abs().max() > 0
 
 
+@pytest.mark.slow
 def test_finetune_from_base_with_other_speaker_count(dataset, tmp_path, caplog):
     cfg = json.loads((dataset / "config.json").read_text())
     config = tmp_path / "config.json"
@@ -260,6 +262,7 @@ def test_finetune_from_base_with_other_speaker_count(dataset, tmp_path, caplog):
     assert got["emb_g.weight"].shape == (2, 16)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_gloo(dataset, tmp_path):
     model_dir = tmp_path / "run"
     env = checkout_env(OMP_NUM_THREADS="1")
@@ -291,6 +294,7 @@ def _ckpt_names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith((".pth", ".tmp")))
 
 
+@pytest.mark.slow
 def test_sigint_during_saves_is_held_until_the_set_is_complete(dataset, tmp_path, monkeypatch, caplog):
     import signal
 
@@ -336,6 +340,7 @@ def test_sigint_during_saves_is_held_until_the_set_is_complete(dataset, tmp_path
         assert read_checkpoint(model_dir / f"{name}_3.pth")["model"]
 
 
+@pytest.mark.slow
 def test_resume_uses_the_newest_complete_set_and_removes_stale_temps(dataset, tmp_path, caplog):
     config = _config_copy(dataset, tmp_path, eval_interval=2)
     model_dir = tmp_path / "models"
@@ -354,6 +359,7 @@ def test_resume_uses_the_newest_complete_set_and_removes_stale_temps(dataset, tm
     assert {"G_3.pth", "D_3.pth", "DUR_3.pth", "WD_3.pth"} <= set(_ckpt_names(model_dir))
 
 
+@pytest.mark.slow
 def test_disk_full_during_save_says_so_and_publishes_nothing(dataset, tmp_path, monkeypatch):
     import errno
 

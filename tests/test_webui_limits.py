@@ -195,3 +195,29 @@ def test_each_request_first_clears_the_previous_result(app):
         assert before.outputs[3].elem_id == status_id
         assert not dep.trigger_only_on_success  # runs (and can fail) after the clearing step
     assert _working() == (None, None, None, "*working…*")
+
+
+def test_webui_options_reach_the_config(monkeypatch, tmp_path):
+    import webui
+    from motion.webui import app as app_mod
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_build_app(cfg):
+        seen["cfg"] = cfg
+        raise Stop
+
+    monkeypatch.setattr(app_mod, "build_app", fake_build_app)
+    with pytest.raises(Stop):
+        webui.main(["--max-chars", "100", "--max-upload-mb", "5", "--max-audio-s", "30", "--queue-size", "4",
+                    "--concurrency", "2", "--keep-outputs", "120", "--outputs", str(tmp_path)])
+    cfg = seen["cfg"]
+    assert (cfg.max_chars, cfg.max_upload_mb, cfg.max_audio_s, cfg.queue_size, cfg.concurrency, cfg.keep_outputs_s) == (
+        100, 5.0, 30.0, 4, 2, 120.0)
+    for bad in (["--max-chars", "0"], ["--max-upload-mb", "nan"], ["--queue-size", "-1"], ["--port", "70000"]):
+        with pytest.raises(SystemExit) as exc:
+            webui.build_parser().parse_args(bad)
+        assert exc.value.code == 2

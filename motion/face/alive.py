@@ -6,7 +6,7 @@ values (so Unreal and VMC get them too):
 - **blinks** at a natural rate (about 17 a minute, 1.2 s apart at least) that move to a nearby pause or phrase end
   when there is one within ~0.9 s (people blink at syntactic breaks);
 - **brow raises and small head nods** on pitch/energy accents (the louder or higher syllables of a phrase);
-- **slow idle head motion** (sums of slow sinusoids, a little livelier while speaking) and **eye motion** (small
+- **slow idle head motion** (sums of slow sinusoids of the stream's time) and **eye motion** (small
   fixation changes every 0.8–3 s, plus a partial counter-rotation of the head, as the vestibulo-ocular reflex does).
 
 Everything is deterministic given ``seed`` and the audio. Channels the source already predicts are kept: a group
@@ -189,9 +189,10 @@ def _pulse(n: int, fps: float, centre_s: float, rise_s: float, fall_s: float) ->
 
 
 def blink_times(track: SpeechTrack, fps: float, rng: np.random.Generator, per_minute: float = 17.0,
-                min_gap_s: float = 1.2, snap_s: float = 0.9) -> list[float]:
-    """Blink times (s): a renewal process at ``per_minute`` whose blinks move to the nearest pause frame (preferring
-    the start of a pause, i.e. a phrase end) within ``snap_s``."""
+                min_gap_s: float = 1.2, snap_s: float = 0.9, start_s: float = 0.0) -> list[float]:
+    """Blink times (s from the track's start): a renewal process at ``per_minute`` whose blinks move to the nearest
+    pause frame (preferring the start of a pause, i.e. a phrase end) within ``snap_s``. The process runs from time 0
+    of the stream; ``start_s`` says where this track starts in it (a segment of a stream)."""
     n = len(track.speech)
     duration = n / fps
     if n == 0 or per_minute <= 0:
@@ -202,7 +203,9 @@ def blink_times(track: SpeechTrack, fps: float, rng: np.random.Generator, per_mi
     pause_t = (np.nonzero(pause)[0] + 0.5) / fps
     phrase_end_t = (starts + 0.5) / fps + 0.12
     times: list[float] = []
-    t = float(rng.uniform(0.3, min(mean, 2.5)))
+    t = float(rng.uniform(0.3, min(mean, 2.5))) - float(start_s)
+    while t < 0.0:  # blinks of the stream before this segment (their audio is not here: not moved to pauses)
+        t += min_gap_s * 0.6 + float(rng.gamma(2.0, (mean - min_gap_s * 0.6) / 2.0))
     while t < duration - 0.1:
         chosen = t
         near_end = phrase_end_t[np.abs(phrase_end_t - t) <= snap_s]
@@ -231,8 +234,9 @@ def _blink_curve(n: int, fps: float, times: list[float], rng: np.random.Generato
 
 
 def _slow_noise(n: int, fps: float, rng: np.random.Generator, amp: float, fmin: float = 0.05,
-                fmax: float = 0.3, k: int = 3) -> np.ndarray:
-    t = (np.arange(n) + 0.5) / fps
+                fmax: float = 0.3, k: int = 3, start_s: float = 0.0) -> np.ndarray:
+    """Sum of ``k`` slow sinusoids of absolute time (a stream's segments join without a jump)."""
+    t = float(start_s) + (np.arange(n) + 0.5) / fps
     f = rng.uniform(fmin, fmax, k)
     ph = rng.uniform(0, 2 * np.pi, k)
     w = rng.uniform(0.5, 1.0, k)
@@ -272,13 +276,15 @@ def _limit_rate(x: np.ndarray, max_step: float) -> np.ndarray:
 
 
 def make_alive(frames: np.ndarray, fps: float, audio: np.ndarray | None = None, sample_rate: int = 44100,
-               options: AliveOptions | None = None, keep: set[str] | None = None) -> np.ndarray:
+               options: AliveOptions | None = None, keep: set[str] | None = None, start_s: float = 0.0) -> np.ndarray:
     """``frames`` ``[T, 61]`` with blinks, brows, nods and idle head/eye motion where the source is flat.
 
     ``audio`` (any rate, covering the frames' time span) drives pauses and accents; without it only the idle motion
     and evenly spread blinks are added. ``keep``: groups never to touch (default: the ones the source predicts; pass
     an empty set for a source known not to predict any, e.g. the shipped default head, whose rotations are small
-    noise around 0). A filled group becomes the source's median (its resting value) plus the added motion."""
+    noise around 0). A filled group becomes the source's median (its resting value) plus the added motion.
+    ``start_s``: where these frames start in a longer stream made segment by segment; the idle head and eye motion and
+    the blink schedule are functions of the stream's time, so consecutive segments join up."""
     opts = options or AliveOptions()
     out = np.array(frames, dtype=np.float32, copy=True)
     if out.ndim != 2 or out.shape[1] != NUM_VALUES:
@@ -299,9 +305,13 @@ def make_alive(frames: np.ndarray, fps: float, audio: np.ndarray | None = None, 
     seeds = np.random.SeedSequence(int(opts.seed)).spawn(4)
     rng_blink, rng_brow, rng_head, rng_eye = (np.random.default_rng(s) for s in seeds)
     peaks = _accent_peaks(track, fps)
+    # accent gestures fade out at the clip's ends, so segments of a stream join without a jump
+    tt = (np.arange(n) + 0.5) / fps
+    edge = np.clip(np.minimum(tt, n / fps - tt) / 0.25, 0.0, 1.0)
 
     if opts.blinks and "blinks" not in keep:
-        curve = _blink_curve(n, fps, blink_times(track, fps, rng_blink, opts.blinks_per_minute), rng_blink)
+        curve = _blink_curve(n, fps, blink_times(track, fps, rng_blink, opts.blinks_per_minute, start_s=start_s),
+                             rng_blink)
         for name in GROUPS["blinks"]:
             out[:, INDEX[name]] = np.maximum(out[:, INDEX[name]], curve)
 
@@ -311,19 +321,20 @@ def make_alive(frames: np.ndarray, fps: float, audio: np.ndarray | None = None, 
             amp = opts.brow_raise * s * float(rng_brow.uniform(0.7, 1.1))
             if rng_brow.random() < 0.8:  # not every accent lifts the brows
                 raise_ = np.maximum(raise_, amp * _pulse(n, fps, (i + 0.5) / fps, 0.15, 0.45))
+        raise_ = raise_ * edge
         out[:, INDEX["BrowInnerUp"]] += raise_
         out[:, INDEX["BrowOuterUpLeft"]] += 0.8 * raise_
         out[:, INDEX["BrowOuterUpRight"]] += 0.8 * raise_
 
     yaw_deg = pitch_deg = np.zeros(n)
     if opts.head and "head" not in keep:
-        talk = _smooth(track.speech.astype(np.float64), max(1, int(0.5 * fps)))
-        yaw_deg = _slow_noise(n, fps, rng_head, opts.head_deg) * (1.0 + 0.3 * talk)
-        pitch_deg = _slow_noise(n, fps, rng_head, opts.head_deg * 0.5) * (1.0 + 0.3 * talk)
-        roll_deg = _slow_noise(n, fps, rng_head, opts.head_deg * 0.4)
+        yaw_deg = _slow_noise(n, fps, rng_head, opts.head_deg, start_s=start_s)
+        pitch_deg = _slow_noise(n, fps, rng_head, opts.head_deg * 0.5, start_s=start_s)
+        roll_deg = _slow_noise(n, fps, rng_head, opts.head_deg * 0.4, start_s=start_s)
+        nods = np.zeros(n)
         for i, s in peaks:
-            pitch_deg = pitch_deg + opts.nod_deg * s * float(rng_head.uniform(0.7, 1.1)) * _pulse(
-                n, fps, (i + 0.5) / fps + 0.03, 0.2, 0.35)
+            nods += opts.nod_deg * s * float(rng_head.uniform(0.7, 1.1)) * _pulse(n, fps, (i + 0.5) / fps + 0.03, 0.2, 0.35)
+        pitch_deg = pitch_deg + nods * edge
         step = MAX_HEAD_DEG_PER_S / fps
         yaw_deg, pitch_deg, roll_deg = (_limit_rate(x, step) for x in (yaw_deg, pitch_deg, roll_deg))
         for name, deg in (("HeadYaw", yaw_deg), ("HeadPitch", pitch_deg), ("HeadRoll", roll_deg)):
@@ -333,9 +344,10 @@ def make_alive(frames: np.ndarray, fps: float, audio: np.ndarray | None = None, 
         gaze_yaw, gaze_pitch = np.zeros(n), np.zeros(n)
         t = float(rng_eye.uniform(0.5, 1.5))
         cur = (0.0, 0.0)
-        while t < n / fps:
+        times = float(start_s) + (np.arange(n) + 0.5) / fps  # gaze shifts on the stream's clock
+        while t < float(start_s) + n / fps:
             new = (float(rng_eye.normal(0, 2.5)), float(rng_eye.normal(0, 1.5)))
-            ramp = np.clip(((np.arange(n) + 0.5) / fps - t) / 0.05, 0, 1)
+            ramp = np.clip((times - t) / 0.05, 0, 1)
             ramp = 0.5 - 0.5 * np.cos(np.pi * ramp)
             gaze_yaw += (new[0] - cur[0]) * ramp
             gaze_pitch += (new[1] - cur[1]) * ramp

@@ -166,7 +166,8 @@ class FaceMaker:
     # --- faces --------------------------------------------------------------------------------------------------
 
     def _finish(self, frames: np.ndarray, src_fps: float, duration_s: float, source: str,
-                audio: np.ndarray | None = None, sample_rate: int = TTS_SAMPLE_RATE, trained: bool = False) -> FaceResult:
+                audio: np.ndarray | None = None, sample_rate: int = TTS_SAMPLE_RATE, trained: bool = False,
+                start_s: float = 0.0) -> FaceResult:
         """Resample to the output grid, add the alive layer (a trained head keeps the groups it predicts; the default
         head and the rules predict none), delay, post-process."""
         from motion.face.postprocess import postprocess, shift_frames
@@ -178,7 +179,7 @@ class FaceMaker:
             from motion.face.alive import AliveOptions, make_alive
 
             frames = make_alive(frames, self.fps, audio, sample_rate, AliveOptions(seed=int(self.seed), blinks=self.blink),
-                                keep=None if trained else set())
+                                keep=None if trained else set(), start_s=start_s)
         frames = shift_frames(frames, self.delay_s, self.fps)
         frames = postprocess(frames, self.fps, blink=self.blink and not self.alive, do_mirror=self.mirror,
                              zero_rotations=self.zero_rotations)
@@ -193,9 +194,10 @@ class FaceMaker:
     def _mel_raw(self, model: Any, audio44: np.ndarray) -> np.ndarray:
         return self._predict(model, model.features(audio44))
 
-    def for_result(self, result: Any) -> FaceResult:
+    def for_result(self, result: Any, start_s: float = 0.0) -> FaceResult:
         """The face of a synthesis result (``bert_vits2.synthesis.SynthesisResult`` or the demo voice's), aligned with
-        its audio; pauses between pieces stay neutral for head-made faces."""
+        its audio; pauses between pieces stay neutral for head-made faces. ``start_s``: where this result starts in a
+        stream made piece by piece (the alive layer's idle motion and blinks follow the stream's clock)."""
         t0 = time.perf_counter()
         z = getattr(result, "z", None)
         if self.head_kind == "z" and z is not None and z.shape[0] == int(self.model.head.config["in_channels"]):
@@ -205,24 +207,26 @@ class FaceMaker:
                 if b > a:
                     raw[a:b] = self._predict(self.model, z[:, a:b])
             face = self._finish(raw, result.z_fps, result.duration_s, f"trained z head ({self.head_path.name})",
-                                result.audio, result.sample_rate, trained=True)
+                                result.audio, result.sample_rate, trained=True, start_s=start_s)
         else:
             mel = self._mel_model()
             if mel is not None:
                 model, label = mel
                 raw = self._mel_raw(model, _to_tts_rate(result.audio, result.sample_rate))
                 face = self._finish(raw, FEATURE_FPS, result.duration_s, label, result.audio, result.sample_rate,
-                                    trained=model is self.model)
+                                    trained=model is self.model, start_s=start_s)
             else:
                 face = self._finish(rule_based_face(result, self.fps), self.fps, result.duration_s,
-                                    "rule-based lip-sync from phone durations", result.audio, result.sample_rate)
+                                    "rule-based lip-sync from phone durations", result.audio, result.sample_rate,
+                                    start_s=start_s)
         if isinstance(getattr(result, "timings", None), dict):
             result.timings["face"] = time.perf_counter() - t0
         return face
 
-    def for_audio(self, audio: np.ndarray, sample_rate: int, posterior: Any = None) -> FaceResult:
+    def for_audio(self, audio: np.ndarray, sample_rate: int, posterior: Any = None, start_s: float = 0.0) -> FaceResult:
         """A face for any audio (mono or ``[N, C]``, any rate): z head (with a posterior encoder) > trained mel head >
-        the default head. ``posterior``: a ``motion.face.features.PosteriorEncoder`` for a z head."""
+        the default head. ``posterior``: a ``motion.face.features.PosteriorEncoder`` for a z head. ``start_s``: where
+        this audio starts in a stream made segment by segment (see :meth:`for_result`)."""
         audio44 = _to_tts_rate(audio, sample_rate)
         duration = len(audio44) / float(TTS_SAMPLE_RATE)
         if self.head_kind == "z":
@@ -235,7 +239,7 @@ class FaceMaker:
                 raw = self._predict(self.model, enc.encode(audio44))
                 return self._finish(raw, FEATURE_FPS, duration,
                                     f"trained z head on the voice's posterior encoder ({self.head_path.name})", audio44,
-                                    trained=True)
+                                    trained=True, start_s=start_s)
         mel = self._mel_model()
         if mel is None:
             if self.head_kind == "z":
@@ -244,7 +248,7 @@ class FaceMaker:
             raise FaceError("no head to read audio with: the default head is switched off and no --head was given")
         model, label = mel
         return self._finish(self._mel_raw(model, audio44), FEATURE_FPS, duration, label, audio44,
-                            trained=model is self.model)
+                            trained=model is self.model, start_s=start_s)
 
     def for_file(self, path: str | os.PathLike) -> tuple[FaceResult, np.ndarray]:
         """Read any audio/video file (mono 44.1 kHz) and make its face; returns ``(face, audio)``."""

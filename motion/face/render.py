@@ -233,7 +233,6 @@ class FaceCurves:
 def load_curves(path: str | os.PathLike, fps: float | None = None) -> FaceCurves:
     """Curves from a take (``records/<take>``; frames placed by their arrival times), a ``[T, 61]`` ``.npy`` (rate
     from its JSON, ``fps`` or 60) or a Live Link Face app CSV."""
-    from motion.frames import frame_centres, interp_frames
     from motion.livelink.take import TakeError, load_take
 
     p = Path(path)
@@ -246,10 +245,9 @@ def load_curves(path: str | os.PathLike, fps: float | None = None) -> FaceCurves
         else:
             raise
     frames, rate = take.frames.astype(np.float32), float(take.fps)
-    if take.frame_times is not None and len(frames) > 1:  # a recorded take: put the frames on a uniform grid
-        dur = take.audio_duration_s or float(take.frame_times[-1]) + 1.0 / rate
-        n = max(1, int(math.ceil(dur * rate - 1e-6)))
-        frames = interp_frames(np.asarray(take.frame_times, np.float64), frames, frame_centres(n, rate))
+    if (take.frame_times is not None or take.frame_numbers is not None) and len(frames) > 1:
+        # a recorded or imported take: on the uniform grid from its frame numbers / arrival times, as prepare does
+        frames, _ = take.on_grid(rate, take.audio_duration_s)
     return FaceCurves(np.asarray(frames, np.float32), rate, take.audio, take.sample_rate)
 
 
@@ -331,6 +329,12 @@ def render_face_file(curves_path: str | os.PathLike, out_path: str | os.PathLike
     from motion.face.postprocess import shift_frames
     from motion.frames import num_frames_for, resample_curves
 
+    out = Path(out_path).resolve()
+    for given in (curves_path, compare, wav):
+        if given is not None and Path(given).resolve() == out:
+            raise RenderError(f"{out_path}: the output would overwrite an input; choose another -o")
+    if out.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+        raise RenderError(f"{out_path}: the video is an MP4; give a file name ending in .mp4")
     main = load_curves(curves_path, fps)
     audio, sr = main.audio, main.sample_rate
     if wav is not None:

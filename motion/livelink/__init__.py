@@ -1,5 +1,6 @@
 """Live Link Face: the v6 UDP packet codec, sender and receiver (``protocol``), the app's CSV (``app_csv``), the take
-format in ``records/`` (``take``), the recorder (``recorder``) and clip replay to Unreal (``replay``)."""
+format in ``records/`` (``take``), the recorder (``recorder``) with its crash-safe partial takes (``partial``) and clip
+replay to Unreal (``replay``)."""
 
 from motion.livelink.protocol import (  # noqa: F401 - the package's public API
     DEFAULT_PORT,

@@ -132,10 +132,11 @@ class PartialTakeWriter:
     def close(self) -> None:
         for f in (self._audio, self._frames, self._sources_f):
             if not f.closed:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError):  # a full disk: what reached it is still finished
                     f.flush()
                     os.fsync(f.fileno())
-                f.close()
+                with contextlib.suppress(OSError):
+                    f.close()
 
 
 def tally_dict(tally) -> dict[str, Any]:

@@ -103,10 +103,32 @@ def plot_take(take: Take, out: str | Path | None, show: bool = False, title: str
                  + (" (red: gaps)" if gaps else ""), fontsize=10)
     fig.tight_layout()
     if out is not None:
-        fig.savefig(out, dpi=90)
+        from bert_vits2.fileio import atomic_write
+
+        fmt = Path(out).suffix.lower().lstrip(".") or "png"
+        with atomic_write(out, "wb") as f:  # a failed or interrupted plot never leaves half a PNG
+            fig.savefig(f, dpi=90, format=fmt)
     if show:
         plt.show()
     return fig
+
+
+PLOT_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+
+
+def _check_plot_out(out: Path, src: Path, wav: str | None) -> None:
+    """The picture must be an image file and never one of the take's own files."""
+    from motion.cli import refuse_overwriting_inputs
+    from motion.livelink.take import resolve_stem
+
+    if out.suffix.lower() not in PLOT_FORMATS:
+        raise ValueError(f"--out {out}: give an image file name ({', '.join(PLOT_FORMATS)})")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give an image file name")
+    stem = resolve_stem(src)
+    inputs = [("take", src), ("--wav", wav)] + [(f"take file {stem.name}{s}", stem.with_name(stem.name + s))
+                                                for s in (".npy", ".wav", ".json", ".csv")]
+    refuse_overwriting_inputs("--out", out, inputs)
 
 
 def run(args) -> int:
@@ -123,6 +145,11 @@ def run(args) -> int:
     src = Path(args.take)
     out = Path(args.out) if args.out else (src.with_suffix("") if src.suffix else src).with_name(
         (src.stem if src.suffix else src.name) + ".png")
+    try:
+        _check_plot_out(out, src, args.wav)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(format_summary(summarize(take), str(args.take)))
     plot_take(take, out, show=args.show, title=src.name)
     print(f"plot: {out}")

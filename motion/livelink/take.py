@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import math
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -248,7 +249,14 @@ def load_take(path_or_stem: str | Path, fps: float | None = None, load_audio: bo
         raise TakeError(f"{npy}: no JSON says the frame rate; pass it (--fps)")
     if fps is not None and json_fps is not None and abs(float(fps) - float(json_fps)) > 1e-6:
         log.warning("%s says %s fps; using %s as asked", js.name, json_fps, fps)
-    rate = float(fps if fps is not None else json_fps)
+    try:
+        rate = float(fps if fps is not None else json_fps)
+    except (TypeError, ValueError):
+        rate = float("nan")
+    if not (math.isfinite(rate) and 0 < rate <= 1000):
+        src = "--fps" if fps is not None else f"{js.name}'s fps"
+        raise TakeError(f"{npy}: {src} is {fps if fps is not None else json_fps!r}; a frame rate must be a number "
+                        f"between 0 and 1000")
 
     def arr(key, dtype):
         v = meta.get(key)

@@ -35,6 +35,7 @@ from motion.server.registry import ModelRegistry, NotFound, PathRefused
 
 log = logging.getLogger(__name__)
 
+WHOLE_PIECE = 1 << 20  # z frames per decoder call for one-response routes: a piece in one call
 UPSTREAM_DEFAULTS = {"sdp_ratio": 0.2, "noise": 0.2, "noisew": 0.9, "length": 1.0, "style_weight": 0.7}
 
 
@@ -282,8 +283,12 @@ def create_app(config: ServerConfig, *, load: bool = True):
                       split_sentences=bool(auto_split), seed=seed)
         return entry, kwargs
 
-    def start_job(loop: asyncio.AbstractEventLoop, entry: Any, kwargs: dict[str, Any], with_face: bool) -> Bridge:
-        """Reserve a queue slot (503 when full) and start the worker thread that streams into a Bridge."""
+    def start_job(loop: asyncio.AbstractEventLoop, entry: Any, kwargs: dict[str, Any], with_face: bool,
+                  whole: bool = False) -> Bridge:
+        """Reserve a queue slot (503 when full) and start the worker thread that streams into a Bridge.
+
+        ``whole``: the client gets one response; each piece is decoded in one call (no chunk overhead, the same
+        samples as ``synthesize``) and the job can still be cancelled between pieces."""
         state.admission.reserve()
         bridge = Bridge(loop)
         max_samples = int(config.max_audio_s * entry.voice.sample_rate)
@@ -298,7 +303,8 @@ def create_app(config: ServerConfig, *, load: bool = True):
             try:
                 state.admission.run(bridge.cancel)
                 ran = True
-                gen = entry.voice.stream(**kwargs, face=face_fn, cancel=bridge.cancel)
+                sizes = {"first_chunk_frames": WHOLE_PIECE, "max_chunk_frames": WHOLE_PIECE} if whole else {}
+                gen = entry.voice.stream(**kwargs, face=face_fn, cancel=bridge.cancel, **sizes)
                 try:
                     for chunk in gen:
                         if bridge.cancel.is_set():
@@ -352,7 +358,7 @@ def create_app(config: ServerConfig, *, load: bool = True):
 
     async def do_voice(request: Request, params: dict[str, Any]) -> Response:
         entry, kwargs = prepare(**params)
-        chunks = await collect(request, start_job(asyncio.get_running_loop(), entry, kwargs, False))
+        chunks = await collect(request, start_job(asyncio.get_running_loop(), entry, kwargs, False, whole=True))
         audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
         return Response(content=wav_bytes(audio, entry.voice.sample_rate), media_type="audio/wav")
 
@@ -451,7 +457,7 @@ def create_app(config: ServerConfig, *, load: bool = True):
         if fmt not in ("json", "csv", "npy"):
             raise ApiError(400, f"format={fmt!r}: use json, csv or npy")
         entry, kwargs = prepare(**params)
-        chunks = await collect(request, start_job(asyncio.get_running_loop(), entry, kwargs, True))
+        chunks = await collect(request, start_job(asyncio.get_running_loop(), entry, kwargs, True, whole=True))
         return face_payload(chunks, entry.voice.sample_rate, fmt)
 
     @app.get("/voice/face", dependencies=[Depends(auth)], description=face_doc)

@@ -55,7 +55,7 @@ class FacePusher(threading.Thread):
         self._cond = threading.Condition()
         self._t0: float | None = None
         self._done = False
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.stats = PushStats()
         self._ll = self._vmc = None
         if livelink:
@@ -85,7 +85,7 @@ class FacePusher(threading.Thread):
             self._cond.notify_all()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.finish()
 
     def _send(self, k: int, values: np.ndarray) -> None:
@@ -99,18 +99,18 @@ class FacePusher(threading.Thread):
     def run(self) -> None:
         k = 0
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 with self._cond:
-                    while not self._stop.is_set() and (self._t0 is None or k >= len(self._frames)) \
+                    while not self._halt.is_set() and (self._t0 is None or k >= len(self._frames)) \
                             and not (self._done and k >= len(self._frames)):
                         self._cond.wait(0.05)
-                    if self._stop.is_set() or (self._done and k >= len(self._frames)):
+                    if self._halt.is_set() or (self._done and k >= len(self._frames)):
                         return
                     t0, values = self._t0, self._frames[k]
                 due = t0 + k / self.fps
                 now = time.monotonic()
                 if due > now:
-                    if self._stop.wait(due - now):
+                    if self._halt.wait(due - now):
                         return
                 elif now - due > self.max_late_s:
                     self.stats.skipped += 1

@@ -318,9 +318,9 @@ def _tts_tab(gr, state: WebUIState, h: Handlers, last):
     voice.change(h.speakers_for, voice, speaker)
     inputs = [voice, text, speaker, language, sdp, noise, noise_w, length, style_text, style_weight, split_para,
               split_sent, para_pause, sent_pause]
-    go.click(_clear_preview, None, preview)
+    go.click(_clear_preview, None, preview, queue=False)
     go.click(_working, None, [audio_out, plot, files, status]).then(
-        h.tts, inputs, [audio_out, plot, files, status, last]).success(h.preview, last, preview)
+        h.tts, inputs, [audio_out, plot, files, status, last]).success(h.preview, last, preview, queue=False)
     return voice
 
 
@@ -335,10 +335,10 @@ def _audio_tab(gr, h: Handlers, last, voice) -> None:
             a2f_preview = _preview_block(gr, h, last, "a2f")
             a2f_plot = gr.Image(label="Blendshape curves", type="filepath", elem_id="a2f-plot")
             a2f_files = gr.File(label="Downloads", file_count="multiple")
-    a2f_go.click(_clear_preview, None, a2f_preview)
+    a2f_go.click(_clear_preview, None, a2f_preview, queue=False)
     a2f_go.click(_working, None, [a2f_audio, a2f_plot, a2f_files, a2f_status]).then(
         h.audio_to_face, [audio_in, voice], [a2f_audio, a2f_plot, a2f_files, a2f_status, last]).success(
-        h.preview, last, a2f_preview)
+        h.preview, last, a2f_preview, queue=False)  # cheap: not behind other users' synthesis
 
 
 def _clear_preview() -> str:
@@ -348,13 +348,14 @@ def _clear_preview() -> str:
 
 
 def _preview_block(gr, h: Handlers, last, prefix: str):
-    """The face drawn in the page (canvas + its audio player) and an MP4 export button; returns the preview."""
+    """The face drawn in the page (canvas + its own audio player: gradio's waveform player exposes no media element
+    to follow) and an MP4 export button; returns the preview."""
     from motion.webui.preview import PREVIEW_JS, empty_preview
 
     preview = gr.HTML(empty_preview(), js_on_load=PREVIEW_JS, elem_id=f"{prefix}-preview", label="Face")
     with gr.Row():
         video_go = gr.Button("Export video (MP4)", size="sm", elem_id=f"{prefix}-video-go")
-        video = gr.File(label="Video", elem_id=f"{prefix}-video")
+        video = gr.File(label="Video", elem_id=f"{prefix}-video", height=90)
     video_go.click(h.video, last, video)
     return preview
 

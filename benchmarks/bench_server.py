@@ -1,0 +1,281 @@
+"""Server latency, throughput and memory with the full-size Bert-VITS2 v2.3 generator (random weights) on this CPU.
+
+Starts the real ``server_fastapi.py`` (a subprocess on a free 127.0.0.1 port) with a voice folder written here:
+the full-size v2.3 generator (benchmarks/bench_synthesis.build_model: 192 hidden, 6 layers, 512-channel HiFi-GAN,
+850 speakers) and, for Chinese, a BERT-large-shaped chinese-roberta (24 layers, 1024 hidden, random weights, the tiny
+fixture tokenizer; ``--bert tiny`` uses the 2-layer test BERT instead). Then prints:
+
+- time to the first audio chunk and to the whole result, for a 1-sentence and a 5-sentence Chinese text, over the
+  WebSocket (audio only, and with faces) and the chunked HTTP stream, plus ``Voice.synthesize`` in-process for the
+  batch reference; the ratio first-audio / whole for 5 sentences;
+- throughput with 1 / 4 / 16 concurrent clients (``/voice``, 1-sentence text): requests/s and seconds of audio per
+  second of wall time;
+- the server's RSS after warm-up, after 100 and after ``--requests`` (default 1,000) ``/voice`` requests.
+
+Run:  python benchmarks/bench_server.py [--threads 2] [--repeats 3] [--requests 1000] [--bert full|tiny]
+Timings on a shared CPU include other processes' load (the load average is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+ONE = "今天天气很好，我们一起去公园散步吧。"
+FIVE = ("今天天气很好，我们一起去公园散步吧。公园里有很多人在跑步。湖边的柳树已经发芽了。"
+        "孩子们在草地上放风筝。傍晚的时候我们再回家吃饭。")
+
+
+def make_voice(folder: Path, ref: Path, bert: str) -> Path:
+    import torch
+    import transformers
+    from bench_synthesis import FULL_V23, build_model
+
+    from bert_vits2.checkpoint import save_checkpoint
+    from bert_vits2.text.bert import BERT_MODELS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = json.loads((ref / "config.json").read_text())
+    for k in ("inter_channels", "hidden_channels", "filter_channels", "n_heads", "n_layers", "kernel_size",
+              "resblock", "resblock_kernel_sizes", "resblock_dilation_sizes", "upsample_rates",
+              "upsample_initial_channel", "upsample_kernel_sizes", "gin_channels"):
+        cfg["model"][k] = FULL_V23[k]
+    cfg["data"]["n_speakers"] = FULL_V23["n_speakers"]
+    cfg["data"]["spk2id"] = {f"spk{i}": i for i in range(FULL_V23["n_speakers"])}
+    (folder / "config.json").write_text(json.dumps(cfg, indent=1))
+    net = build_model(frames_per_phone=6.0)
+    save_checkpoint(net, None, None, 1, folder / "G_1.pth")
+    src = ref / "bert_tiny_zh"
+    dst = folder / "bert" / BERT_MODELS["ZH"].folder_name
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+        (dst / name).write_bytes((src / name).read_bytes())
+    vocab = json.loads((src / "config.json").read_text())["vocab_size"]
+    if bert == "full":
+        conf = transformers.BertConfig(vocab_size=vocab, hidden_size=1024, num_hidden_layers=24,
+                                       num_attention_heads=16, intermediate_size=4096, max_position_embeddings=512)
+    else:
+        conf = transformers.BertConfig(vocab_size=vocab, hidden_size=1024, num_hidden_layers=2, num_attention_heads=4,
+                                       intermediate_size=64, max_position_embeddings=512)
+    torch.manual_seed(0)
+    transformers.BertForMaskedLM(conf).save_pretrained(str(dst))
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(folder: Path, port: int, threads: int) -> subprocess.Popen:
+    import httpx
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "server_fastapi.py"), "--model-dir", str(folder), "--port", str(port),
+         "--workers", "2", "--max-queue", "64", "--max-chars", "2000", "--log-level", "warning",
+         "-y", str(folder / "none.yml")], env=env, cwd=str(ROOT))
+    t0 = time.time()
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/status", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if time.time() - t0 > 600:
+            proc.kill()
+            raise SystemExit("the server did not start within 600 s")
+        time.sleep(0.5)
+
+
+async def ws_once(url: str, text: str, face: bool) -> tuple[float, float, float]:
+    """(first audio chunk s, whole result s, audio seconds) over the WebSocket."""
+    import websockets
+
+    t0 = time.perf_counter()
+    first = None
+    samples = sr = 0
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.send(json.dumps({"text": text, "speaker_id": 0, "auto_split": True, "face": face, "seed": 1,
+                                  "language": "ZH"}))
+        while True:
+            m = await ws.recv()
+            if isinstance(m, bytes):
+                if first is None:
+                    first = time.perf_counter() - t0
+                samples += len(m) // 2
+                continue
+            msg = json.loads(m)
+            if msg["type"] == "start":
+                sr = msg["sample_rate"]
+            if msg["type"] == "error":
+                raise SystemExit(f"server error: {msg}")
+            if msg["type"] == "end":
+                return first, time.perf_counter() - t0, samples / sr
+
+
+def http_stream_once(base: str, text: str) -> tuple[float, float]:
+    import httpx
+
+    t0 = time.perf_counter()
+    first = None
+    with httpx.stream("GET", base + "/voice/stream", params={"text": text, "speaker_id": 0, "auto_split": "true",
+                                                             "format": "pcm", "seed": 1}, timeout=600) as r:
+        for _ in r.iter_bytes():
+            if first is None:
+                first = time.perf_counter() - t0
+    return first, time.perf_counter() - t0
+
+
+def voice_once(client, base: str, text: str) -> float:
+    r = client.get(base + "/voice", params={"text": text, "speaker_id": 0, "auto_split": "true", "seed": 1},
+                   timeout=600)
+    if r.status_code != 200:
+        raise SystemExit(f"/voice failed: {r.status_code} {r.text[:200]}")
+    return (len(r.content) - 44) / 2 / 44100
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the server (OMP_NUM_THREADS)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=1000, help="requests for the memory check")
+    ap.add_argument("--per-client", type=int, default=2, help="requests per client in the throughput runs")
+    ap.add_argument("--bert", choices=("full", "tiny"), default="full")
+    ap.add_argument("--ref", default=str(ROOT.parent / "shared" / "reference" / "bv2"))
+    ap.add_argument("--skip-batch", action="store_true", help="skip the in-process Voice.synthesize reference")
+    args = ap.parse_args()
+
+    import httpx
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_server_"))
+    t = time.time()
+    folder = make_voice(tmp / "voice", Path(args.ref), args.bert)
+    print(f"voice folder written in {time.time() - t:.1f} s (BERT: {args.bert})", flush=True)
+
+    batch = {}
+    if not args.skip_batch:
+        import torch
+
+        from bert_vits2.synthesis import Voice, find_model_files
+
+        torch.set_num_threads(args.threads)
+        v = Voice.load(find_model_files(folder))
+        v.synthesize(ONE, "spk0", "ZH", split_sentences=True, seed=1)  # warm
+        for name, text in (("1 sentence", ONE), ("5 sentences", FIVE)):
+            times, firsts = [], []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                res = v.synthesize(text, "spk0", "ZH", split_sentences=True, seed=1)
+                times.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                gen = v.stream(text, "spk0", "ZH", split_sentences=True, seed=1)
+                next(gen)
+                firsts.append(time.perf_counter() - t0)
+                gen.close()
+            batch[name] = (med(times), med(firsts), res.duration_s)
+            print(f"in-process {name}: synthesize {med(times):.3f} s for {res.duration_s:.2f} s of audio; "
+                  f"Voice.stream first chunk {med(firsts):.3f} s", flush=True)
+        del v
+
+    port = free_port()
+    base, ws = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/voice"
+    t = time.time()
+    proc = start_server(folder, port, args.threads)
+    print(f"server up in {time.time() - t:.1f} s", flush=True)
+    try:
+        with httpx.Client() as client:
+            voice_once(client, base, ONE)  # warm-up
+            asyncio.run(ws_once(ws, ONE, True))
+            rss_warm = httpx.get(base + "/status").json()["rss_mb"]
+            print("\n== latency (median of %d, warm) ==" % args.repeats)
+            print(f"{'text':<12} {'path':<26} {'first audio':>12} {'whole':>9} {'first/whole':>12} {'audio s':>8}")
+            for name, text in (("1 sentence", ONE), ("5 sentences", FIVE)):
+                for label, face in (("WebSocket, audio only", False), ("WebSocket, audio + face", True)):
+                    rows = [asyncio.run(ws_once(ws, text, face)) for _ in range(args.repeats)]
+                    f, w, a = med([r[0] for r in rows]), med([r[1] for r in rows]), rows[0][2]
+                    print(f"{name:<12} {label:<26} {f:>10.3f} s {w:>7.3f} s {f / w:>11.0%} {a:>8.2f}", flush=True)
+                rows = [http_stream_once(base, text) for _ in range(args.repeats)]
+                f, w = med([r[0] for r in rows]), med([r[1] for r in rows])
+                print(f"{name:<12} {'HTTP /voice/stream':<26} {f:>10.3f} s {w:>7.3f} s {f / w:>11.0%}", flush=True)
+                times = []
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    voice_once(client, base, text)
+                    times.append(time.perf_counter() - t0)
+                print(f"{name:<12} {'HTTP /voice (whole wav)':<26} {'':>12} {med(times):>7.3f} s", flush=True)
+
+            print("\n== throughput (/voice, 1 sentence, %d requests per client) ==" % args.per_client)
+            for clients in (1, 4, 16):
+                def one_client(_i):
+                    with httpx.Client() as c:
+                        return sum(voice_once(c, base, ONE) for _ in range(args.per_client))
+                t0 = time.perf_counter()
+                with ThreadPoolExecutor(clients) as ex:
+                    audio_s = sum(ex.map(one_client, range(clients)))
+                wall = time.perf_counter() - t0
+                n = clients * args.per_client
+                print(f"{clients:>2} clients: {n} requests in {wall:.1f} s = {n / wall:.2f} req/s, "
+                      f"{audio_s / wall:.2f} s of audio per s (RTF {wall / audio_s:.2f})", flush=True)
+
+            print(f"\n== memory over {args.requests} /voice requests (text '你好。', 4 clients) ==")
+            st0 = httpx.get(base + "/status").json()
+            print(f"RSS after warm-up: {rss_warm:.1f} MiB; before the run: {st0['rss_mb']:.1f} MiB")
+            done = 0
+            marks = {}
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(4) as ex:
+                def req(_i):
+                    with httpx.Client() as c:
+                        voice_once(c, base, "你好。")
+                step = 100
+                while done < args.requests:
+                    n = min(step, args.requests - done)
+                    list(ex.map(req, range(n)))
+                    done += n
+                    marks[done] = httpx.get(base + "/status").json()["rss_mb"]
+                    print(f"  after {done:>5} requests: RSS {marks[done]:.1f} MiB", flush=True)
+            wall = time.perf_counter() - t0
+            first = marks[min(marks)]
+            last = marks[max(marks)]
+            print(f"RSS after {done} requests: {last:.1f} MiB (after the first {min(marks)}: {first:.1f} MiB, "
+                  f"growth {last - first:+.1f} MiB; {done / wall:.1f} req/s)")
+            q = httpx.get(base + "/status").json()["queue"]
+            print(f"queue counters: {q}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)  # the voice folder (1.3 GB with the full-size BERT)
+    print(f"\nload average: {os.getloadavg()}; cpu count {os.cpu_count()}; threads {args.threads}")
+    if batch:
+        f5 = batch["5 sentences"]
+        print(f"in-process 5 sentences: first chunk / synthesize = {f5[1] / f5[0]:.0%}")
+
+
+if __name__ == "__main__":
+    main()
