@@ -80,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from motion.webui.app import WebUIConfig, build_app, launch
 
     bert_dirs = {k: v for k, v in (("ZH", args.bert_zh), ("JP", args.bert_jp), ("EN", args.bert_en)) if v}
-    # WebUIConfig gains a ``precision`` field (passed on to Voice.load) in motion/webui; until then fp32 is used
-    extra = {"precision": args.precision} if "precision" in getattr(WebUIConfig, "__dataclass_fields__", {}) else {}
-    if not extra and args.precision != "fp32":
-        logging.getLogger("webui").warning("--precision %s: this web app cannot pass it on yet; using fp32",
-                                           args.precision)
+    extra = {"precision": args.precision}
     cfg = WebUIConfig(model_dir=args.model_dir, config=args.config, checkpoint=args.checkpoint, bert_dir=args.bert_dir,
                       bert_dirs=bert_dirs, head=args.head, outputs_dir=args.outputs, device=args.device, fps=args.fps,
                       blink=not args.no_blink, use_default_head=not args.no_default_head, alive=not args.no_alive,

@@ -172,3 +172,14 @@ def test_streamer_sends_live_link_packets():
     decoded = [decode_packet(p) for p in packets]
     assert all(d.ok for d in decoded)
     assert decoded[0].frame.values[INDEX["JawOpen"]] == pytest.approx(0.5)
+
+
+def test_web_ui_loads_the_voice_at_the_requested_precision(bv2_ref, tmp_path):
+    from webui_helpers import make_tiny_voice
+
+    from motion.webui.app import WebUIConfig, WebUIState
+
+    folder = make_tiny_voice(bv2_ref, tmp_path / "voice")
+    state = WebUIState(WebUIConfig(model_dir=str(folder), outputs_dir=str(tmp_path / "out"), precision="bf16"))
+    voice = next(v for k, v in state.voices.items() if k.startswith("Bert-VITS2"))
+    assert voice.model.precision == "bf16"

@@ -40,6 +40,7 @@ class WebUIConfig:
     head: str | None = None
     outputs_dir: str | None = None  # default: a fresh temp folder
     device: str = "cpu"
+    precision: str = "fp32"  # "fp32" (exact), "bf16" (faster decoder/flow, same durations) or "auto"
     fps: float = FACE_FPS
     blink: bool = True
     use_default_head: bool = True  # False: rule-based lip-sync from phone timings when no --head is given
@@ -66,7 +67,7 @@ class WebUIState:
         self.load_error = ""
         if self.files.complete:
             try:
-                voice = Voice.load(self.files, cfg.device)
+                voice = Voice.load(self.files, cfg.device, precision=cfg.precision)
                 self.voices[f"Bert-VITS2: {voice.name}"] = voice
             except Exception as err:  # noqa: BLE001 - shown in the settings panel, demo voice still works
                 self.load_error = f"{type(err).__name__}: {err}"
