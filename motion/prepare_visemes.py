@@ -14,6 +14,15 @@ import sys
 from motion.cli import bounded_float, bounded_int, run_cli
 
 
+def _val_size(text: str) -> int | float:
+    from motion.face.prepare import parse_val_size
+
+    try:
+        return parse_val_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _n_mels(text: str) -> int:
     value = bounded_int(8, 512)(text)
     if value % 4:
@@ -40,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--offset-ms", type=bounded_float(-2000.0, 2000.0), default=None,
                     help="audio->face offset to apply instead of the estimate (positive: the face lags the audio)")
     ap.add_argument("--max-offset-ms", type=bounded_float(0.0, 2000.0), default=300.0, help="search range of the offset estimate")
-    ap.add_argument("--val-size", type=bounded_int(0, 100_000), default=5, help="number of takes held out for validation")
+    ap.add_argument("--val-size", type=_val_size, default="15%",
+                    help="takes held out for validation: a share (15%%, 0.15) or a count (5); at least one, never most")
     ap.add_argument("--seed", type=int, default=1234, help="seed of the train/validation split")
     ap.add_argument("-q", "--quiet", action="store_true")
     return ap

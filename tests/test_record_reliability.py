@@ -366,3 +366,16 @@ def test_full_disk_mid_take_keeps_what_reached_it(wav, tmp_path, monkeypatch, ca
     t = load_take(r.stem)
     assert t.meta["interrupted"] is True and 0.3 <= t.audio_duration_s < 1.0
     assert not find_partials(out)
+
+
+def test_frames_out_of_range_names_frame_channel_and_value():
+    from motion.livelink.protocol import frames_out_of_range
+
+    frames = np.full((4, 61), 0.5, np.float32)
+    frames[:, 52:] = -0.5
+    assert frames_out_of_range(frames) is None
+    frames[2, 17] = 3.4e38
+    assert frames_out_of_range(frames) == "out of range: frame 2, weight 17 is 3.4e+38 (expected 0..1); 1 such value(s)"
+    frames[2, 17] = 0.5
+    frames[1, 55] = -2.0
+    assert "frame 1, rotation 55 is -2" in frames_out_of_range(frames)

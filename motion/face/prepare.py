@@ -8,8 +8,10 @@ For every complete take (``<take>.wav`` + ``<take>.npy`` + ``<take>.json``, reco
    the arrival times, gaps interpolated and flagged as not measured);
 3. the audio<->face offset is estimated per take and overall by cross-correlating the audio envelope with mouth
    opening (positive: the face lags the audio), and the overall one (or ``--offset-ms``) is applied by shifting the
-   face earlier; the result goes to ``<take>.face.npz`` (``frames`` [M, 61], ``valid`` [M], ``fps``, ``offset_s``);
-4. takes are split (by take, seeded) into ``train_visemes.list`` / ``val_visemes.list``, one line per take:
+   face earlier (with a warning when the estimate sits at the search range's edge or takes disagree by more than
+   a few frames, naming them); the result goes to ``<take>.face.npz`` (``frames`` [M, 61], ``valid`` [M], ``fps``, ``offset_s``);
+4. takes are split (by take, seeded; by default 15 % held out, at least one, never most of them) into
+   ``train_visemes.list`` / ``val_visemes.list``, one line per take:
    ``z_path|face_path|mel_path`` (the first two fields as in the original ``z|blendshapes`` list; a field is empty
    when that feature was not computed).
 """
@@ -148,18 +150,61 @@ class PreparedTake:
     paths: dict[str, str] = field(default_factory=dict)
 
 
-def split_takes(stems: list[str], val_size: int = 5, seed: int = 1234) -> tuple[list[str], list[str]]:
-    """Seeded split by take: ``val_size`` takes (at most all but one) for validation, the rest for training."""
+#: the share of the takes held out for validation by default
+DEFAULT_VAL_SHARE = 0.15
+
+
+def parse_val_size(value: str | int | float) -> int | float:
+    """``--val-size``: a share of the takes (``15%`` or ``0.15``) or a count (``5``); 0 holds none out."""
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            share = float(text[:-1]) / 100.0
+        elif "." in text or "e" in text.lower():
+            share = float(text)
+        else:
+            count = int(text)
+            if count < 0:
+                raise ValueError
+            return count
+    except ValueError:
+        raise ValueError(f"--val-size {value!r}: give a share of the takes (15%, 0.15) or a count (5)") from None
+    if not (0.0 <= share < 1.0) or share != share:
+        raise ValueError(f"--val-size {value!r}: a share must be at least 0 and below 100%")
+    return share
+
+
+def split_takes(stems: list[str], val_size: int | float | str = DEFAULT_VAL_SHARE,
+                seed: int = 1234) -> tuple[list[str], list[str]]:
+    """Seeded split by take. ``val_size``: a share of the takes (a float below 1 or ``"15%"``) or a count (an int).
+
+    With two or more takes at least one is held out, and never so many that training keeps fewer than most of them:
+    at most ``(n - 1) // 2`` (one of two takes). 0 holds none out."""
     stems = sorted(stems)
-    if len(stems) < 2:
+    size = parse_val_size(val_size)
+    n = len(stems)
+    if n < 2 or size == 0:
         return stems, []
-    n_val = max(1, min(int(val_size), len(stems) - 1)) if val_size > 0 else 0
+    wanted = int(round(size * n)) if isinstance(size, float) else int(size)
+    n_val = max(1, min(wanted, max(1, (n - 1) // 2)))
     order = stems[:]
     random.Random(seed).shuffle(order)
     val = sorted(order[:n_val])
     return [s for s in stems if s not in val], val
 
 
+def describe_split(train: list[str], val: list[str], val_size: int | float | str) -> str:
+    """One line: how many takes train and validate, the share, what was asked and the validation takes' names."""
+    n = len(train) + len(val)
+    size = parse_val_size(val_size)
+    asked = f"{size:.0%}" if isinstance(size, float) else f"{size} take(s)"
+    if not val:
+        why = "only one take" if n < 2 else "--val-size 0"
+        return (f"split: all {n} take(s) for training, none for validation ({why}); training will evaluate on its own "
+                "takes")
+    names = ", ".join(Path(v).name for v in val)
+    return (f"split: {len(train)} takes for training, {len(val)} for validation ({len(val) / n:.0%} of {n}; asked "
+            f"{asked}): {names}")
 
 
 def read_filelist(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -183,6 +228,8 @@ class PrepareReport:
     offset_source: str  # "estimated", "manual" or "none"
     train: list[str]
     val: list[str]
+    warnings: list[str] = field(default_factory=list)  # offset estimate at its range's edge, takes that disagree
+    split: str = ""  # the split in words (counts, share, validation takes)
 
 
 def _prepare_take(stem: Path, *, mel: bool, n_mels: int, posterior, sample_z: bool, z_seed: int | None) -> PreparedTake | None:
@@ -230,6 +277,36 @@ def _estimate_offsets(prepared: list[PreparedTake], max_offset_s: float) -> floa
     return None if overall is None else overall / GRID_FPS
 
 
+#: per-take offset estimates farther than this from their median are named (a few frames at 60 fps)
+OFFSET_TOLERANCE_FRAMES = 4
+
+
+def offset_warnings(prepared: list[PreparedTake], overall_s: float | None, max_offset_s: float,
+                    tolerance_frames: int = OFFSET_TOLERANCE_FRAMES) -> list[str]:
+    """Warnings about the offset estimate: at the edge of the search range, or takes that disagree by more than
+    ``tolerance_frames`` with the others (named, with their estimates)."""
+    out: list[str] = []
+    max_lag = int(round(max_offset_s * GRID_FPS))
+    fix = "give --offset-ms (after checking a take with motion/render_face.py --delay-ms or motion/plot_take.py) or re-record"
+    if overall_s is not None and max_lag > 0 and abs(overall_s * GRID_FPS) >= max_lag - 0.5:
+        out.append(f"the overall audio->face offset estimate {overall_s * 1000:+.0f} ms is at the edge of the search range "
+                   f"(±{max_offset_s * 1000:.0f} ms): the real offset may lie beyond it or the takes' audio and face may "
+                   f"not belong together; raise --max-offset-ms, or {fix}")
+    ests = [(p.stem.name, float(p.offset_s)) for p in prepared if p.offset_s is not None]
+    if len(ests) >= 2:
+        med = float(np.median([s for _, s in ests]))
+        tol = tolerance_frames / GRID_FPS
+        odd = [(name, s) for name, s in ests if abs(s - med) > tol]
+        if odd:
+            lo, hi = min(s for _, s in ests), max(s for _, s in ests)
+            listed = ", ".join(f"{name} {s * 1000:+.0f} ms" + (" (at the edge)" if abs(s * GRID_FPS) >= max_lag - 0.5
+                                                                 else "") for name, s in odd)
+            out.append(f"per-take offset estimates range from {lo * 1000:+.0f} to {hi * 1000:+.0f} ms; these differ from "
+                       f"the median {med * 1000:+.0f} ms by more than {tolerance_frames} frames "
+                       f"({tol * 1000:.0f} ms): {listed}; check them, {fix}")
+    return out
+
+
 def _write_face_labels(prepared: list[PreparedTake], offset_s: float) -> None:
     """``<take>.face.npz`` for every take: the face shifted by ``offset_s`` with its validity mask."""
     for p in prepared:
@@ -264,7 +341,7 @@ def prepare(
     sample_z: bool = False,
     offset_ms: float | None = None,
     max_offset_s: float = 0.3,
-    val_size: int = 5,
+    val_size: int | float | str = DEFAULT_VAL_SHARE,
     seed: int = 1234,
     takes: Iterable[Path] | None = None,
     progress: bool = True,
@@ -296,14 +373,19 @@ def prepare(
         offset_s, source = overall, "estimated"
     else:
         offset_s, source = 0.0, "none"
+    warnings = offset_warnings(prepared, overall, max_offset_s) if source == "estimated" else []
+    for w in warnings:
+        log.warning("%s", w)
     _write_face_labels(prepared, offset_s)
 
     train, val = split_takes([str(p.stem) for p in prepared], val_size, seed)
+    split = describe_split(train, val, val_size)
+    log.info("%s", split)
     _write_filelists(prepared, Path(filelist_dir), train, val, {
         "offset_s": offset_s, "offset_source": source, "fps": GRID_FPS, "n_mels": n_mels if mel else None,
-        "z": posterior is not None, "sample_z": sample_z,
+        "z": posterior is not None, "sample_z": sample_z, "split": split, "warnings": warnings,
     })
-    return PrepareReport(prepared, offset_s, source, train, val)
+    return PrepareReport(prepared, offset_s, source, train, val, warnings, split)
 
 
 def find_generator(model: str) -> Path | None:
@@ -365,6 +447,9 @@ def run(args) -> int:
         est = "n/a" if t.offset_s is None else f"{t.offset_s * 1000:+.1f} ms"
         print(f"  {t.stem.name}: {t.duration_s:.1f} s, offset estimate {est}, dropped frames {t.gaps}")
     print(f"audio->face offset: {report.offset_s * 1000:+.1f} ms ({report.offset_source}); applied to all takes")
+    for w in report.warnings:
+        print(f"warning: {w}")
+    print(report.split)
     print(f"{len(report.train)} training / {len(report.val)} validation takes -> {Path(args.output) / 'train_visemes.list'}, "
           f"{Path(args.output) / 'val_visemes.list'}")
     return 0
@@ -373,5 +458,6 @@ def run(args) -> int:
 __all__ = [
     "FACE_SUFFIX", "GRID_FPS", "MEL_SUFFIX", "PrepareError", "PrepareReport", "Z_SUFFIX", "audio_envelope",
     "find_takes", "lag_correlations", "mouth_opening", "peak_lag", "prepare", "read_filelist", "shift_face",
-    "split_takes",
+    "split_takes", "DEFAULT_VAL_SHARE", "OFFSET_TOLERANCE_FRAMES", "describe_split", "offset_warnings",
+    "parse_val_size",
 ]

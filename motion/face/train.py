@@ -187,9 +187,18 @@ def masked_loss(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, weights
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 3 or a.std() < 1e-8 or b.std() < 1e-8:
+    """Pearson r of prediction ``a`` against target ``b``: nan where the target never moves (r is undefined: the
+    shape is constant in this data), 0 where only the prediction is flat."""
+    if len(a) < 3 or b.std() < 1e-8:
         return float("nan")
+    if a.std() < 1e-8:
+        return 0.0
     return float(np.corrcoef(a, b)[0, 1])
+
+
+def format_r(value: float) -> str:
+    """An r for reports: ``0.912``, or "constant in this data" for a shape that never moves in the targets."""
+    return f"{value:.3f}" if np.isfinite(value) else "constant in this data"
 
 
 @torch.no_grad()
@@ -366,8 +375,8 @@ def _evaluate_and_checkpoint(state: _RunState, epoch: int, eval_clips: Sequence[
         state.bad_evals += 1
     _save_head_checkpoint(state, epoch, model_dir / f"V_{epoch}.pth", metrics)
     _prune(model_dir, options.keep_checkpoints)
-    log.info("epoch %d: val loss %.5f (best %.5f), mouth MAE %.4f, r JawOpen %.3f", epoch, metrics["loss"],
-             state.best_val, metrics.get("mouth_mae", float("nan")), metrics["r"].get("JawOpen", float("nan")))
+    log.info("epoch %d: val loss %.5f (best %.5f), mouth MAE %.4f, r JawOpen %s", epoch, metrics["loss"],
+             state.best_val, metrics.get("mouth_mae", float("nan")), format_r(metrics["r"].get("JawOpen", float("nan"))))
     result.final_metrics = metrics
 
 
@@ -516,12 +525,12 @@ def run_from_args(args: argparse.Namespace) -> int:
           f"best model: {res.best_path}")
     if res.final_metrics.get("r"):
         r = res.final_metrics["r"]
-        print("last evaluation, Pearson r: " + ", ".join(f"{n} {r[n]:.3f}" for n in EVAL_NAMES if n in r))
+        print("last evaluation, Pearson r: " + ", ".join(f"{n} {format_r(r[n])}" for n in EVAL_NAMES if n in r))
     return 0
 
 
 __all__ = [
     "Clip", "TrainError", "TrainOptions", "TrainResult", "add_arguments", "channel_weights", "collate", "evaluate",
-    "load_clips", "masked_loss", "model_dir_for", "pearson",
+    "format_r", "load_clips", "masked_loss", "model_dir_for", "pearson",
     "run_from_args", "sample_predictions", "train_head",
 ]

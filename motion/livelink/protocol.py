@@ -218,6 +218,25 @@ def check_frame(frame: LiveLinkFrame) -> str | None:
     return None
 
 
+def frames_out_of_range(frames: np.ndarray) -> str | None:
+    """Why a ``[T, 61]`` curve array holds values outside the documented ranges (as :func:`check_frame` refuses on
+    receipt), or None. For takes recorded before packets were checked, or written by other tools."""
+    v = np.asarray(frames, dtype=np.float32)
+    if v.ndim != 2 or v.shape[1] != NUM_VALUES or not len(v):
+        return None
+    w, r = v[:, :NUM_WEIGHTS], v[:, NUM_WEIGHTS:]
+    bad_w = (w < -VALUE_MARGIN) | (w > 1.0 + VALUE_MARGIN)
+    if bad_w.any():
+        t, i = np.argwhere(bad_w)[0]
+        return f"{REASON_RANGE}: frame {t}, weight {i} is {float(w[t, i]):g} (expected 0..1); {int(bad_w.sum())} such value(s)"
+    bad_r = np.abs(r) > 1.0 + VALUE_MARGIN
+    if bad_r.any():
+        t, i = np.argwhere(bad_r)[0]
+        return (f"{REASON_RANGE}: frame {t}, rotation {NUM_WEIGHTS + i} is {float(r[t, i]):g} (expected -1..1); "
+                f"{int(bad_r.sum())} such value(s)")
+    return None
+
+
 # --- capture files (LLV's ".gesichter": gzip of u8 version, u32 count, then u32 length + payload per packet) ---
 
 
@@ -625,6 +644,6 @@ def frames_to_packets(
 __all__ = [
     "DEFAULT_PORT", "DEFAULT_SUBJECT", "DecodeResult", "LiveLinkFrame", "LiveLinkReceiver", "LiveLinkSender",
     "PACKET_VERSION", "PacketLog", "PacketTally", "PortInUseError", "ReceivedFrame", "ReceiverThread", "StreamStats",
-    "check_frame", "decode_packet", "default_device_id", "encode_packet", "frames_to_packets", "read_capture", "read_packet_log",
+    "check_frame", "decode_packet", "default_device_id", "frames_out_of_range", "encode_packet", "frames_to_packets", "read_capture", "read_packet_log",
     "write_capture",
 ]
