@@ -104,7 +104,7 @@ class AudioFaceStream:
     def _close_segment(self, length: int, final: bool = False) -> FaceFrames:
         seg = self._buf[:length]
         s0 = self._seg_start
-        local = self.maker.for_audio(seg, self.sr).frames if len(seg) else None
+        local = self.maker.for_audio(seg, self.sr, start_s=s0 / self.sr).frames if len(seg) else None
         k0, k1 = frame_range(s0, s0 + length, self.sr, self.fps)
         if final:
             k1 = max(1, int(math.ceil((s0 + length) / self.sr * self.fps - 1e-6)))
