@@ -230,16 +230,27 @@ class PrepareReport:
     val: list[str]
     warnings: list[str] = field(default_factory=list)  # offset estimate at its range's edge, takes that disagree
     split: str = ""  # the split in words (counts, share, validation takes)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (take name, why): a bad take never stops the rest
+
+
+class _BadTake(ValueError):
+    """A take whose values or files cannot be trained on (reported and skipped)."""
 
 
 def _prepare_take(stem: Path, *, mel: bool, n_mels: int, posterior, sample_z: bool, z_seed: int | None) -> PreparedTake | None:
     """Load one take: its face on the 60 fps grid over the audio's span, the audio envelope, and the feature files
     (log-mel and/or z, written beside the take). None (with a warning) when too few face frames were measured."""
     from motion.face.features import load_tts_audio, log_mel
+    from motion.livelink.protocol import frames_out_of_range
     from motion.livelink.take import load_take
 
-    take = load_take(stem, load_audio=False)
+    take = load_take(stem, load_audio=False)  # NaN/inf values, unreadable files: TakeError / ValueError
+    why = frames_out_of_range(take.frames)
+    if why is not None:
+        raise _BadTake(f"{stem.name}.npy: {why}")
     audio = load_tts_audio(stem.with_name(stem.name + ".wav"))
+    if not np.isfinite(audio).all():
+        raise _BadTake(f"{stem.name}.wav: NaN or infinite samples")
     sr = 44100
     duration = len(audio) / sr
     frames, measured = take.on_grid(GRID_FPS, duration)
@@ -357,10 +368,19 @@ def prepare(
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         tqdm = None
+    from bert_vits2.audio import AudioReadError
+
     prepared: list[PreparedTake] = []
+    skipped: list[tuple[str, str]] = []
     for stem in tqdm(stems, desc="takes", disable=not progress) if tqdm else stems:
         z_seed = (seed * 1000003 + len(prepared)) % (2**31) if sample_z else None
-        p = _prepare_take(stem, mel=mel, n_mels=n_mels, posterior=posterior, sample_z=sample_z, z_seed=z_seed)
+        try:
+            p = _prepare_take(stem, mel=mel, n_mels=n_mels, posterior=posterior, sample_z=sample_z, z_seed=z_seed)
+        except (ValueError, OSError, AudioReadError) as err:  # one bad take is reported; the others go on
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            log.warning("%s: skipped: %s", stem.name, reason)
+            skipped.append((stem.name, reason))
+            continue
         if p is not None:
             prepared.append(p)
     if not prepared:
@@ -383,9 +403,9 @@ def prepare(
     log.info("%s", split)
     _write_filelists(prepared, Path(filelist_dir), train, val, {
         "offset_s": offset_s, "offset_source": source, "fps": GRID_FPS, "n_mels": n_mels if mel else None,
-        "z": posterior is not None, "sample_z": sample_z, "split": split, "warnings": warnings,
+        "z": posterior is not None, "sample_z": sample_z, "skipped": dict(skipped), "split": split, "warnings": warnings,
     })
-    return PrepareReport(prepared, offset_s, source, train, val, warnings, split)
+    return PrepareReport(prepared, offset_s, source, train, val, warnings, split, skipped=skipped)
 
 
 def find_generator(model: str) -> Path | None:
@@ -446,6 +466,8 @@ def run(args) -> int:
     for t in report.takes:
         est = "n/a" if t.offset_s is None else f"{t.offset_s * 1000:+.1f} ms"
         print(f"  {t.stem.name}: {t.duration_s:.1f} s, offset estimate {est}, dropped frames {t.gaps}")
+    for name, why in report.skipped:
+        print(f"prepare_visemes: skipped {name}: {why}", file=sys.stderr)
     print(f"audio->face offset: {report.offset_s * 1000:+.1f} ms ({report.offset_source}); applied to all takes")
     for w in report.warnings:
         print(f"warning: {w}")

@@ -40,6 +40,20 @@ class TrainError(RuntimeError):
     """Training cannot start or continue; the message says what to do."""
 
 
+class NonFiniteLossError(TrainError):
+    """The training loss became NaN/inf: names the step and the clips of the batch (those with non-finite data first)."""
+
+    def __init__(self, step: int, loss: float, clips: Sequence["Clip"]) -> None:
+        bad = [c.name for c in clips if not (np.isfinite(c.features).all() and np.isfinite(c.frames[c.valid]).all())]
+        if bad:
+            why = f"clip(s) {', '.join(bad)} hold NaN/inf features or labels: re-run prepare_visemes.py or remove them"
+        else:
+            why = (f"clip(s) {', '.join(c.name for c in clips)}: the data is finite, so the run diverged: lower --lr "
+                   f"or keep gradient clipping on")
+        super().__init__(f"non-finite training loss ({loss}) at step {step}, {why}; stopped without saving")
+        self.step, self.loss, self.clips = step, loss, bad or [c.name for c in clips]
+
+
 @dataclass
 class Clip:
     """One take: features [C, T] at ``FEATURE_FPS``, face [M, 61] at ``label_fps`` and valid [M]."""
@@ -329,6 +343,8 @@ def _train_one_epoch(state: _RunState, clips: Sequence[Clip], options: TrainOpti
         out = model(x, batch["lengths"])
         pred = sample_predictions(out, batch["pos"], batch["lengths"])
         loss = masked_loss(pred, batch["y"], batch["mask"], weights, options.velocity_weight)
+        if not torch.isfinite(loss):  # stop before a NaN reaches the weights (and a checkpoint)
+            raise NonFiniteLossError(state.step + 1, float(loss), [clips[i] for i in idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if options.grad_clip:
@@ -418,7 +434,13 @@ def train_head(
         result.best_path = model_dir / "V_best.pth"
 
     for epoch in _progress_bar(range(state.start_epoch, options.epochs + 1), progress):
-        train_loss = _train_one_epoch(state, train_clips, options, weights, rng)
+        try:
+            train_loss = _train_one_epoch(state, train_clips, options, weights, rng)
+        except NonFiniteLossError as err:
+            raise TrainError(f"epoch {epoch}: {err}") from None
+        if not all(torch.isfinite(p).all() for p in state.model.parameters()):  # never checkpoint NaN weights
+            raise TrainError(f"epoch {epoch}, step {state.step}: the weights became NaN/inf (the run diverged): lower "
+                             f"--lr or keep gradient clipping on; stopped without saving")
         sched.step()
         result.epochs_run += 1
         result.last_epoch = epoch
