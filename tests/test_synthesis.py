@@ -183,3 +183,18 @@ def test_web_ui_loads_the_voice_at_the_requested_precision(bv2_ref, tmp_path):
     state = WebUIState(WebUIConfig(model_dir=str(folder), outputs_dir=str(tmp_path / "out"), precision="bf16"))
     voice = next(v for k, v in state.voices.items() if k.startswith("Bert-VITS2"))
     assert voice.model.precision == "bf16"
+
+
+def test_web_ui_outputs_upstream_peak_normalised_16_bit_audio(bv2_ref, tmp_path):
+    import soundfile as sf
+    from webui_helpers import make_tiny_voice
+
+    from motion.webui.app import Handlers, WebUIConfig, WebUIState
+
+    folder = make_tiny_voice(bv2_ref, tmp_path / "voice")
+    h = Handlers(WebUIState(WebUIConfig(model_dir=str(folder), outputs_dir=str(tmp_path / "out"),
+                                        use_default_head=False)))
+    name = next(k for k in h.state.voices if k.startswith("Bert-VITS2"))
+    wav, *_ = h.tts(name, "你好，世界！", None, "ZH", 0.5, 0.6, 0.8, 1.0, "", 0.7, False, False, 0.5, 0.2)
+    pcm, _ = sf.read(wav, dtype="int16")
+    assert abs(int(np.abs(pcm.astype(np.int32)).max()) - 32767) <= 1  # the slice's peak is full scale, as upstream

@@ -149,6 +149,7 @@ class Handlers:
                 text, speaker or None, language, float(sdp), float(noise), float(noise_w), float(length),
                 style_text or None, float(style_weight), split_paragraphs=bool(split_para),
                 split_sentences=bool(split_sent), paragraph_pause_s=float(para_pause), sentence_pause_s=float(sent_pause),
+                **({"peak_normalize": True} if isinstance(voice, Voice) else {}),  # upstream web UI's output level
             )
             check_audio_seconds(result.duration_s, state.limits, "the speech")
             face = state.face.for_result(result)
