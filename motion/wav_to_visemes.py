@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
                       posterior=args.posterior, speaker=args.speaker)
     if maker.head_kind == "z" and maker.model.posterior is None:
         raise ValueError("this is a z head; give --g-checkpoint G_*.pth (+ --config) or --posterior post_enc.pth")
+    if args.out_dir and Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        raise ValueError(f"--out-dir {args.out_dir}: is a file, not a folder; give a folder for the outputs")
     files = collect_inputs(args.inputs)
     if not files:
         raise ValueError("no audio files found in the given folders")

@@ -165,3 +165,14 @@ def test_release_checkpoint_without_enc_q_is_refused_for_z_extraction(bv2_ref, t
     rc = wav_to_visemes.main(["--export-posterior", str(tmp_path / "post.pth"), "--g-checkpoint", str(release),
                               "-c", str(bv2_ref / "config.json"), "-q"])
     assert rc == 1 and not (tmp_path / "post.pth").exists()
+
+
+def test_out_dir_that_is_a_file_is_refused_in_one_line(speech, tmp_path, capsys):
+    from motion import wav_to_visemes
+
+    audio, sr = speech
+    sf.write(tmp_path / "a.wav", audio, sr)
+    (tmp_path / "out").write_text("a file")
+    assert wav_to_visemes.main([str(tmp_path / "a.wav"), "-o", str(tmp_path / "out"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "--out-dir" in err and "Traceback" not in err and (tmp_path / "out").read_text() == "a file"
