@@ -162,3 +162,25 @@ def build_synthesizer(cfg: dict, n_speakers: int | None = None, checkpoint: Path
         result = model.load_state_dict(load_state_dict(checkpoint), strict=True)
         assert not result.missing_keys and not result.unexpected_keys
     return model
+
+
+def free_port(kind: str = "tcp") -> int:
+    """A port on 127.0.0.1 that nothing listens on right now (``kind``: "tcp" for servers, "udp" for Live Link/VMC)."""
+    import socket
+
+    sock_type = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, sock_type) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+#: Debian's Chromium for the browser tests (never ``playwright install``) and its headless flags
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+#: the marks every browser test module carries
+BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian chromium at /usr/bin/chromium"),
+]

@@ -15,7 +15,6 @@ import hashlib
 import io
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TRACEBACK = "Traceback (most recent call last)"
@@ -44,13 +44,7 @@ class Case:
         return f"{self.script}:{self.args}"[:90]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-PORT = str(_free_port())
+PORT = str(free_port("udp"))
 
 CASES: list[Case] = [
     # --- motion/record.py

@@ -11,29 +11,17 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required", "--mute-audio"]
+ARGS = CHROMIUM_ARGS + ["--autoplay-policy=no-user-gesture-required", "--mute-audio"]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian chromium at /usr/bin/chromium"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +32,7 @@ def server(tmp_path_factory):
     empty = root / "no_model"
     empty.mkdir()
     app = build_app(WebUIConfig(model_dir=str(empty), bert_dir=str(empty), outputs_dir=str(root / "out")))
-    port = _free_port()
+    port = free_port()
     launch(app, "127.0.0.1", port, block=False)
     yield f"http://127.0.0.1:{port}/", app.webui_state
     app.close()

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import checkout_env
+from conftest import checkout_env, free_port
 
 from motion import record
 from motion.livelink import LiveLinkReceiver, decode_packet, read_capture, recorder
@@ -85,14 +85,8 @@ def test_loopback_take_keeps_every_frame(packets, wav, tmp_path):
     assert np.median(np.diff(t)) == pytest.approx(1 / 60, abs=0.004)
 
 
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_sigint_mid_take_leaves_valid_files(packets, wav, tmp_path, repo_root):
-    port = _free_port()
+    port = free_port("udp")
     out = tmp_path / "rec"
     proc = subprocess.Popen(
         [sys.executable, str(repo_root / "motion" / "record.py"), "--host", "127.0.0.1", "--port", str(port),
@@ -161,7 +155,7 @@ def test_port_in_use_and_no_packet_hint(tmp_path, wav):
 
 def test_several_takes_never_overwrite(wav, tmp_path):
     out = tmp_path / "rec"
-    port = _free_port()
+    port = free_port("udp")
     rc = record.main(["--audio-file", str(wav), "--seconds", "0.4", "--takes", "2", "--countdown", "0.1",
                       "--host", "127.0.0.1", "--port", str(port), "--out-dir", str(out)])
     assert rc == 0

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import free_port
 
 from motion import record
 from motion.livelink import (
@@ -49,12 +50,6 @@ def _env(repo_root: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(repo_root) + os.pathsep + env.get("PYTHONPATH", "")
     return env
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _send(packets, address, n=None):
@@ -121,7 +116,7 @@ def test_signals_during_the_save_are_harmless(packets, wav, tmp_path, monkeypatc
                                      (signal.SIGTERM, signal.SIGTERM, signal.SIGINT)], ids=["int-int-term", "term-term-int"])
 def test_quick_signals_to_the_recorder_process_keep_the_take(signals, packets, wav, tmp_path, repo_root):
     """Three signals back to back (no pause): the handlers never raise, so there is no window to lose the take in."""
-    port = _free_port()
+    port = free_port("udp")
     out = tmp_path / "rec"
     proc = subprocess.Popen(
         [sys.executable, str(repo_root / "motion" / "record.py"), "--host", "127.0.0.1", "--port", str(port),
@@ -165,7 +160,7 @@ def _wait_partial_frames(out: Path, proc, _unused, packets, port, n_send: int, t
 
 
 def test_sigkill_mid_take_is_recovered(packets, wav, tmp_path, repo_root, capsys):
-    port = _free_port()
+    port = free_port("udp")
     out = tmp_path / "rec"
     proc = subprocess.Popen(
         [sys.executable, str(repo_root / "motion" / "record.py"), "--host", "127.0.0.1", "--port", str(port),
@@ -215,7 +210,7 @@ def test_next_run_finishes_partial_takes_with_a_message(packets, wav, tmp_path, 
     out = tmp_path / "rec"
     partial = _abandoned_partial(out, packets, torn=True)
     rc = record.main(["--audio-file", str(wav), "--seconds", "0.2", "--host", "127.0.0.1", "--port",
-                      str(_free_port()), "--out-dir", str(out)])
+                      str(free_port("udp")), "--out-dir", str(out)])
     assert rc == 0
     err = capsys.readouterr().err
     assert "could not finish" in err and "recovered an interrupted take" in err
@@ -255,7 +250,7 @@ def test_out_dir_problems_are_found_before_recording(wav, tmp_path, capsys):
     a_file = tmp_path / "records"
     a_file.write_text("not a folder")
     t0 = time.monotonic()
-    rc = record.main(["--audio-file", str(wav), "--seconds", "3", "--host", "127.0.0.1", "--port", str(_free_port()),
+    rc = record.main(["--audio-file", str(wav), "--seconds", "3", "--host", "127.0.0.1", "--port", str(free_port("udp")),
                       "--out-dir", str(a_file)])
     assert rc == 1 and time.monotonic() - t0 < 2.5  # said at once, not after a 3 s take
     assert "is a file, not a folder" in capsys.readouterr().err and a_file.read_text() == "not a folder"

@@ -21,6 +21,8 @@ websockets = pytest.importorskip("websockets")
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
+from conftest import free_port  # noqa: E402
+
 from motion.server import ServerConfig, create_app  # noqa: E402
 
 TOL = 1e-4
@@ -31,17 +33,11 @@ PCM_STEP = 1.0 / 32767
 FACE_TOL = 1e-3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Running:
     """uvicorn serving ``create_app(config)`` in a thread."""
 
     def __init__(self, config: ServerConfig) -> None:
-        config.port = _free_port()
+        config.port = free_port()
         self.app = create_app(config)
         self.config = config
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=config.port, log_level="warning",

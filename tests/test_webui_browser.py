@@ -9,29 +9,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = CHROMIUM_ARGS
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian chromium at /usr/bin/chromium"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +39,7 @@ def servers(bv2_ref, tmp_path_factory):
         ("bv2", WebUIConfig(model_dir=str(voice_dir), outputs_dir=str(root / "out_bv2"), use_default_head=False)),
     ):
         app = build_app(cfg)
-        port = _free_port()
+        port = free_port()
         launch(app, "127.0.0.1", port, block=False)
         apps.append(app)
         urls[name] = (f"http://127.0.0.1:{port}/", app.webui_state)

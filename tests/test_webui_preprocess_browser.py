@@ -7,33 +7,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
 
 from bert_vits2.preprocess_ui import PreprocessSteps
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = CHROMIUM_ARGS
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian chromium at /usr/bin/chromium"),
-]
+pytestmark = BROWSER_MARKS
 
 TEXTS = ["你好。", "今天天气很好。", "我们走吧。"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wav(path: Path, seconds: float, sr: int = 22050) -> None:
@@ -70,7 +58,7 @@ def served(bv2_ref, repo_root, tmp_path, monkeypatch):
         _wav(dataset / "audios" / "raw" / "amy" / f"{i:03d}.wav", 0.4 + 0.1 * i)
     steps = PreprocessSteps(repo_root / "configs" / "config.json", tmp_path / "config.yml")
     app = build_app(steps, "Data/mydata")
-    port = _free_port()
+    port = free_port()
     launch(app, "127.0.0.1", port, block=False)
     yield f"http://127.0.0.1:{port}/", dataset, bert_root, tmp_path
     app.close()

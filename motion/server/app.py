@@ -546,14 +546,20 @@ def create_app(config: ServerConfig, *, load: bool = True):
         except Exception:  # noqa: BLE001 - the client is gone already
             pass
 
-    @app.websocket("/ws/voice")
-    async def ws_voice(ws: WebSocket):
-        """See README "Server": one request message, then start / audio (+binary) / face / end messages."""
+    async def accept_authorised(ws: WebSocket) -> bool:
+        """Accept the socket; when the token is wrong, send the error, close with 4401 and answer False."""
         await ws.accept()
         try:
             _check_token(config, ws.headers, ws.query_params)
         except ApiError as err:
             await ws_error(ws, err, 4401)
+            return False
+        return True
+
+    @app.websocket("/ws/voice")
+    async def ws_voice(ws: WebSocket):
+        """See README "Server": one request message, then start / audio (+binary) / face / end messages."""
+        if not await accept_authorised(ws):
             return
         try:
             req = json.loads(await ws.receive_text())
@@ -680,11 +686,7 @@ def create_app(config: ServerConfig, *, load: bool = True):
         """Audio in, face out: a JSON header ``{"sample_rate": 44100, "audio_format": "s16"|"f32"}``, then binary
         PCM chunks (mono), then ``{"type": "end"}``; the server sends ``face`` messages as segments complete and
         ``end`` after the last."""
-        await ws.accept()
-        try:
-            _check_token(config, ws.headers, ws.query_params)
-        except ApiError as err:
-            await ws_error(ws, err, 4401)
+        if not await accept_authorised(ws):
             return
         from motion.face.streaming import AudioFaceStream
 
