@@ -197,6 +197,30 @@ def test_each_request_first_clears_the_previous_result(app):
     assert _working() == (None, None, None, "*working…*")
 
 
+def test_a_failing_take_preview_first_clears_the_previous_take(app, tmp_path):
+    """Preview a take tab: like the other tabs, the click first clears the face (`_clear_preview`), then runs the
+    handler (`.then`), so a second, failing take (bad npy here) shows its error with no stale face of the first."""
+    from motion.arkit import NUM_VALUES
+    from motion.webui.app import _clear_preview
+
+    h, fns = app.webui_handlers, app.fns
+    sf.write(tmp_path / "take.wav", np.zeros(44100, np.float32), 44100)
+    np.save(tmp_path / "good.npy", np.zeros((60, NUM_VALUES), np.float32))
+    np.save(tmp_path / "bad.npy", np.zeros((60, 7), np.float32))  # not [T, 61]
+    shown, _ = h.take(str(tmp_path / "take.wav"), str(tmp_path / "good.npy"), 60)
+    assert "bvf-preview" in shown
+    with pytest.raises(_gr_error(), match="could not read this take"):  # shown as the other tabs show errors
+        h.take(str(tmp_path / "take.wav"), str(tmp_path / "bad.npy"), 60)
+
+    dep = next(f for f in fns.values() if getattr(f.fn, "__name__", "") == "take")
+    assert dep.trigger_after is not None, "the take runs without clearing the previous take's face first"
+    before = fns[dep.trigger_after]
+    assert before.fn is _clear_preview and [t[1] for t in dep.targets] == ["then"]
+    assert [c._id for c in before.outputs] == [dep.outputs[0]._id] and before.outputs[0].elem_id == "take-preview"
+    assert not dep.trigger_only_on_success and not before.queue  # cleared at once; the take runs (and can fail) after
+    assert "bvf-preview" not in _clear_preview() and "working…" in _clear_preview()
+
+
 def test_webui_options_reach_the_config(monkeypatch, tmp_path):
     import webui
     from motion.webui import app as app_mod

@@ -374,7 +374,9 @@ def _take_tab(gr, h: Handlers, last) -> None:
             take_go = gr.Button("Show face", variant="primary", elem_id="take-go")
         with gr.Column():
             take_preview = _preview_block(gr, h, last, "take")
-    take_go.click(h.take, [take_wav, take_curves, take_fps], [take_preview, last])
+    # clear the previous take's face first (as the other tabs do), so a failing take leaves no stale face on screen
+    take_go.click(_clear_preview, None, take_preview, queue=False).then(
+        h.take, [take_wav, take_curves, take_fps], [take_preview, last])
 
 
 def _send_tab(gr, h: Handlers, last) -> None:
