@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from motion.server.config import ServerConfig
@@ -769,6 +769,14 @@ def create_app(config: ServerConfig, *, load: bool = True):
         """Queue and request counters, and this process's resident memory."""
         return {"queue": state.admission.snapshot(), "rss_mb": round(rss_mb(), 1),
                 "models": sorted(state.registry.models)}
+
+    @app.get("/live", response_class=HTMLResponse)
+    def live_page():
+        """A page to type a text and hear + see it streamed from ``/ws/voice`` (public like ``/docs``: it holds no
+        data; with a token configured, open it as ``/live?token=...`` and the page passes the token to the socket)."""
+        from motion.server.live_page import LIVE_PAGE_HEADERS, live_page_html
+
+        return HTMLResponse(live_page_html(), headers=LIVE_PAGE_HEADERS)
 
     return app
 

@@ -7,7 +7,8 @@ internet) and draws frame ``floor(currentTime * fps)`` on every animation frame 
 ``seeked``, ``pause`` and ``ended``, so seeking, pausing and replaying stay in sync. The geometry is a port of
 :func:`motion.face.render.face_shapes` (the MP4 export draws the same face); keep the two in step.
 
-The same component can show any curves + audio (a live stream can call :func:`preview_html` on its files).
+The same component can show any curves + audio (a live stream can call :func:`preview_html` on its files);
+:data:`FACE_DRAW_JS` (the drawing alone) is shared with the server's ``GET /live`` page.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bert_vits2.fileio import write_json_atomic
 from motion.arkit import NAMES
 from motion.face.render import COLORS
 
-__all__ = ["PREVIEW_JS", "empty_preview", "preview_html", "write_preview_json"]
+__all__ = ["FACE_DRAW_JS", "PREVIEW_JS", "empty_preview", "preview_html", "write_preview_json"]
 
 
 def write_preview_json(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
@@ -55,8 +56,9 @@ def empty_preview(message: str = "The face appears here with the result.") -> st
 
 _COLORS_JS = json.dumps(COLORS)
 
-# A port of motion.face.render.face_shapes (keep in step).
-_DRAW_JS = r"""
+#: ``faceShapes(v, I, W, H)`` and ``drawFace(ctx, v, I, W, H)`` (``I``: Live Link name -> index), a port of
+#: motion.face.render.face_shapes (keep in step); also used by the server's live page (motion.server.live_page)
+FACE_DRAW_JS = r"""
 const COLORS = __COLORS__;
 function faceShapes(v, I, W, H) {
   const g = (n) => { const x = v[I[n]]; return Number.isFinite(x) ? x : 0; };
@@ -154,9 +156,10 @@ function drawFace(ctx, v, I, W, H) {
   }
 }
 """.replace("__COLORS__", _COLORS_JS)
+_DRAW_JS = FACE_DRAW_JS  # the old private name
 
 #: ``js_on_load`` of the preview component (``element``, ``watch`` are gradio's)
-PREVIEW_JS = _DRAW_JS + r"""
+PREVIEW_JS = FACE_DRAW_JS + r"""
 function bvfSetup() {
   const box = element.querySelector('.bvf-preview');
   if (!box || box.dataset.ready === '1') return;
