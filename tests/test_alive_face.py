@@ -1,6 +1,7 @@
 """A face that looks alive without data (``motion.face.alive`` through ``FaceMaker``), measured on held-out synthetic
-speech: eSpeak NG voices the default head was not trained on (``synth_data.HELD_OUT_VOICES``; no neural TTS voice is
-available offline here, so the "unseen voice" figures are on these).
+speech the default head was not trained on: eSpeak NG voices (``synth_data.HELD_OUT_VOICES``) and a neural voice of
+another engine, Piper's ``en_US-joe-medium`` (``synth_data.NEURAL_HELD_OUT_VOICES``, phone timings from Piper's own
+alignments). The measures are those of ``motion.face.evaluation``.
 
 Measured (printed with ``-s``): bilabial closures of the rule lip-sync and of the default head, blinks per minute and
 the share of blinks in pauses, head rotation range and largest step per frame, JawOpen r against the rule targets.
@@ -13,12 +14,11 @@ import pytest
 
 from motion.arkit import INDEX, NUM_VALUES
 from motion.face.alive import MAX_HEAD_DEG_PER_S, AliveOptions, make_alive, predicted_groups
+from motion.face.evaluation import CLOSED
 
 FPS = 60.0
 JAW, CLOSE = INDEX["JawOpen"], INDEX["MouthClose"]
 HEAD = [INDEX[n] for n in ("HeadYaw", "HeadPitch", "HeadRoll")]
-#: lips count as closed on a bilabial when JawOpen - MouthClose <= this on a frame of the phone (± half a frame)
-CLOSED = 0.02
 
 
 def _speechlike(seconds: float = 8.0, sr: int = 16000, seed: int = 0) -> np.ndarray:
@@ -65,18 +65,22 @@ def test_alive_is_deterministic_switchable_and_keeps_what_the_source_predicts():
     assert out[:, INDEX["BrowInnerUp"]].max() > 0.1  # the groups it does not predict are still filled
 
 
-@pytest.fixture(scope="module")
-def held_out():
-    """~2 minutes of held-out eSpeak speech with its phone events and rule targets."""
-    from motion.face.synth_data import HELD_OUT_VOICES, make_utterance, random_sentence
+@pytest.fixture(scope="module", params=["espeak", "neural"])
+def held_out(request):
+    """~1.5-2 minutes of held-out speech with its phone events and rule targets: eSpeak NG voices, or Piper's joe."""
+    from motion.face.synth_data import HELD_OUT_VOICES, NEURAL_HELD_OUT_VOICES, make_utterance, random_sentence
 
     rng = np.random.default_rng(17)
+    voices = HELD_OUT_VOICES if request.param == "espeak" else NEURAL_HELD_OUT_VOICES
     clips = []
     for k in range(12):
-        voice = HELD_OUT_VOICES[k % len(HELD_OUT_VOICES)]
+        voice = voices[k % len(voices)]
         text = " ".join(random_sentence(voice, rng) for _ in range(3))
-        clips.append(make_utterance(text, voice, rate=int(rng.integers(130, 210)), pitch=int(rng.integers(30, 70))))
-    return clips
+        if request.param == "espeak":
+            clips.append(make_utterance(text, voice, rate=int(rng.integers(130, 210)), pitch=int(rng.integers(30, 70))))
+        else:
+            clips.append(make_utterance(text, voice, rate=float(rng.uniform(0.8, 1.2))))
+    return request.param, clips
 
 
 @pytest.fixture(scope="module")
@@ -84,22 +88,7 @@ def faces(held_out):
     from motion.face.api import FaceMaker
 
     maker = FaceMaker()  # the defaults every tool uses: shipped default head + alive layer
-    return [maker.for_audio(u.audio, 44100).frames for u in held_out]
-
-
-def _closure_rate(frames_list, clips, viseme: str = "PP", limit: float = CLOSED) -> tuple[int, int]:
-    from motion.face.lipsync import phone_visemes
-
-    total = closed = 0
-    for f, u in zip(frames_list, clips):
-        for phone, t0, t1 in u.events:
-            if viseme not in phone_visemes(phone, "ipa"):
-                continue
-            i0 = max(0, int(np.floor(t0 * FPS - 0.5)))
-            i1 = min(len(f) - 1, max(i0, int(np.ceil(t1 * FPS - 0.5))))
-            total += 1
-            closed += bool((f[i0:i1 + 1, JAW] - f[i0:i1 + 1, CLOSE]).min() <= limit)
-    return closed, total
+    return [maker.for_audio(u.audio, 44100).frames for u in held_out[1]]
 
 
 def test_rule_lipsync_seals_short_bilabials_and_nearly_closes_labiodentals():
@@ -116,13 +105,26 @@ def test_rule_lipsync_seals_short_bilabials_and_nearly_closes_labiodentals():
         assert sealed[frames, JAW].min() > 0.05  # the jaw stays where coarticulation put it
 
 
+def _known_gap_on_neural_voices(name: str, request) -> None:
+    """The shipped default head was trained on eSpeak NG only; on Piper's joe it reaches JawOpen r ~0.72 and closes
+    the lips on ~25 % of bilabials (issue 17 is open until it is retrained with neural voices). Strict: the test
+    reports XPASS as a failure once a retrained head meets the targets, so this mark must then go."""
+    if name == "neural":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="default head not yet retrained on neural voices"))
+
+
 @pytest.mark.slow
-def test_bilabials_close_the_lips(held_out, faces):
-    rule_closed, total = _closure_rate([u.targets for u in held_out], held_out)
-    head_closed, _ = _closure_rate(faces, held_out)
-    ff_rule, ff_total = _closure_rate([u.targets for u in held_out], held_out, "FF", 0.05)
-    ff_head, _ = _closure_rate(faces, held_out, "FF", 0.05)
-    print(f"\nbilabial closures (JawOpen - MouthClose <= {CLOSED}): rule lip-sync {rule_closed}/{total} "
+def test_bilabials_close_the_lips(held_out, faces, request):
+    from motion.face.evaluation import closure_rate
+
+    name, clips = held_out
+    _known_gap_on_neural_voices(name, request)
+    events = [u.events for u in clips]
+    rule_closed, total = closure_rate([u.targets for u in clips], events)
+    head_closed, _ = closure_rate(faces, events)
+    ff_rule, ff_total = closure_rate([u.targets for u in clips], events, "FF", 0.05)
+    ff_head, _ = closure_rate(faces, events, "FF", 0.05)
+    print(f"\n{name}: bilabial closures (JawOpen - MouthClose <= {CLOSED}): rule lip-sync {rule_closed}/{total} "
           f"({rule_closed / total:.1%}), default mel head on audio only {head_closed}/{total} ({head_closed / total:.1%}); "
           f"labiodentals within 0.05: rule {ff_rule}/{ff_total}, head {ff_head}/{ff_total}")
     assert total >= 40
@@ -138,6 +140,7 @@ def _pause_mask(audio: np.ndarray, n: int, sr: int = 44100) -> np.ndarray:
 
 @pytest.mark.slow
 def test_blinks_brows_and_head_motion_look_natural(held_out, faces):
+    name, held_out = held_out
     minutes = sum(len(f) for f in faces) / FPS / 60
     blinks = in_pause = 0
     pause_frames = all_frames = 0
@@ -161,7 +164,7 @@ def test_blinks_brows_and_head_motion_look_natural(held_out, faces):
         assert (~pause[raised]).mean() > 0.6  # ... mostly while speaking
     rate = blinks / minutes
     limit = MAX_HEAD_DEG_PER_S / FPS
-    print(f"\n{minutes:.2f} min of held-out speech: {blinks} blinks = {rate:.1f}/min; {in_pause / blinks:.0%} of blinks "
+    print(f"\n{name}: {minutes:.2f} min of held-out speech: {blinks} blinks = {rate:.1f}/min; {in_pause / blinks:.0%} of blinks "
           f"at a pause (pauses are {pause_frames / all_frames:.0%} of the time); largest head step "
           f"{max_step:.3f} deg/frame (limit {limit:.2f}); yaw/pitch/roll range per clip (mean) "
           f"{'/'.join(f'{x:.1f}' for x in np.mean(spans, axis=0))} deg")
@@ -171,12 +174,13 @@ def test_blinks_brows_and_head_motion_look_natural(held_out, faces):
 
 
 @pytest.mark.slow
-def test_jaw_follows_the_rule_targets_on_unseen_voices(held_out, faces):
-    jaw = np.concatenate([f[: len(u.targets), JAW] for f, u in zip(faces, held_out)])
-    ref = np.concatenate([u.targets[: len(f), JAW] for f, u in zip(faces, held_out)])
-    per_clip = [np.corrcoef(f[: len(u.targets), JAW], u.targets[: len(f), JAW])[0, 1] for f, u in zip(faces, held_out)]
-    r = float(np.corrcoef(jaw, ref)[0, 1])
-    print(f"\nJawOpen r vs rule targets on held-out eSpeak voices: pooled {r:.3f}, per clip "
+def test_jaw_follows_the_rule_targets_on_unseen_voices(held_out, faces, request):
+    from motion.face.evaluation import jaw_r
+
+    name, clips = held_out
+    _known_gap_on_neural_voices(name, request)
+    r, per_clip = jaw_r(faces, [u.targets for u in clips])
+    print(f"\n{name}: JawOpen r vs rule targets on held-out voices: pooled {r:.3f}, per clip "
           f"{min(per_clip):.3f}-{max(per_clip):.3f} (mean {np.mean(per_clip):.3f})")
     assert r >= 0.85
 

@@ -122,6 +122,9 @@ IPA: dict[str, str] = {
     "ɹ": "RR", "r": "RR", "ɻ": "RR", "ʁ": "kk", "j": "I", "w": "U", "ɥ": "U", "ʍ": "U", "ç": "kk",
     # eSpeak's Mandarin spells retroflexes with a dot (s. ts. z.) and aspiration with h (th, tɕh)
     "s.": "CH", "ts.": "CH", "z.": "RR", "i.": "RR",
+    # single-letter affricates (Kokoro/misaki), palatal stops (ç decomposes to c + cedilla), Japanese approximants
+    "ʨ": "CH", "ʥ": "CH", "ʧ": "CH", "ʤ": "CH", "ʦ": "SS", "ʣ": "SS", "c": "kk", "ɟ": "kk", "ʝ": "I", "ɰ": "U",
+    "ɽ": "DD", "ᵻ": "I", "ᵊ": "@",
 }
 _IPA_KEYS = sorted(IPA, key=len, reverse=True)
 _IPA_IGNORE = re.compile(r"[ˈˌːˑ˞ʰʲʷ\d\-‿|]")

@@ -90,9 +90,21 @@ _JA_KANA = {
 # Voices used for the default head; the evaluation uses other voices/variants (see HELD_OUT_VOICES).
 TRAIN_VOICES: tuple[str, ...] = ("en", "en-us", "en+f3", "en-us+m3", "cmn", "cmn+f2", "ja", "ja+f4", "de", "fr", "es", "it")
 HELD_OUT_VOICES: tuple[str, ...] = ("en-gb-x-rp+f4", "en-us+m7", "cmn+m5", "ja+m2", "pt", "nl")
+# Neural voices (motion.face.neural_voices), named "<engine>/<speaker>@<language>". Kokoro's jf_tebukuro is kept for
+# validation; Piper's joe (a different engine, vocoder and speaker) is never used in training: it is the unseen voice.
+# Besides the four training speakers, every pair of them blended ("a+b") gives six more voices.
+_KOKORO_TRAIN = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jm_kumo")
+NEURAL_TRAIN_VOICES: tuple[str, ...] = tuple(
+    f"kokoro/{s}@{lang}"
+    for s in (*_KOKORO_TRAIN, *(f"{a}+{b}" for i, a in enumerate(_KOKORO_TRAIN) for b in _KOKORO_TRAIN[i + 1:]))
+    for lang in ("ja", "en"))
+NEURAL_VAL_VOICES: tuple[str, ...] = ("kokoro/jf_tebukuro@ja", "kokoro/jf_tebukuro@en")
+NEURAL_HELD_OUT_VOICES: tuple[str, ...] = ("piper/en_US-joe-medium@en",)
 
 
 def _lang_of(voice: str) -> str:
+    if "@" in voice:
+        return voice.rsplit("@", 1)[1]
     base = voice.split("+")[0].split("-")[0].lower()
     if base in ("zh", "cmn"):
         return "cmn"
@@ -130,9 +142,18 @@ class Utterance:
     targets: np.ndarray  # [M, 61] at 60 fps covering the audio
 
 
-def augment(audio: np.ndarray, rng: np.random.Generator, sr: int = TTS_SAMPLE_RATE) -> tuple[np.ndarray, float]:
-    """Level (-26..0 dB re. peak 0.9), noise (none or 12-45 dB SNR, white or pink-ish) and 0-0.6 s leading silence.
-    Returns (audio, seconds of silence added in front)."""
+def augment(audio: np.ndarray, rng: np.random.Generator, sr: int = TTS_SAMPLE_RATE,
+            eq: bool = False) -> tuple[np.ndarray, float]:
+    """Level (-26..0 dB re. peak 0.9), noise (none or 12-45 dB SNR, white or pink-ish) and 0-0.6 s leading silence;
+    with ``eq`` first a random tone colour on 70 % of clips (a one-pole low-pass at 1.5-8 kHz mixed in or out: about
+    -8..+6 dB of treble), as different voices, vocoders and microphones have. Returns (audio, seconds added in front)."""
+    if eq and rng.random() < 0.7:
+        from scipy.signal import lfilter
+
+        pole = float(np.exp(-2 * np.pi * rng.uniform(1500, 8000) / sr))
+        low = lfilter([1 - pole], [1, -pole], audio).astype(np.float32)
+        mix = float(rng.uniform(-0.6, 0.8))  # > 0 duller, < 0 brighter
+        audio = (1 - mix) * audio + mix * low
     a = audio / max(1e-6, float(np.abs(audio).max())) * 0.9 * 10 ** (rng.uniform(-26, 0) / 20)
     lead = float(rng.uniform(0.0, 0.6))
     tail = float(rng.uniform(0.0, 0.6))
@@ -150,31 +171,44 @@ def augment(audio: np.ndarray, rng: np.random.Generator, sr: int = TTS_SAMPLE_RA
 
 
 def make_utterance(
-    text: str, voice: str = "en", rate: int = 175, pitch: int = 50, rng: np.random.Generator | None = None,
-    fps: float = 60.0,
+    text: str, voice: str = "en", rate: float = 175, pitch: int = 50, rng: np.random.Generator | None = None,
+    fps: float = 60.0, eq: bool = False,
 ) -> Utterance:
-    """Speak ``text`` and make its rule-based targets (with augmentation when ``rng`` is given)."""
+    """Speak ``text`` and make its rule-based targets (with augmentation when ``rng`` is given).
+
+    ``voice``: an eSpeak NG voice (``rate`` in words per minute, ``pitch`` 0-100) or a neural voice
+    ``<engine>/<speaker>@<language>`` (``rate`` is then a speed factor around 1, ``pitch`` is unused)."""
     import soxr
 
-    from motion.espeak_tts import synthesize
     from motion.face.lipsync import lipsync_events
 
-    audio, sr, events = synthesize(text, voice=voice, rate=rate, pitch=pitch)
+    if "@" in voice:
+        from motion.face.neural_voices import speak
+
+        name, lang = voice.rsplit("@", 1)
+        spoken = speak(name, text, "ja" if lang == "ja" else "en", rate=float(rate))
+        audio, sr, events = spoken.audio, spoken.sample_rate, spoken.events
+    else:
+        from motion.espeak_tts import synthesize
+
+        audio, sr, events = synthesize(text, voice=voice, rate=rate, pitch=pitch)
     audio = soxr.resample(audio, sr, TTS_SAMPLE_RATE, quality="HQ").astype(np.float32)
     lead = 0.0
     if rng is not None:
-        audio, lead = augment(audio, rng)
+        audio, lead = augment(audio, rng, eq=eq)
     events = [(p, t0 + lead, t1 + lead) for p, t0, t1 in events]
     num = max(1, int(round(len(audio) / TTS_SAMPLE_RATE * fps)))
     targets = lipsync_events(events, fps=fps, num_frames=num, lang="ipa")
     return Utterance(text, voice, audio, events, targets)
 
 
-def random_utterance(rng: np.random.Generator, voices: Sequence[str] = TRAIN_VOICES, augmented: bool = True) -> Utterance:
+def random_utterance(rng: np.random.Generator, voices: Sequence[str] = TRAIN_VOICES, augmented: bool = True,
+                     eq: bool = False) -> Utterance:
     voice = voices[int(rng.integers(0, len(voices)))]
     text = random_sentence(voice, rng)
-    return make_utterance(text, voice, rate=int(rng.integers(120, 230)), pitch=int(rng.integers(25, 80)),
-                          rng=rng if augmented else None)
+    rate: float = float(rng.uniform(0.8, 1.25)) if "@" in voice else int(rng.integers(120, 230))
+    return make_utterance(text, voice, rate=rate, pitch=int(rng.integers(25, 80)), rng=rng if augmented else None,
+                          eq=eq)
 
 
 def write_take(
@@ -204,7 +238,7 @@ def write_take(
 
 def make_clips(
     count: int, seed: int = 0, voices: Sequence[str] = TRAIN_VOICES, n_mels: int = 80, augmented: bool = True,
-    progress: bool = False,
+    progress: bool = False, eq: bool = False,
 ):
     """``count`` in-memory training clips (``train_visemes.Clip``: log-mel + 60 fps targets, all frames valid)."""
     from motion.face.features import log_mel
@@ -218,12 +252,12 @@ def make_clips(
 
         rng_iter = tqdm(rng_iter, desc="synthesising")
     for i in rng_iter:
-        u = random_utterance(rng, voices, augmented)
+        u = random_utterance(rng, voices, augmented, eq=eq)
         clips.append(Clip(f"{u.voice}-{i}", log_mel(u.audio, n_mels), u.targets, np.ones(len(u.targets), bool)))
     return clips
 
 
 __all__ = [
-    "HELD_OUT_VOICES", "TRAIN_VOICES", "Utterance", "WORDS", "augment", "make_clips", "make_utterance",
+    "HELD_OUT_VOICES", "NEURAL_HELD_OUT_VOICES", "NEURAL_TRAIN_VOICES", "NEURAL_VAL_VOICES", "TRAIN_VOICES", "Utterance", "WORDS", "augment", "make_clips", "make_utterance",
     "random_sentence", "random_utterance", "write_take",
 ]
