@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     report = face_report(faces, targets, events)
-    print(f"{', '.join(args.voices)}: {args.clips} clips, {seconds / 60:.2f} min ({time.perf_counter() - t0:.0f} s))")
+    print(f"{', '.join(args.voices)}: {args.clips} clips, {seconds / 60:.2f} min ({time.perf_counter() - t0:.0f} s)")
     for line in report.lines():
         print("  " + line)
     return 0
