@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.clips):
             voice = args.voices[k % len(args.voices)]
             text = " ".join(random_sentence(voice, rng) for _ in range(3))
-            u = make_utterance(text, voice, rate=float(rng.uniform(0.8, 1.2)))
+            rate = float(rng.uniform(0.8, 1.2)) if "@" in voice else int(rng.integers(130, 210))  # speed / wpm
+            u = make_utterance(text, voice, rate=rate)
             faces.append(maker.for_audio(u.audio, 44100).frames)
             targets.append(u.targets)
             events.append(u.events)

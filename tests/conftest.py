@@ -10,6 +10,7 @@ Test modules import the helpers with ``from conftest import ...`` (pytest puts t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -178,6 +179,25 @@ def free_port(kind: str = "tcp") -> int:
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
+#: for pages that play audio without a click
+AUTOPLAY_ARGS = CHROMIUM_ARGS + ["--autoplay-policy=no-user-gesture-required", "--mute-audio"]
+
+
+@contextlib.contextmanager
+def chromium_page(*, args: list[str] = CHROMIUM_ARGS, timeout_ms: float = 90_000, **page_options):
+    """A page in Debian's headless Chromium (``page_options`` go to ``new_page``: viewport, accept_downloads, ...)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            page = browser.new_page(**page_options)
+            page.set_default_timeout(timeout_ms)
+            yield page
+        finally:
+            browser.close()
+
+
 #: the marks every browser test module carries
 BROWSER_MARKS = [
     pytest.mark.browser,

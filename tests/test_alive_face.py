@@ -14,11 +14,9 @@ import pytest
 
 from motion.arkit import INDEX, NUM_VALUES
 from motion.face.alive import MAX_HEAD_DEG_PER_S, AliveOptions, make_alive, predicted_groups
-from motion.face.evaluation import CLOSED
+from motion.face.evaluation import CLOSE, CLOSED, HEAD, JAW
 
 FPS = 60.0
-JAW, CLOSE = INDEX["JawOpen"], INDEX["MouthClose"]
-HEAD = [INDEX[n] for n in ("HeadYaw", "HeadPitch", "HeadRoll")]
 
 
 def _speechlike(seconds: float = 8.0, sr: int = 16000, seed: int = 0) -> np.ndarray:

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
+from conftest import AUTOPLAY_ARGS, BROWSER_MARKS, chromium_page, free_port
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-
-ARGS = CHROMIUM_ARGS + ["--autoplay-policy=no-user-gesture-required", "--mute-audio"]
 
 pytestmark = BROWSER_MARKS
 
@@ -40,14 +38,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1600}, device_scale_factor=1)
-        pg.set_default_timeout(90_000)
+    with chromium_page(args=AUTOPLAY_ARGS, viewport={"width": 1400, "height": 1600}, device_scale_factor=1) as pg:
         yield pg
-        browser.close()
 
 
 def _rgb(hex_color: str) -> np.ndarray:

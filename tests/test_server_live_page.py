@@ -12,7 +12,7 @@ import re
 import time
 
 import pytest
-from conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS
+from conftest import AUTOPLAY_ARGS, BROWSER_MARKS, chromium_page
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -23,7 +23,6 @@ from test_server import Running  # noqa: E402
 from motion.server import ServerConfig  # noqa: E402
 
 TOKEN = "live-s3cret"
-ARGS = CHROMIUM_ARGS + ["--autoplay-policy=no-user-gesture-required", "--mute-audio"]
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +78,9 @@ def browser_test(fn):
 
 @pytest.fixture(scope="module")
 def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 900, "height": 700}, device_scale_factor=1)
-        pg.set_default_timeout(60_000)
+    with chromium_page(args=AUTOPLAY_ARGS, timeout_ms=60_000, viewport={"width": 900, "height": 700},
+                       device_scale_factor=1) as pg:
         yield pg
-        browser.close()
 
 
 def _speak(page, text: str, model_id: int = 1, language: str = "EN", timeout: float = 120.0) -> list[dict]:

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
+from conftest import BROWSER_MARKS, chromium_page, free_port
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
-ARGS = CHROMIUM_ARGS
 
 pytestmark = BROWSER_MARKS
 
@@ -50,14 +49,8 @@ def servers(bv2_ref, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1500}, accept_downloads=True)
-        pg.set_default_timeout(90_000)
+    with chromium_page(viewport={"width": 1400, "height": 1500}, accept_downloads=True) as pg:
         yield pg
-        browser.close()
 
 
 def _pick(page, elem_id: str, value: str) -> None:

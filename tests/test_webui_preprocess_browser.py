@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
+from conftest import BROWSER_MARKS, chromium_page, free_port
 
 from bert_vits2.preprocess_ui import PreprocessSteps
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
-ARGS = CHROMIUM_ARGS
 
 pytestmark = BROWSER_MARKS
 
@@ -72,13 +71,8 @@ def _click_and_wait(page, button: str, out: str, needle: str) -> str:
 
 
 def test_preprocess_ui_walkthrough(served):
-    from playwright.sync_api import sync_playwright
-
     url, dataset, bert_root, tmp_path = served
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1300, "height": 2400})
-        page.set_default_timeout(120_000)
+    with chromium_page(timeout_ms=120_000, viewport={"width": 1300, "height": 2400}) as page:
         page.goto(url)
         page.locator("#pp-config-go").wait_for()
         page.locator("#pp-dataset input, #pp-dataset textarea").first.fill(str(dataset))
@@ -143,7 +137,6 @@ def test_preprocess_ui_walkthrough(served):
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)
             shutil.copy(tmp_path / "webui_preprocess.png", Path(keep) / "webui_preprocess.png")
-        browser.close()
 
 
 def test_steps_without_browser(tmp_path):

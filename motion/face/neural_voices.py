@@ -254,10 +254,6 @@ def voice(name: str):
         return _cache[kind]
 
 
-def is_neural(name: str) -> bool:
-    return name.startswith(("kokoro/", "piper/"))
-
-
 def speak(name: str, text: str, lang: str, rate: float = 1.0) -> TimedSpeech:
     """Speak ``text`` with a neural voice; ``rate`` > 1 is faster."""
     engine = voice(name)
@@ -270,5 +266,5 @@ def speak(name: str, text: str, lang: str, rate: float = 1.0) -> TimedSpeech:
 
 __all__ = [
     "KOKORO_SPEAKERS", "KokoroVoice", "NeuralVoiceUnavailable", "PIPER_JOE", "PiperJoeVoice", "TimedSpeech",
-    "is_neural", "merge_marks", "speak", "split_silent_tails", "voice",
+    "merge_marks", "speak", "split_silent_tails", "voice",
 ]
