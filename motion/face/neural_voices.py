@@ -211,13 +211,16 @@ class PiperJoeVoice:
         self._lock = threading.Lock()
 
     def speak(self, text: str, length_scale: float = 1.0) -> TimedSpeech:
+        """Speak ``text``. Phone durations are the model's expected ones (no duration noise): Piper's stochastic
+        durations are not seedable, and with them the pause between two sentences ranged from 0 to 0.4 s from one
+        call to the next, so evaluations on this voice would not repeat. The generator noise (voice texture) stays."""
         from piper.config import SynthesisConfig
 
         audio: list[np.ndarray] = []
         symbols: list[str] = []
         counts: list[int] = []
         with self._lock:
-            for chunk in self._voice.synthesize(text, SynthesisConfig(length_scale=length_scale), include_alignments=True):
+            for chunk in self._voice.synthesize(text, SynthesisConfig(length_scale=length_scale, noise_w_scale=0.0), include_alignments=True):
                 if chunk.phoneme_alignments is None:
                     raise RuntimeError("Piper gave no phoneme alignments; is the `onnx` package installed?")
                 for al in chunk.phoneme_alignments:
