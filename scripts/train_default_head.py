@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips-cache", type=Path, default=None,
                     help="keep the synthesised clips in this file and reuse them (same counts and seed) next time")
     ap.add_argument("--epochs", type=int, default=25)
+    ap.add_argument("--lip-gap-weight", type=float, default=0.0,
+                    help="weight of the L1 loss on JawOpen - MouthClose (lip closure on /p b m/)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--seed", type=int, default=20250801)
@@ -90,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.info("%d + %d clips ready after %.0f s", len(train), len(val), time.time() - t0)
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, crop_s=3.0, learning_rate=args.lr,
                         eval_interval=1, patience=0, seed=args.seed, num_threads=args.threads, resume=False,
-                        tensorboard=False, keep_checkpoints=1, feature_noise=0.02)
+                        tensorboard=False, keep_checkpoints=1, feature_noise=0.02,
+                        lip_gap_weight=args.lip_gap_weight)
     with tempfile.TemporaryDirectory() as tmp:
         res = train_head(train, val, dict(HEAD), tmp, opts, {"kind": "mel", "fps": 44100 / 512, "n_mels": HEAD["n_mels"]})
         ckpt = torch.load(res.best_path, map_location="cpu", weights_only=True)
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "val_metrics": {"loss": ckpt["val_metrics"]["loss"], "r": ckpt["val_metrics"]["r"]},
         "training": {"script": "scripts/train_default_head.py", "clips": args.clips, "val_clips": args.val_clips,
                      "neural_clips": args.neural_clips, "neural_val_clips": args.neural_val_clips,
-                     "epochs": args.epochs, "seed": args.seed, "voices": list(TRAIN_VOICES + NEURAL_TRAIN_VOICES),
+                     "epochs": args.epochs, "seed": args.seed, "lip_gap_weight": args.lip_gap_weight, "voices": list(TRAIN_VOICES + NEURAL_TRAIN_VOICES),
                      "val_voices": list(HELD_OUT_VOICES + NEURAL_VAL_VOICES),
                      "minutes": round((time.time() - t0) / 60, 1)},
     }

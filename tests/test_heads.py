@@ -94,6 +94,27 @@ def test_masked_loss_ignores_invalid_frames_and_weights_channels():
     assert pred.grad[1, 5:].abs().sum() == 0 and pred.grad[0].abs().sum() > 0
 
 
+def test_lip_gap_term_pulls_jaw_minus_close_to_the_target_gap():
+    from motion.arkit import INDEX
+
+    jaw, close = INDEX["JawOpen"], INDEX["MouthClose"]
+    y = torch.zeros(1, 4, 61)
+    y[..., jaw] = y[..., close] = 0.06  # lips sealed
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    w = channel_weights(1.0, 1.0)
+    off = y.clone()
+    off[..., close] -= 0.04  # gap 0.04: lips apart
+    both = y + 0.04  # both shapes off by the same amount: gap still 0
+    assert masked_loss(off, y, mask, w, lip_gap_weight=1.0) == pytest.approx(
+        float(masked_loss(off, y, mask, w)) + 0.04, abs=1e-6)
+    assert masked_loss(both, y, mask, w, lip_gap_weight=1.0) == pytest.approx(float(masked_loss(both, y, mask, w)))
+    masked = mask.clone()
+    masked[0, :] = False
+    masked[0, 0] = True
+    assert masked_loss(off, y, masked, w, lip_gap_weight=1.0) == pytest.approx(
+        float(masked_loss(off, y, masked, w)) + 0.04, abs=1e-6)
+
+
 def test_sample_predictions_interpolates_at_label_positions():
     pred = torch.arange(10, dtype=torch.float32).repeat(1, 61, 1)  # value = frame index
     pos = torch.tensor([[0.0, 2.5, 8.25, 20.0]], dtype=torch.float64)

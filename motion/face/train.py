@@ -32,6 +32,7 @@ from motion.face.model import latest_head_checkpoint
 log = logging.getLogger(__name__)
 
 HEAD_CHANNELS = [INDEX[n] for n in ("HeadYaw", "HeadPitch", "HeadRoll")]
+_JAW, _CLOSE = INDEX["JawOpen"], INDEX["MouthClose"]
 EVAL_NAMES = ("JawOpen", "MouthClose", "MouthFunnel", "MouthPucker", "MouthSmileLeft", "MouthStretchLeft",
               "MouthLowerDownLeft", "MouthRollLower")
 
@@ -78,6 +79,7 @@ class TrainOptions:
     eval_interval: int = 10  # epochs
     patience: int = 20  # evaluations without improvement before stopping; 0 = never stop early
     velocity_weight: float = 0.0
+    lip_gap_weight: float = 0.0  # extra L1 loss on the lip gap JawOpen - MouthClose (0 = off); see masked_loss
     head_weight: float = 1.0  # loss weight of head yaw/pitch/roll (0 = off)
     eye_weight: float = 1.0  # loss weight of eye shapes and eye rotations (0 = off)
     seed: int = 1234
@@ -185,11 +187,19 @@ def sample_predictions(pred: torch.Tensor, pos: torch.Tensor, lengths: torch.Ten
     return g_lo * (1.0 - w) + g_hi * w
 
 
-def masked_loss(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor, velocity_weight: float = 0.0) -> torch.Tensor:
-    """Weighted MSE over valid frames (+ velocity term on consecutive valid frames); all [B, K, 61] / [B, K]."""
+def masked_loss(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor, velocity_weight: float = 0.0,
+                lip_gap_weight: float = 0.0) -> torch.Tensor:
+    """Weighted MSE over valid frames (+ velocity term on consecutive valid frames); all [B, K, 61] / [B, K].
+
+    ``lip_gap_weight`` adds an L1 term on the lip gap ``JawOpen - MouthClose`` (ARKit: the lips touch when it is 0).
+    MSE on the two shapes separately is content with a gap of a few hundredths at /p b m/, which reads as lips
+    that never quite close; L1 on the gap itself pulls it to the target's exact 0."""
     m = mask.to(pred.dtype)[:, :, None]
     wsum = (m * weights[None, None, :]).sum().clamp(min=1.0)
     loss = ((pred - y) ** 2 * m * weights).sum() / wsum
+    if lip_gap_weight > 0:
+        gap = (pred[..., _JAW] - pred[..., _CLOSE]) - (y[..., _JAW] - y[..., _CLOSE])
+        loss = loss + lip_gap_weight * (gap.abs() * m[..., 0]).sum() / m.sum().clamp(min=1.0)
     if velocity_weight > 0 and pred.shape[1] > 1:
         mv = (mask[:, 1:] & mask[:, :-1]).to(pred.dtype)[:, :, None]
         dv = (pred[:, 1:] - pred[:, :-1]) - (y[:, 1:] - y[:, :-1])
@@ -342,7 +352,7 @@ def _train_one_epoch(state: _RunState, clips: Sequence[Clip], options: TrainOpti
             x = x + options.feature_noise * torch.randn_like(x) * lengths_mask(batch["lengths"], x.shape[0], x.shape[2])[:, None]
         out = model(x, batch["lengths"])
         pred = sample_predictions(out, batch["pos"], batch["lengths"])
-        loss = masked_loss(pred, batch["y"], batch["mask"], weights, options.velocity_weight)
+        loss = masked_loss(pred, batch["y"], batch["mask"], weights, options.velocity_weight, options.lip_gap_weight)
         if not torch.isfinite(loss):  # stop before a NaN reaches the weights (and a checkpoint)
             raise NonFiniteLossError(state.step + 1, float(loss), [clips[i] for i in idx])
         opt.zero_grad(set_to_none=True)
@@ -488,6 +498,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-interval", type=int, default=10, help="epochs between evaluations/checkpoints")
     g.add_argument("--patience", type=int, default=20, help="evaluations without improvement before stopping (0 = off)")
     g.add_argument("--velocity-weight", type=float, default=0.0, help="weight of the frame-difference loss term")
+    g.add_argument("--lip-gap-weight", type=float, default=0.0,
+                   help="weight of an L1 term on JawOpen - MouthClose (helps the lips close fully on /p b m/)")
     g.add_argument("--head-weight", type=float, default=1.0, help="loss weight of head rotations (0 = ignore them)")
     g.add_argument("--eye-weight", type=float, default=1.0, help="loss weight of eye shapes/rotations (0 = ignore them)")
     g.add_argument("--no-transformer", action="store_true", help="z head without its transformer (1.3 M parameters)")
@@ -538,6 +550,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     opts = TrainOptions(
         epochs=args.epochs, batch_size=args.batch_size, crop_s=args.crop_s, learning_rate=args.lr,
         eval_interval=args.eval_interval, patience=args.patience, velocity_weight=args.velocity_weight,
+        lip_gap_weight=args.lip_gap_weight,
         head_weight=args.head_weight, eye_weight=args.eye_weight, seed=args.seed, max_minutes=args.max_minutes,
         resume=not args.no_resume, num_threads=args.threads,
     )
