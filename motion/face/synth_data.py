@@ -90,16 +90,17 @@ _JA_KANA = {
 # Voices used for the default head; the evaluation uses other voices/variants (see HELD_OUT_VOICES).
 TRAIN_VOICES: tuple[str, ...] = ("en", "en-us", "en+f3", "en-us+m3", "cmn", "cmn+f2", "ja", "ja+f4", "de", "fr", "es", "it")
 HELD_OUT_VOICES: tuple[str, ...] = ("en-gb-x-rp+f4", "en-us+m7", "cmn+m5", "ja+m2", "pt", "nl")
-# Neural voices (motion.face.neural_voices), named "<engine>/<speaker>@<language>". Kokoro's jf_tebukuro is kept for
-# validation; Piper's joe (a different engine, vocoder and speaker) is never used in training: it is the unseen voice.
-# Besides the four training speakers, every pair of them blended ("a+b") gives six more voices.
+# Neural voices (motion.face.neural_voices), named "<engine>/<speaker>@<language>". Besides the four training speakers,
+# every pair of them blended ("a+b") gives six more voices. Kokoro's fifth speaker, jf_tebukuro, and Piper's joe (a
+# different engine, vocoder and speaker) are never used in training, not even for validation: they are the unseen
+# neural voices of the tests and benchmarks.
 _KOKORO_TRAIN = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jm_kumo")
 NEURAL_TRAIN_VOICES: tuple[str, ...] = tuple(
     f"kokoro/{s}@{lang}"
     for s in (*_KOKORO_TRAIN, *(f"{a}+{b}" for i, a in enumerate(_KOKORO_TRAIN) for b in _KOKORO_TRAIN[i + 1:]))
     for lang in ("ja", "en"))
-NEURAL_VAL_VOICES: tuple[str, ...] = ("kokoro/jf_tebukuro@ja", "kokoro/jf_tebukuro@en")
-NEURAL_HELD_OUT_VOICES: tuple[str, ...] = ("piper/en_US-joe-medium@en",)
+NEURAL_HELD_OUT_VOICES: tuple[str, ...] = ("kokoro/jf_tebukuro@en", "kokoro/jf_tebukuro@ja")
+OTHER_ENGINE_VOICES: tuple[str, ...] = ("piper/en_US-joe-medium@en",)
 
 
 def _lang_of(voice: str) -> str:
@@ -258,6 +259,6 @@ def make_clips(
 
 
 __all__ = [
-    "HELD_OUT_VOICES", "NEURAL_HELD_OUT_VOICES", "NEURAL_TRAIN_VOICES", "NEURAL_VAL_VOICES", "TRAIN_VOICES", "Utterance", "WORDS", "augment", "make_clips", "make_utterance",
+    "HELD_OUT_VOICES", "NEURAL_HELD_OUT_VOICES", "NEURAL_TRAIN_VOICES", "OTHER_ENGINE_VOICES", "TRAIN_VOICES", "Utterance", "WORDS", "augment", "make_clips", "make_utterance",
     "random_sentence", "random_utterance", "write_take",
 ]
