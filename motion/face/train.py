@@ -354,7 +354,7 @@ def _train_one_epoch(state: _RunState, clips: Sequence[Clip], options: TrainOpti
         pred = sample_predictions(out, batch["pos"], batch["lengths"])
         loss = masked_loss(pred, batch["y"], batch["mask"], weights, options.velocity_weight, options.lip_gap_weight)
         if not torch.isfinite(loss):  # stop before a NaN reaches the weights (and a checkpoint)
-            raise NonFiniteLossError(state.step + 1, float(loss), [clips[i] for i in idx])
+            raise NonFiniteLossError(state.step + 1, float(loss.detach()), [clips[i] for i in idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if options.grad_clip:
