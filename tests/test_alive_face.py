@@ -16,7 +16,7 @@ import pytest
 
 from motion.arkit import INDEX, NUM_VALUES
 from motion.face.alive import MAX_HEAD_DEG_PER_S, AliveOptions, make_alive, predicted_groups
-from motion.face.evaluation import CLOSE, CLOSED, HEAD, JAW
+from motion.face.evaluation import CLOSE, CLOSED, HEAD, JAW, blink_onsets, max_head_step_deg
 
 FPS = 60.0
 
@@ -73,20 +73,11 @@ def held_out(request):
         HELD_OUT_VOICES,
         NEURAL_HELD_OUT_VOICES,
         OTHER_ENGINE_VOICES,
-        make_utterance,
-        random_sentence,
+        evaluation_utterances,
     )
 
-    rng = np.random.default_rng(17)
     voices = {"espeak": HELD_OUT_VOICES, "kokoro": NEURAL_HELD_OUT_VOICES, "piper": OTHER_ENGINE_VOICES}[request.param]
-    clips = []
-    for k in range(12):
-        voice = voices[k % len(voices)]
-        text = " ".join(random_sentence(voice, rng) for _ in range(3))
-        if request.param == "espeak":
-            clips.append(make_utterance(text, voice, rate=int(rng.integers(130, 210)), pitch=int(rng.integers(30, 70))))
-        else:
-            clips.append(make_utterance(text, voice, rate=float(rng.uniform(0.8, 1.2))))
+    clips = evaluation_utterances(voices, count=12, seed=17)
     return request.param, clips
 
 
@@ -155,8 +146,7 @@ def test_blinks_brows_and_head_motion_look_natural(held_out, faces):
     max_step = 0.0
     spans = []
     for f, u in zip(faces, held_out):
-        bl = f[:, INDEX["EyeBlinkLeft"]]
-        onsets = np.nonzero((bl[1:] >= 0.5) & (bl[:-1] < 0.5))[0] + 1
+        onsets = blink_onsets(f)
         pause = _pause_mask(u.audio, len(f))
         blinks += len(onsets)
         in_pause += int(sum(pause[max(0, i - 6): i + 7].any() for i in onsets))  # within 0.1 s of a pause
@@ -165,7 +155,7 @@ def test_blinks_brows_and_head_motion_look_natural(held_out, faces):
         deg = f[:, HEAD] * 180
         spans.append(np.ptp(deg, axis=0))
         assert spans[-1].min() > 0.5, "head rotation must not be flat"
-        max_step = max(max_step, float(np.abs(np.diff(deg, axis=0)).max()))
+        max_step = max(max_step, max_head_step_deg(f))
         brow = f[:, INDEX["BrowInnerUp"]]
         assert brow.max() > 0.1  # brows rise on accents...
         raised = brow > 0.5 * brow.max()
@@ -225,9 +215,8 @@ def test_segments_of_a_stream_join_up_when_given_their_start():
         joined.append(make_alive(flat, FPS, part, sr, AliveOptions(seed=5), start_s=k * seg_s))
         naive.append(make_alive(flat, FPS, part, sr, AliveOptions(seed=5)))
     joined, naive = np.concatenate(joined), np.concatenate(naive)
-    step = lambda f: np.abs(np.diff(f[:, HEAD] * 180, axis=0)).max()  # noqa: E731
-    assert step(joined) <= MAX_HEAD_DEG_PER_S / FPS + 0.05  # no jump where segments meet
-    assert step(naive) > 2 * MAX_HEAD_DEG_PER_S / FPS  # (each segment restarting its motion jumps)
+    assert max_head_step_deg(joined) <= MAX_HEAD_DEG_PER_S / FPS + 0.05  # no jump where segments meet
+    assert max_head_step_deg(naive) > 2 * MAX_HEAD_DEG_PER_S / FPS  # (each segment restarting its motion jumps)
     bl = joined[:, INDEX["EyeBlinkLeft"]]
     rate = ((bl[1:] >= 0.5) & (bl[:-1] < 0.5)).sum() / (len(bl) / FPS / 60)
     assert 10 <= rate <= 25, rate

@@ -212,6 +212,22 @@ def random_utterance(rng: np.random.Generator, voices: Sequence[str] = TRAIN_VOI
                           eq=eq)
 
 
+def evaluation_utterances(voices: Sequence[str], count: int = 12, seed: int = 17) -> list[Utterance]:
+    """The held-out clips the face measures use (tests/test_alive_face.py, benchmarks/bench_face_neural_voice.py):
+    three random sentences each, voices taken in turn, no augmentation; eSpeak NG at 130-210 wpm and pitch 30-70,
+    neural voices at 0.8-1.2x speed."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for k in range(count):
+        voice = voices[k % len(voices)]
+        text = " ".join(random_sentence(voice, rng) for _ in range(3))
+        if "@" in voice:
+            clips.append(make_utterance(text, voice, rate=float(rng.uniform(0.8, 1.2))))
+        else:
+            clips.append(make_utterance(text, voice, rate=int(rng.integers(130, 210)), pitch=int(rng.integers(30, 70))))
+    return clips
+
+
 def write_take(
     out_dir: str | Path, name: str, audio: np.ndarray, targets: np.ndarray, *, offset_s: float = 0.08,
     drop: int = 3, jitter_s: float = 0.004, rng: np.random.Generator | None = None, fps: float = 60.0,
@@ -259,6 +275,6 @@ def make_clips(
 
 
 __all__ = [
-    "HELD_OUT_VOICES", "NEURAL_HELD_OUT_VOICES", "NEURAL_TRAIN_VOICES", "OTHER_ENGINE_VOICES", "TRAIN_VOICES", "Utterance", "WORDS", "augment", "make_clips", "make_utterance",
+    "HELD_OUT_VOICES", "NEURAL_HELD_OUT_VOICES", "NEURAL_TRAIN_VOICES", "OTHER_ENGINE_VOICES", "TRAIN_VOICES", "Utterance", "WORDS", "augment", "evaluation_utterances", "make_clips", "make_utterance",
     "random_sentence", "random_utterance", "write_take",
 ]
