@@ -274,23 +274,37 @@ class StopSignals:
     """While a take records and saves, SIGINT and SIGTERM only ask it to stop.
 
     The first signal ends the recording; later ones (a second Ctrl-C, a service manager's SIGTERM) are harmless while
-    the take is written. The handler only sets flags and writes with ``os.write`` (no buffered print, which a
-    signal arriving inside another print would break). Outside the main thread nothing is installed.
+    the take is written. A signal can arrive while the main thread is anywhere, including inside this handler or
+    inside ``Event.set`` (which holds the event's lock): so the handler takes no lock at all. It only bumps a counter
+    and writes its message with ``os.write``; the recording loop polls :attr:`requested` (see :meth:`poll`) and sets
+    ``event`` itself, outside the handler. Outside the main thread nothing is installed.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-        self.count = 0
+    def __init__(self, event: threading.Event | None = None) -> None:
+        self.event = event if event is not None else threading.Event()
+        self.count = 0  # signals received; an int increment takes no lock
         self._old: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        """Whether a stop signal arrived (safe to read anywhere)."""
+        return self.count > 0
+
+    def poll(self) -> bool:
+        """Called by the recording loop (never by the handler): mirror a received signal into ``event``."""
+        if self.count and not self.event.is_set():
+            self.event.set()
+        return self.event.is_set()
+
+    def _say(self, msg: bytes) -> None:
+        with contextlib.suppress(OSError):
+            os.write(2, msg)
 
     def _handle(self, signum, frame) -> None:
         self.count += 1
-        self.event.set()
-        msg = b"\nstopping: saving the take...\n" if self.count == 1 else b"\nstill saving the take, please wait\n"
-        with contextlib.suppress(OSError):
-            os.write(2, msg)
+        self._say(b"\nstopping: saving the take...\n" if self.count == 1 else b"\nstill saving the take, please wait\n")
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
@@ -365,7 +379,7 @@ def record_take(
     interrupted, error = False, None
     hinted = False
     host, port = receiver.address[:2]
-    with StopSignals(stopping):
+    with StopSignals(stopping) as signals:
         writer = PartialTakeWriter(stem_path, source.sample_rate, source.device_name, f"{host}:{port}", seconds)
         written = 0
         last_tally = 0.0
@@ -393,7 +407,7 @@ def record_take(
             thread.start()
             _stage("recording")
             while True:
-                if stopping.wait(0.1) or (stop is not None and stop.is_set()):
+                if signals.poll() or stopping.wait(0.1) or signals.poll() or (stop is not None and stop.is_set()):
                     interrupted = True
                     break
                 if source.error is not None:
@@ -438,7 +452,7 @@ def record_take(
         except (OSError, ValueError) as err:
             raise OSError(f"could not write the take ({err}); what was captured is kept in {writer.dir}: free some "
                           f"space, then run record.py --recover {out}") from err
-        interrupted = interrupted or stopping.is_set()
+        interrupted = interrupted or signals.poll()
     return TakeResult(stem=saved, take=take, interrupted=interrupted, error=error)
 
 
@@ -539,7 +553,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--seconds must be a positive number of seconds, not {seconds}")
         if isinstance(first, MicrophoneSource):
             first.check()  # before listening: no microphone is said at once
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        if threading.current_thread() is threading.main_thread():  # (a test may call run() from a thread)
+            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         with LiveLinkReceiver(args.host, args.port) as receiver:
             host, port = receiver.address
             err(f"listening for Live Link Face on {host}:{port}; audio: "
