@@ -12,7 +12,8 @@ import argparse
 import logging
 import sys
 
-from motion.cli import port_number, positive_float, positive_int, run_cli
+from motion.cli import run_cli
+from motion.inputs import port_number, positive_float, positive_int
 
 
 def non_negative_int(text: str) -> int:

@@ -14,7 +14,7 @@ import os
 import sys
 
 from bert_vits2.config_yml import YmlError, add_yml_argument, apply_webui_model, apply_yml, first_use
-from motion.cli import bounded_float, bounded_int, port_number, positive_float
+from motion.inputs import bounded_float, bounded_int, port_number, positive_float
 
 
 def build_parser() -> argparse.ArgumentParser:

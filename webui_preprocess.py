@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from motion.cli import port_number
+from motion.inputs import port_number
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 
-from motion.cli import bounded_float
+from motion.inputs import bounded_float
 
 
 def build_parser() -> argparse.ArgumentParser:

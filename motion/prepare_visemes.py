@@ -11,7 +11,8 @@ import argparse
 import logging
 import sys
 
-from motion.cli import bounded_float, bounded_int, run_cli
+from motion.cli import run_cli
+from motion.inputs import bounded_float, bounded_int
 
 
 def _val_size(text: str) -> int | float:

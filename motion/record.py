@@ -18,8 +18,8 @@ import argparse
 import logging
 import sys
 
-from motion.cli import bounded_float, port_number, positive_int
 from motion.constants import LIVELINK_PORT, TTS_SAMPLE_RATE
+from motion.inputs import bounded_float, port_number, positive_int
 
 DEFAULT_PORT, SAMPLE_RATE = LIVELINK_PORT, TTS_SAMPLE_RATE
 

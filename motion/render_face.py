@@ -15,7 +15,8 @@ import argparse
 import logging
 import sys
 
-from motion.cli import finite_float, positive_float, positive_int, run_cli
+from motion.cli import run_cli
+from motion.inputs import finite_float, positive_float, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:

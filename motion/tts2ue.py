@@ -16,7 +16,8 @@ import argparse
 import logging
 import sys
 
-from motion.cli import bounded_float, port_number, user_error_types
+from motion.cli import user_error_types
+from motion.inputs import bounded_float, port_number
 from motion.livelink import DEFAULT_PORT, DEFAULT_SUBJECT
 
 FPS = bounded_float(1.0, 1000.0)

@@ -16,7 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
-from motion.cli import bone_factor, bounded_float, bounded_int, port_number, positive_float, user_error_types
+from motion.cli import user_error_types
+from motion.inputs import bone_factor, bounded_float, bounded_int, port_number, positive_float
 
 log = logging.getLogger("vmc_cli")
 

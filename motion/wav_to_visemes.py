@@ -16,7 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
-from motion.cli import finite_float, positive_float, run_cli
+from motion.cli import run_cli
+from motion.inputs import finite_float, positive_float
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,8 @@ import soundfile as sf
 
 from bert_vits2.preprocess import resample_folder
 from motion import tts2ue, vmc_cli
-from motion.cli import load_npy, refuse_overwriting_inputs
+from motion.cli import refuse_overwriting_inputs
+from motion.inputs import load_npy
 
 
 def _face(tmp_path):

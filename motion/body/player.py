@@ -17,8 +17,8 @@ BODY_NPY_HELP = "MotionGPT / HumanML3D joint positions .npy ([1, T, 22, 3] or [T
 
 
 def _parse_damping(items: list) -> dict[str, float]:
-    """``--damping`` values: (bone, factor) pairs from :func:`motion.cli.bone_factor`, or ``BONE=FACTOR`` strings."""
-    from motion.cli import bone_factor
+    """``--damping`` values: (bone, factor) pairs from :func:`motion.inputs.bone_factor`, or ``BONE=FACTOR`` strings."""
+    from motion.inputs import bone_factor
 
     out = {}
     for item in items:
@@ -33,7 +33,7 @@ def _parse_damping(items: list) -> dict[str, float]:
 
 
 def load_npy(path: Path) -> np.ndarray:
-    from motion.cli import load_npy as load_checked
+    from motion.inputs import load_npy as load_checked
 
     return load_checked(path)
 

@@ -102,7 +102,7 @@ def load_clip(
         return from_take(t, str(take or npy))
     if not npy:
         raise ValueError("nothing to send: give a take (records/<name>), --bs_npy_file NPY or --csv CSV")
-    from motion.cli import load_npy
+    from motion.inputs import load_npy
 
     p = Path(npy)
     frames = check_frames(load_npy(p), str(p))

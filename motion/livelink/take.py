@@ -26,6 +26,7 @@ import numpy as np
 from bert_vits2.fileio import write_bytes_atomic as _atomic_write_bytes
 from motion.arkit import NAMES, check_frames
 from motion.frames import frame_centres, interp_frames
+from motion.inputs import load_npy
 
 log = logging.getLogger(__name__)
 
@@ -231,8 +232,6 @@ def load_take(path_or_stem: str | Path, fps: float | None = None, load_audio: bo
             meta = json.loads(js.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
             raise TakeError(f"{js}: unreadable take JSON ({err})") from err
-    from motion.cli import load_npy
-
     try:
         frames = load_npy(npy)
     except ValueError as err:

@@ -1,0 +1,137 @@
+"""Checks on what users hand the tools, shared by the CLIs and the libraries they call: ``argparse`` types that refuse
+nonsense at the door (finite numbers, ranges, ports, ``BONE=FACTOR``) and :func:`load_npy` for untrusted ``.npy`` files.
+
+It imports nothing of ``motion``, so library modules (``livelink.take``, ``livelink.replay``, ``body.player``) can use
+it without reaching :mod:`motion.cli`, whose error runner knows the libraries' error types (it sits above them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+def finite_float(text: str) -> float:
+    """A float that is not NaN or infinite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite float > 0 (frame rates, durations, scales)."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def bounded_float(low: float, high: float) -> Callable[[str], float]:
+    """A finite float within ``[low, high]``."""
+
+    def parse(text: str) -> float:
+        value = finite_float(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} must be between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
+def port_number(text: str) -> int:
+    """A UDP/TCP port 1..65535 (0 is not accepted: say which port to use)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is out of range (1-65535)")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def bone_factor(text: str) -> tuple[str, float]:
+    """``BONE=FACTOR`` (``--damping``): a bone name and a finite factor in [0, 10]."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected BONE=FACTOR, e.g. LeftUpperArm=0.8")
+    try:
+        factor = bounded_float(0.0, 10.0)(value)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: the factor {err}") from None
+    return name.strip(), factor
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """A whole number within ``[low, high]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+MAX_NPY_BYTES = 2 << 30  # a face or body clip is megabytes; a header declaring more is corrupt or hostile
+
+
+def load_npy(path: str | os.PathLike, what: str | None = None, max_bytes: int = MAX_NPY_BYTES) -> np.ndarray:
+    """``np.load`` for untrusted files: no pickles, and the header's shape is checked against the file's size first.
+
+    A header declaring a huge shape would otherwise end in a MemoryError (or a multi-GB allocation) before any
+    data is read. Raises ``ValueError`` naming the file.
+    """
+    p = Path(path)
+    label = what or str(p)
+    if not p.is_file():
+        raise ValueError(f"{label}: no such file")
+    try:
+        with open(p, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            data_bytes = p.stat().st_size - f.tell()
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ValueError(f"{label}: not a readable .npy array ({err})") from None
+    if dtype.hasobject:
+        raise ValueError(f"{label}: holds Python objects (a pickle); only plain number arrays are read")
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need > max_bytes or need > data_bytes:
+        raise ValueError(f"{label}: its header declares shape {list(shape)} ({need} bytes) but the file holds "
+                         f"{data_bytes} bytes of data: the file is corrupt or truncated")
+    try:
+        return np.load(p, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{label}: not a readable .npy array ({err})") from None
