@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         lists = args.lists or [hps.data.training_files, hps.data.validation_files]
         summary = bert_gen(lists, bert_dirs, bool(hps.data.get("add_blank", True)), device, args.processes,
                            args.overwrite, not args.quiet)
-    except (FileNotFoundError, ConfigError, BertModelMissingError) as exc:
+    except (FileNotFoundError, ValueError, ConfigError, BertModelMissingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary.describe("bert_gen"))

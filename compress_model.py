@@ -30,9 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     from bert_vits2.checkpoint import CheckpointError
+    from bert_vits2.fileio import OutputIsInputError, refuse_overwriting_inputs
     from bert_vits2.hparams import ConfigError
     from bert_vits2.release import make_release_checkpoint
 
+    try:
+        refuse_overwriting_inputs([("-o", args.output)], [("-i", args.input), ("-c", args.config)])
+    except OutputIsInputError as exc:
+        print(f"compress_model.py: {exc}", file=sys.stderr)
+        return 1
     try:
         output = make_release_checkpoint(args.config, args.input, args.output, args.half)
     except (CheckpointError, ConfigError) as exc:

@@ -20,6 +20,25 @@ from bert_vits2.config_yml import YmlError, add_yml_argument, apply_yml, first_u
 from bert_vits2.preprocess import preprocess_text
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse a list to write that is one of the inputs (the transcription, the config, a reused cleaned list) or
+    another output: ``--train-path esd.list`` would replace the transcription with the training part."""
+    from bert_vits2.fileio import refuse_overwriting_inputs, same_file
+
+    cleaned = args.cleaned_path or f"{args.transcription_path}.cleaned"
+    outputs = [("--train-path", args.train_path), ("--val-path", args.val_path)]
+    inputs = [("--transcription-path", args.transcription_path), ("--config-path", args.config_path)]
+    if args.clean:
+        outputs.insert(0, ("--cleaned-path", cleaned))
+    else:
+        inputs.append(("--cleaned-path", cleaned))
+    refuse_overwriting_inputs(outputs, inputs)
+    for i, (label_a, a) in enumerate(outputs):
+        for label_b, b in outputs[i + 1:]:
+            if same_file(a, b):
+                raise ValueError(f"{label_b} {b} is also the {label_a}: give two different files")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transcription-path", "--transcription_path", default="filelists/esd.list",
@@ -57,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         apply_yml(parser, args, argv, "preprocess_text")  # config.yml's section; command-line options win
     except (FileNotFoundError, YmlError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        _check_outputs(args)
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     tokenizer_dirs = {k: v for k, v in (("JP", args.tokenizer_dir_jp), ("EN", args.tokenizer_dir_en)) if v}

@@ -16,6 +16,7 @@ from bert_vits2.config_yml import YmlError, add_yml_argument, apply_env, apply_y
 
 def build_parser() -> argparse.ArgumentParser:
     from motion.face.train import add_arguments
+    from motion.inputs import bounded_int, positive_int
 
     parser = argparse.ArgumentParser(
         description="Train Bert-VITS2 (default) or, with --visemes, the expression head on prepared takes.",
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--visemes", action="store_true",
                         help="train the expression head (run motion/prepare_visemes.py first) instead of the TTS")
     tts = parser.add_argument_group("TTS training (default mode; all other settings come from the config)")
-    tts.add_argument("--num-workers", type=int, default=None,
+    tts.add_argument("--num-workers", type=bounded_int(0, 256), default=None,
                      help="DataLoader worker processes per GPU/process (default: min(4, CPUs - 1))")
     tts.add_argument("--allow-missing-slm", action="store_true",
                      help="if the WavLM folder (model.slm.model) is absent, train without the WavLM loss and "
@@ -36,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     tts.add_argument("--base-model", default=None,
                      help="folder with G_/D_/DUR_/WD_*.pth to fine-tune from when MODEL/models has no checkpoint "
                           "(another speaker count re-initialises only emb_g)")
-    tts.add_argument("--keep-ckpts", type=int, default=None,
+    tts.add_argument("--keep-ckpts", type=bounded_int(0, 1_000_000), default=None,
                      help="checkpoint sets to keep (0 = all; default train.keep_ckpts or 8)")
-    tts.add_argument("--max-steps", type=int, default=None,
+    tts.add_argument("--max-steps", type=positive_int, default=None,
                      help="stop and save after this global step (default: run train.epochs)")
     tts.add_argument("--no-spec-cache", action="store_true",
                      help="do not cache linear spectrograms as .spec.pt next to the wavs")
@@ -58,6 +59,11 @@ def run_tts(args: argparse.Namespace) -> int:
 
     from bert_vits2.train import TrainError, TrainOptions, run_training
 
+    for option, value, low in (("--num-workers", args.num_workers, 0), ("--keep-ckpts", args.keep_ckpts, 0),
+                               ("--max-steps", args.max_steps, 1)):
+        if value is not None and (not isinstance(value, int) or value < low):  # (config.yml values skip argparse)
+            print(f"train_ms.py: {option} must be a whole number >= {low}, not {value!r}", file=sys.stderr)
+            return 2
     opts = TrainOptions(
         config_path=args.config,
         model_dir=getattr(args, "model_dir", None) or os.path.join(args.model, "models"),

@@ -63,9 +63,44 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_voice_files(args: argparse.Namespace) -> bool:
+    """Whether a voice was asked for (--model-dir/--checkpoint/--config); raise ``ValueError`` saying which file is
+    wrong when it cannot be one. Named on the command line and unusable is an error: the demo voice is only the
+    fallback when no voice was named."""
+    from pathlib import Path
+
+    from bert_vits2.synthesis import find_model_files
+
+    for option, value, kind in (("--model-dir", args.model_dir, "dir"), ("--checkpoint", args.checkpoint, "file"),
+                                ("--config", args.config, "file")):
+        if not value:
+            continue
+        p = Path(value)
+        if not p.exists():
+            raise ValueError(f"{option} {p}: no such {'folder' if kind == 'dir' else 'file'}")
+        if kind == "dir" and not p.is_dir():
+            raise ValueError(f"{option} {p} is a file, not a folder: give the folder holding G_<step>.pth and "
+                             f"config.json (or pass a G_*.pth with --checkpoint)")
+        if kind == "file" and not p.is_file():
+            raise ValueError(f"{option} {p} is a folder, not a file")
+    if not (args.model_dir or args.checkpoint or args.config):
+        return False
+    bert_dirs = {k: v for k, v in (("ZH", args.bert_zh), ("JP", args.bert_jp), ("EN", args.bert_en)) if v}
+    files = find_model_files(args.model_dir, args.config, args.checkpoint, args.bert_dir, bert_dirs)
+    missing = [s for s in files.status if s.required and not s.found]
+    if missing:
+        s = missing[0]
+        raise ValueError(f"no {s.name} for the voice{f' (looked for {s.path})' if s.path else ''}: {s.how}")
+    from bert_vits2.hparams import load_hparams
+
+    load_hparams(files.config)  # a broken config.json is said now (ConfigError is a ValueError naming the file)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    voice_on_command_line = bool(args.model_dir or args.checkpoint or args.config)  # (not config.yml's defaults)
     if args.yml_config and first_use(args.yml_config, argv, "webui.py"):  # bare webui.py never writes config.yml
         return 0
     try:
@@ -74,6 +109,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     apply_webui_model(args)
+    try:
+        from motion.cli import check_bind_host
+
+        check_bind_host(args.host)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    explicit_voice = False
+    try:
+        explicit_voice = _check_voice_files(args) and voice_on_command_line
+    except ValueError as err:
+        if voice_on_command_line:  # asked for by name and unusable: say which file and why, start nothing
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        logging.getLogger("webui").warning("the voice of config.yml is not usable: %s", err)
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from motion.cli import user_error_types
@@ -93,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     state = app.webui_state
+    if explicit_voice and not any(k.startswith("Bert-VITS2") for k in state.voices):  # asked for, not loadable
+        print(f"error: cannot load the voice {state.files.checkpoint}: {state.load_error or 'unknown error'}; fix the "
+              f"file or start without --checkpoint/--model-dir for the demo voice", file=sys.stderr)
+        return 2
     if not any(k.startswith("Bert-VITS2") for k in state.voices):
         logging.getLogger("webui").warning("no Bert-VITS2 voice loaded: using the demo voice (eSpeak NG)%s",
                                            f" ({state.load_error})" if state.load_error else "")

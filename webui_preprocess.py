@@ -32,6 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from motion.cli import check_bind_host
+
+    try:
+        check_bind_host(args.host)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     from bert_vits2.preprocess_ui import PreprocessSteps, build_app, launch
 

@@ -15,13 +15,14 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
 __all__ = [
     "TEMP_SUFFIX", "atomic_write", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "save_npy_atomic",
-    "save_npz_atomic", "remove_stale_temps", "is_temp_file",
+    "save_npz_atomic", "remove_stale_temps", "is_temp_file", "OutputIsInputError", "same_file",
+    "refuse_overwriting_inputs",
 ]
 
 TEMP_SUFFIX = ".tmp"
@@ -116,3 +117,46 @@ def remove_stale_temps(folder: str | os.PathLike, prefix: str = "") -> list[Path
                 p.unlink()
                 removed.append(p)
     return removed
+
+
+PathLike = str | os.PathLike | None
+Labelled = Mapping[str, PathLike] | Iterable[tuple[str, PathLike]]
+
+
+class OutputIsInputError(ValueError):
+    """An output a tool was told to write names one of its inputs (the same file under any spelling)."""
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` are one file: the same inode when both exist (symlinks, hard links, ``..``), else the
+    same resolved path (an output that does not exist yet can still be a symlink to an input)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        pass
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: not something we would write over
+        return False
+
+
+def _pairs(items: Labelled) -> list[tuple[str, PathLike]]:
+    return list(items.items()) if isinstance(items, Mapping) else list(items)
+
+
+def refuse_overwriting_inputs(outputs: Labelled, inputs: Labelled) -> None:
+    """Raise :class:`OutputIsInputError` (one line naming both options) when an output is one of the inputs.
+
+    ``outputs`` and ``inputs`` are ``{label: path}`` or ``(label, path)`` pairs; ``None`` paths are skipped. Every
+    tool that writes calls this before it reads anything heavy: publishing a result over its own input (even
+    atomically) destroys the input, and the run that does it usually exits 0.
+    """
+    ins = [(label, path) for label, path in _pairs(inputs) if path is not None and str(path) != ""]
+    for out_label, out in _pairs(outputs):
+        if out is None or str(out) == "":
+            continue
+        for in_label, path in ins:
+            if same_file(out, path):
+                raise OutputIsInputError(
+                    f"{out_label} {out} is the input {in_label}; writing there would destroy it: choose another "
+                    f"output file")

@@ -162,6 +162,8 @@ def check_frames(frames: np.ndarray, what: str = "frames") -> np.ndarray:
         raise ValueError(
             f"{what}: expected an array of shape [T, {NUM_VALUES}] (Live Link wire order), got {list(arr.shape)}"
         )
+    if arr.dtype.kind != "f":  # ints, bools, complex: not curves (an int64 file is usually the wrong array)
+        raise ValueError(f"{what}: holds {arr.dtype} values; face curves are real floating-point numbers (float32)")
     arr = arr.astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).sum())

@@ -54,3 +54,25 @@ def run_cli(prog: str, fn: Callable[[argparse.Namespace], int], args: argparse.N
             text = f"{err.filename}: {text}"
         print(f"{prog}: {text}", file=sys.stderr)
         return 1
+
+
+def check_bind_host(host: str, option: str = "--host") -> str:
+    """Raise ``ValueError`` (one line) unless ``host`` is an address this machine can listen on.
+
+    Web servers would otherwise fail deep inside their start-up (``999.1.1.1``, a typo, another machine's IP).
+    """
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError) as err:
+        raise ValueError(f"{option} {host!r} is not a valid address or known host name ({err}); use 127.0.0.1 "
+                         f"(this machine only) or 0.0.0.0 (all interfaces)") from None
+    family, _, _, _, address = infos[0]
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((address[0], 0))
+    except OSError as err:
+        raise ValueError(f"{option} {host}: this machine cannot listen there ({err.strerror or err}); use one of "
+                         f"its own addresses, 127.0.0.1 or 0.0.0.0") from None
+    return host

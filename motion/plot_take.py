@@ -31,9 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    from motion.cli import run_cli
     from motion.livelink.plot import run
 
-    return run(args)
+    return run_cli("plot_take.py", run, args)
 
 
 if __name__ == "__main__":

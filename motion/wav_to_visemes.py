@@ -46,14 +46,34 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _refuse_outputs_over_inputs(files: list[Path], out_dir: Path | None, model_files: list) -> None:
+    """The curve files of each input (named as :func:`motion.face.convert.convert_files` names them) must not be a
+    model file given on the command line or the input itself."""
+    from bert_vits2.fileio import refuse_overwriting_inputs
+    from motion.face.convert import outputs_for
+
+    stems: dict[tuple[Path, str], int] = {}
+    for src in files:
+        key = ((out_dir or src.parent).resolve(), src.stem)
+        stems[key] = stems.get(key, 0) + 1
+    for src in files:
+        unique = stems[((out_dir or src.parent).resolve(), src.stem)] > 1
+        outs = [("output", p) for p in outputs_for(src, out_dir, unique)]
+        refuse_overwriting_inputs(outs, [*model_files, ("file", src)])
+
+
 def run(args: argparse.Namespace) -> int:
+    from bert_vits2.fileio import refuse_overwriting_inputs
     from motion.face.api import FaceMaker
     from motion.face.convert import collect_inputs, convert_files
     from motion.face.features import export_posterior_from_checkpoint
 
+    model_files = [("--g-checkpoint", args.g_checkpoint), ("--config", args.config), ("--head", args.head),
+                   ("--posterior", args.posterior)]
     if args.export_posterior:
         if not args.g_checkpoint:
             raise ValueError("--export-posterior needs --g-checkpoint G_*.pth (and --config)")
+        refuse_overwriting_inputs([("--export-posterior", args.export_posterior)], model_files)
         export_posterior_from_checkpoint(args.config, args.g_checkpoint, args.export_posterior, args.speaker)
         print(f"wrote {args.export_posterior}")
         return 0
@@ -71,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     files = collect_inputs(args.inputs)
     if not files:
         raise ValueError("no audio files found in the given folders")
+    _refuse_outputs_over_inputs(files, Path(args.out_dir) if args.out_dir else None, model_files)
     report = convert_files(maker, files, Path(args.out_dir) if args.out_dir else None)
     for src, npy, n in report.done:
         print(f"{src} -> {npy} ({n} frames at {args.fps:g} fps)")

@@ -1,34 +1,45 @@
-"""Fuzz harness (issue 13): every command-line tool, run in a subprocess with a table of bad inputs.
+"""Fuzz harness (issues 13, 21, 24): every command-line tool, called in-process with a table of bad inputs.
 
-A case fails on a Python traceback in stderr ("Traceback (most recent call last)"), on a hang (timeout), on a
-nonzero exit without a message, or when any input file changed (data lost). Bad inputs are values that are not
-numbers, NaN/inf, zero/negative rates, out-of-range ports, absurd sizes, garbage or truncated files, npy headers
-declaring huge shapes, outputs that are the input, output folders that are files, and folders holding one bad file.
+Each case calls the tool's ``main(argv)`` in a worker thread (cwd = its own output folder, stdout/stderr and
+logged warnings captured). A case fails on an uncaught exception (anything but ``SystemExit``/``KeyboardInterrupt``,
+in the tool or in a thread it started: what a user sees as a traceback), on a hang (no answer within
+``BV2_FUZZ_TIMEOUT`` s), on a nonzero exit without a message, or when any input file changed (data lost). Bad inputs
+are values that are not numbers, NaN/inf, zero/negative counts and rates, out-of-range ports, absurd sizes, garbage,
+truncated, empty, integer or complex files, npy headers declaring huge shapes, outputs that are an input (also
+through a hard link), output folders that are files, names with folder parts, hosts nobody can listen on, and
+folders holding one bad file. The ``SMOKE`` cases also run as real scripts in a subprocess (the files still run as
+``python script.py``).
 
-The cases run two at a time in one fixture (the machine is shared); each is reported as its own test. Run with
-``-s`` to see the summary line: cases tried, tracebacks, hangs, inputs changed.
+Run with ``-s`` to see the summary line: runs, clean errors, tracebacks, hangs, inputs changed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
 import io
+import json
+import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TRACEBACK = "Traceback (most recent call last)"
-TIMEOUT_S = float(os.environ.get("BV2_FUZZ_TIMEOUT", "120"))
+TIMEOUT_S = float(os.environ.get("BV2_FUZZ_TIMEOUT", "60"))
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,11 @@ class Case:
     @property
     def id(self) -> str:
         return f"{self.script}:{self.args}"[:90]
+
+    @property
+    def module(self) -> str:
+        """``motion/record.py`` -> ``motion.record`` (every tool's entry is ``main(argv: list[str] | None) -> int``)."""
+        return self.script.removesuffix(".py").replace("/", ".")
 
 
 PORT = str(free_port("udp"))
@@ -176,7 +192,54 @@ CASES: list[Case] = [
     Case("webui.py", "--queue-size 0"),
     Case("webui.py", "--concurrency 1e9"),
     Case("webui.py", "--keep-outputs inf"),
+    # --- issue 24: outputs that are inputs (item 2), tracebacks (item 5), silent nonsense (item 6)
+    Case("motion/wav_to_visemes.py", "--g-checkpoint {g_pth} -c {config_json} --export-posterior {g_pth}",
+         "output is the input", expect="is the input"),
+    Case("motion/wav_to_visemes.py", "--g-checkpoint {g_pth} -c {config_json} --export-posterior {config_json}",
+         "output is the input", expect="is the input"),
+    Case("compress_model.py", "-i {g_pth} -c {config_json} -o {config_json}", "output is the input",
+         expect="is the input"),
+    Case("compress_model.py", "-i {g_pth} -c {config_json} -o {g_link}", "output is a hard link of the input",
+         expect="is the input"),
+    Case("preprocess_text.py", "--transcription-path {esd_list} --config-path {config_json} --val-path {config_json} "
+         "--quiet --allow-tokenizer-fallback", "output is the input", expect="is the input"),
+    Case("preprocess_text.py", "--transcription-path {esd_list} --config-path {config_json} --train-path {esd_list} "
+         "--quiet --allow-tokenizer-fallback", "output is the input", expect="is the input"),
+    Case("motion/render_face.py", "{face_npy} --fps 60 -o {face_link}", "output is a hard link of the input"),
+    Case("motion/plot_take.py", "{face_npy} --fps 60 --wav {junk_wav} --out {out}/a.png", expect="junk.wav"),
+    Case("train_ms.py", "-m {out}/m --num-workers -3"),
+    Case("train_ms.py", "-m {out}/m --max-steps -1"),
+    Case("train_ms.py", "-m {out}/m --keep-ckpts -1"),
+    Case("bert_gen.py", "-c {config_json} --lists {latin1_list} --quiet", "a list that is not UTF-8",
+         expect="latin1.list"),
+    Case("export_onnx.py", "--checkpoint {g_pth} -c {config_json} -o {face_npy}", "--out is a file"),
+    Case("export_onnx.py", "--checkpoint {g_pth} -c {config_json} -o {out}/o -n ../../escape"),
+    Case("webui.py", "--host 999.1.1.1"),
+    Case("webui.py", "--host 8.8.8.8"),
+    Case("webui.py", "--checkpoint {junk_pth}", "a junk checkpoint: says what is wrong, starts nothing"),
+    Case("webui.py", "--checkpoint {junk_pth} -c {junk_json}", expect="junk.json"),
+    Case("webui.py", "-m {a_file}", expect="is a file"),
+    Case("webui_preprocess.py", "--host 999.1.1.1"),
+    Case("webui_preprocess.py", "--port 0"),
+    Case("motion/tts2ue.py", "--npy {empty_npy} --no-audio --virtual-clock --dry-run {out}/a.jsonl",
+         expect="no frames"),
+    Case("motion/tts2ue.py", "--npy {int_npy} --no-audio --virtual-clock --dry-run {out}/a.jsonl", expect="int64"),
+    Case("motion/tts2ue.py", "--npy {complex_npy} --no-audio --virtual-clock --dry-run {out}/a.jsonl",
+         expect="complex"),
+    Case("motion/vmc_cli.py", "--face {int_npy} --dry-run {out}/a.jsonl", expect="int64"),
+    Case("motion/plot_take.py", "{complex_npy} --fps 60 --out {out}/a.png"),
+    Case("motion/render_face.py", "{int_npy} --fps 60 -o {out}/a.mp4"),
+    Case("motion/record.py", "--import {header_csv} --out-dir {out}", "a header-only app CSV",
+         expect="no face frames"),
 ]
+
+# run as real scripts too (a subprocess each): the files still work as ``python script.py``
+SMOKE: list[Case] = [
+    Case("motion/record.py", "--seconds nan"),
+    Case("motion/tts2ue.py", "--npy {face_npy} --no-audio --virtual-clock --dry-run {face_npy}", "output is the input"),
+    Case("compress_model.py", "-i {g_pth} -c {config_json} -o {config_json}", expect="is the input"),
+]
+
 
 
 def _npy_header(shape, dtype="<f4") -> bytes:
@@ -185,9 +248,8 @@ def _npy_header(shape, dtype="<f4") -> bytes:
     return buf.getvalue()
 
 
-def _make_fixtures(root: Path) -> dict[str, Path]:
+def _make_fixtures(root: Path, bv2_ref: Path) -> dict[str, Path]:
     import soundfile as sf
-    import torch
 
     rng = np.random.default_rng(0)
     f: dict[str, Path] = {}
@@ -258,82 +320,212 @@ def _make_fixtures(root: Path) -> dict[str, Path]:
     f["a_dir"] = d / "a_dir"
     f["a_dir"].mkdir()
     f["missing"] = d / "does-not-exist"
+    # issue 24: a small real voice (the reference config's sizes), hard links, empty / integer / complex curves
+    from bert_vits2.checkpoint import save_checkpoint
+    from bert_vits2.hparams import HParams
+    from bert_vits2.models import SynthesizerTrn
+    from motion.arkit import NAMES
+
+    cfg = json.loads((bv2_ref / "config.json").read_text())
+    f["config_json"] = put("config.json", json.dumps(cfg, indent=1))
+    hps = HParams(cfg)
+    torch.manual_seed(0)
+    net = SynthesizerTrn(112, hps.data.filter_length // 2 + 1, hps.train.segment_size // hps.data.hop_length,
+                         n_speakers=hps.data.n_speakers, **hps.model)
+    f["g_pth"] = d / "G_7.pth"
+    save_checkpoint(net, None, None, 7, f["g_pth"])
+    f["g_link"] = d / "G_7-link.pth"
+    os.link(f["g_pth"], f["g_link"])
+    f["face_link"] = d / "face-link.npy"
+    os.link(f["face_npy"], f["face_link"])
+    f["esd_list"] = put("esd.list", "".join(f"{d / 'good.wav'}|bob|EN|Hello number {i}.\n" for i in range(4)))
+    f["latin1_list"] = put("latin1.list", "a.wav|bob|EN|caf\xe9|x|y|z\n".encode("latin-1"))
+    for name, arr in (("empty", np.zeros((0, 61), np.float32)), ("int", np.ones((30, 61), np.int64)),
+                      ("complex", np.ones((30, 61), np.complex64))):
+        np.save(d / f"{name}.npy", arr)
+        f[f"{name}_npy"] = d / f"{name}.npy"
+    f["header_csv"] = put("Slate_1_iPhone.csv", "Timecode,BlendShapeCount," + ",".join(NAMES) + "\n")
     return f
 
 
+
 def _digest(folder: Path) -> dict[str, str]:
+    """Content hashes of every file (before and after the whole run)."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _stamps(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """(inode, size, mtime) of every file: any write, in place or by rename, changes one (checked around each case)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out[str(p.relative_to(folder))] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return out
+
+
 @dataclass
 class Outcome:
-    rc: int | None
+    rc: int | None  # None: no answer within TIMEOUT_S (a hang)
     stderr: str
     seconds: float
     stdout: str = ""
+    crash: str = ""  # the traceback of an uncaught exception (in the tool or a thread it started)
+    changed: list[str] = field(default_factory=list)  # input files this case changed
 
 
-def _run(case: Case, fixtures: dict[str, Path], out: Path) -> Outcome:
+def _argv(case: Case, fixtures: dict[str, Path], out: Path) -> list[str]:
     paths = {k: str(v) for k, v in fixtures.items()}
     paths["out"] = str(out)
-    argv = [a.format(**paths) for a in shlex.split(case.args)]
+    return [a.format(**paths) for a in shlex.split(case.args)]
+
+
+class _Capture(logging.Handler):
+    """Warnings and errors the tool logs count as what it said (as they would on a terminal)."""
+
+    def __init__(self, sink: io.StringIO) -> None:
+        super().__init__(logging.WARNING)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.write(f"{record.levelname} {record.getMessage()}\n")
+
+
+def _run_in_process(case: Case, fixtures: dict[str, Path], out: Path) -> Outcome:
+    """``main(argv)`` in a worker thread, cwd = ``out``; the process state a tool may touch is put back after."""
+    argv = _argv(case, fixtures, out)
+    main = importlib.import_module(case.module).main
+    stdout, stderr = io.StringIO(), io.StringIO()
+    result: dict[str, object] = {}
+    thread_crashes: list[str] = []
+
+    def call() -> None:
+        try:
+            result["rc"] = main(argv)
+        except SystemExit as exc:  # argparse's usage errors and sys.exit(): an answer, not a crash
+            code = exc.code
+            if isinstance(code, str):
+                stderr.write(code + "\n")
+            result["rc"] = 1 if isinstance(code, str) else int(code or 0)
+        except KeyboardInterrupt:
+            result["rc"] = 130
+        except BaseException:  # noqa: BLE001 - this is what the harness looks for
+            result["crash"] = traceback.format_exc()
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        thread_crashes.append("".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)))
+
+    env, cwd, threads = dict(os.environ), os.getcwd(), torch.get_num_threads()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    capture = _Capture(stderr)
+    root = logging.getLogger()
+    old_hook, old_basic = threading.excepthook, logging.basicConfig
+    t0 = time.monotonic()
+    worker = threading.Thread(target=call, daemon=True, name=f"fuzz {case.id}")
+    try:
+        os.chdir(out)
+        root.addHandler(capture)
+        threading.excepthook = thread_hook
+        logging.basicConfig = lambda *a, **k: None  # a tool's logging setup would outlive its case
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            worker.start()
+            worker.join(TIMEOUT_S)
+    finally:
+        logging.basicConfig = old_basic
+        threading.excepthook = old_hook
+        root.removeHandler(capture)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        torch.set_num_threads(threads)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    seconds = time.monotonic() - t0
+    crash = str(result.get("crash", "")) + "".join(thread_crashes)
+    rc = None if worker.is_alive() else result.get("rc", 1 if crash else None)
+    return Outcome(rc if rc is None else int(rc), stderr.getvalue(), seconds, stdout.getvalue(), crash)
+
+
+def _run_script(case: Case, fixtures: dict[str, Path], out: Path) -> Outcome:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("OMP_NUM_THREADS", "1")
     env["GRADIO_ANALYTICS_ENABLED"] = "False"
     t0 = time.monotonic()
     try:
-        proc = subprocess.run([sys.executable, str(REPO / case.script), *argv], cwd=out, env=env, capture_output=True,
-                              text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
+        proc = subprocess.run([sys.executable, str(REPO / case.script), *_argv(case, fixtures, out)], cwd=out,
+                              env=env, capture_output=True, text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         return Outcome(None, err, time.monotonic() - t0)
-    return Outcome(proc.returncode, proc.stderr, time.monotonic() - t0, proc.stdout)
+    crash = proc.stderr if TRACEBACK in proc.stderr else ""
+    return Outcome(proc.returncode, proc.stderr, time.monotonic() - t0, proc.stdout, crash)
 
 
-def _selected() -> list[Case]:
+def _selected(cases: list[Case]) -> list[Case]:
     """All cases, or those whose id contains ``BV2_FUZZ_ONLY`` (while fixing one tool)."""
     only = os.environ.get("BV2_FUZZ_ONLY")
-    return [c for c in CASES if not only or only in c.id]
+    return [c for c in cases if not only or only in c.id]
 
 
 @pytest.fixture(scope="module")
-def fuzz_results(tmp_path_factory):
+def fuzz_results(tmp_path_factory, bv2_ref):
     root = tmp_path_factory.mktemp("fuzz")
-    fixtures = _make_fixtures(root)
-    before = _digest(root / "in")
-    outs = {}
-    cases = _selected()
-    for i, case in enumerate(cases):
-        outs[case] = root / f"out{i:03d}"
-        outs[case].mkdir()
-    with ThreadPoolExecutor(max_workers=int(os.environ.get("BV2_FUZZ_JOBS", "2"))) as pool:
-        futures = {case: pool.submit(_run, case, fixtures, outs[case]) for case in cases}
-        results = {case: fut.result() for case, fut in futures.items()}
-    after = _digest(root / "in")
-    changed = sorted(k for k in before if before.get(k) != after.get(k))
-    tracebacks = sum(TRACEBACK in r.stderr for r in results.values())
-    hangs = sum(r.rc is None for r in results.values())
-    print(f"\nCLI fuzz: {len(cases)} bad inputs tried, {tracebacks} tracebacks, {hangs} hangs, "
-          f"{len(changed)} input files changed{': ' + ', '.join(changed) if changed else ''}, "
-          f"code in a pickle ran: {(root / 'PWNED').exists()}")
+    fixtures = _make_fixtures(root, bv2_ref)
+    t0 = time.monotonic()
+    results: dict[tuple[str, Case], Outcome] = {}
+    runs = [("in-process", c, _run_in_process) for c in _selected(CASES)]
+    runs += [("script", c, _run_script) for c in _selected(SMOKE)]
+    first = _digest(root / "in")
+    for i, (how, case, run) in enumerate(runs):
+        out = root / f"out{i:03d}"
+        out.mkdir()
+        before = _stamps(root / "in")
+        r = run(case, fixtures, out)
+        after = _stamps(root / "in")
+        r.changed = sorted(k for k in before if before.get(k) != after.get(k))
+        results[(how, case)] = r
+    last = _digest(root / "in")
+    changed = sorted({k for r in results.values() for k in r.changed} | {k for k in first if first[k] != last.get(k)})
+    outcomes = list(results.values())
+    tracebacks = sum(bool(r.crash) or TRACEBACK in r.stderr + r.stdout for r in outcomes)
+    hangs = sum(r.rc is None for r in outcomes)
+    clean = sum(r.rc not in (None, 0) and not r.crash and bool((r.stderr + r.stdout).strip()) for r in outcomes)
+    n_script = sum(how == "script" for how, _ in results)
+    print(f"\nCLI fuzz: {len(outcomes)} runs ({len(outcomes) - n_script} in-process, {n_script} as scripts) in "
+          f"{time.monotonic() - t0:.1f} s: {clean} clean errors, {len(outcomes) - clean - hangs} other answers "
+          f"(exit 0 or no message), {tracebacks} tracebacks, {hangs} hangs, {len(changed)} input files changed"
+          f"{': ' + ', '.join(changed) if changed else ''}, code in a pickle ran: {(root / 'PWNED').exists()}")
     return results, changed, root
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_gets_a_clear_answer(case: Case, fuzz_results):
-    results, _, _ = fuzz_results
-    if case not in results:
-        pytest.skip("not selected by BV2_FUZZ_ONLY")
-    r = results[case]
+def _check(r: Outcome, case: Case) -> None:
     assert r.rc is not None, f"hang: no answer within {TIMEOUT_S:.0f} s\n{r.stderr[-1500:]}"
+    assert not r.crash, r.crash[-3000:]
     assert TRACEBACK not in r.stderr, r.stderr[-3000:]
     assert r.rc in case.ok_codes, f"exit {r.rc}, expected one of {case.ok_codes}\n{r.stderr[-1500:]}"
     if r.rc != 0:  # a refusal (stderr) or a summary naming the bad file (stdout)
         assert r.stderr.strip() or r.stdout.strip(), "refused without saying why"
     assert TRACEBACK not in r.stdout, r.stdout[-3000:]
     assert case.expect in r.stderr + r.stdout, f"the answer does not name {case.expect!r}"
+    assert not r.changed, f"input files changed: {r.changed}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gets_a_clear_answer(case: Case, fuzz_results):
+    results, _, _ = fuzz_results
+    if ("in-process", case) not in results:
+        pytest.skip("not selected by BV2_FUZZ_ONLY")
+    _check(results[("in-process", case)], case)
+
+
+@pytest.mark.parametrize("case", SMOKE, ids=[c.id for c in SMOKE])
+def test_tools_run_as_scripts(case: Case, fuzz_results):
+    results, _, _ = fuzz_results
+    if ("script", case) not in results:
+        pytest.skip("not selected by BV2_FUZZ_ONLY")
+    _check(results[("script", case)], case)
 
 
 def test_no_input_was_changed_and_no_pickle_code_ran(fuzz_results):

@@ -326,12 +326,13 @@ def render_face_file(curves_path: str | os.PathLike, out_path: str | os.PathLike
                      fps: float | None = None, delay_s: float = 0.0, size: int = 480) -> Path:
     """``render_face.py``: a take / npy / CSV (+ audio) -> MP4 whose length is the audio's (frames cover it)."""
     from bert_vits2.audio import TTS_SAMPLE_RATE, load_audio
+    from bert_vits2.fileio import same_file
     from motion.face.postprocess import shift_frames
     from motion.frames import num_frames_for, resample_curves
 
     out = Path(out_path).resolve()
     for given in (curves_path, compare, wav):
-        if given is not None and Path(given).resolve() == out:
+        if given is not None and same_file(given, out):
             raise RenderError(f"{out_path}: the output would overwrite an input; choose another -o")
     if out.suffix.lower() not in (".mp4", ".m4v", ".mov"):
         raise RenderError(f"{out_path}: the video is an MP4; give a file name ending in .mp4")

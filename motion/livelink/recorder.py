@@ -480,6 +480,9 @@ def import_take(csv: str | Path, audio: str | Path | None, out_dir: str | Path, 
     if audio is None:
         log.warning("no audio given or found beside %s; importing the face only (use --audio MOV_OR_WAV)", csv)
     take = import_app_take(csv, audio, None if offset_ms is None else offset_ms / 1000.0)
+    if take.num_frames == 0:
+        raise ValueError(f"--import {csv}: the CSV holds no face frames (only a header); export the take from the "
+                         f"Live Link Face app again")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return save_take(take, out_dir, new_take_stem(out_dir, base=csv.stem))

@@ -106,6 +106,8 @@ def load_clip(
 
     p = Path(npy)
     frames = check_frames(load_npy(p), str(p))
+    if not len(frames):
+        raise ValueError(f"{p}: holds no frames (shape [0, 61]); nothing to send")
     rate = fps or _sidecar_fps(p)
     if rate is None and audio is not None:
         rate = infer_fps(len(frames), len(audio) / sr)
