@@ -43,7 +43,7 @@ def _tolerance(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from bert_vits2.checkpoint import load_model_for_inference
+    from bert_vits2.inference import load_model_for_inference
     from bert_vits2.onnx_export import check_export, export_onnx, load_sessions
     from bert_vits2.synthesis import find_model_files
 

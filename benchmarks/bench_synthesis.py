@@ -3,7 +3,7 @@
 One run prints, for each input length (default 50 and 200 phone ids):
   - ``reference``: as upstream runs it (weight norm active, plain fp32 modules);
   - ``fp32 plain``: weight norm folded (what load_model_for_inference(fast=False) gives);
-  - ``fp32 fast`` / ``bf16 fast``: bert_vits2.models.optimize_for_inference (channels-last decoder; bf16 decoder + flow);
+  - ``fp32 fast`` / ``bf16 fast``: bert_vits2.inference.optimize_for_inference (channels-last decoder; bf16 decoder + flow);
   - ``bf16 plain``: the debugging variant (autocast on the plain decoder);
   - ``onnxruntime`` (--onnx): the six exported graphs chained (noise-free run, compared with a noise-free fp32 run);
 with wall time, RTF (time / audio seconds, lower is better), speed-up over ``reference``, audio SNR against
@@ -31,7 +31,8 @@ import warnings
 
 import torch
 
-from bert_vits2.models import SynthesizerTrn, optimize_for_inference, remove_weight_norm_
+from bert_vits2.inference import optimize_for_inference, remove_weight_norm_
+from bert_vits2.models import SynthesizerTrn
 
 # Released v2.3 config (spec section 1): 850 speakers, gin 512.
 FULL_V23 = dict(

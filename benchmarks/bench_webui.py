@@ -36,7 +36,8 @@ def main() -> int:
     from webui_helpers import _tiny_bert_zh
 
     from bert_vits2.hparams import load_hparams
-    from bert_vits2.models import SynthesizerTrn, remove_weight_norm_
+    from bert_vits2.inference import remove_weight_norm_
+    from bert_vits2.models import SynthesizerTrn
     from bert_vits2.synthesis import ModelFiles, Voice
     from bert_vits2.text import clean_text
     from bert_vits2.text.bert import BERT_MODELS

@@ -17,6 +17,8 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import soxr
 
 from bert_vits2.fileio import atomic_write
 
@@ -42,8 +44,6 @@ AudioLoadError = AudioReadError  # the name motion's tools used
 
 
 def _read_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
-    import soundfile as sf
-
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise AudioReadError(f"{path}: this format needs ffmpeg to decode (apt-get install ffmpeg), or convert it to wav")
@@ -60,8 +60,6 @@ def _read_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
 
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Decode any audio file to float32 ``[frames, channels]`` and its sampling rate."""
-    import soundfile as sf
-
     path = Path(path)
     if not path.is_file():
         raise AudioReadError(f"{path}: no such audio file")
@@ -83,8 +81,6 @@ def to_mono_resampled(data: np.ndarray, sr_in: int, sr_out: int | None) -> np.nd
     mono = data.mean(axis=1) if data.ndim == 2 else data
     mono = np.ascontiguousarray(mono, dtype=np.float32)
     if sr_out is not None and sr_in != sr_out and mono.size:
-        import soxr
-
         mono = soxr.resample(mono, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
     return mono
 
@@ -101,16 +97,12 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = TTS_SAMPLE_RAT
     else:
         out = data
         if sample_rate is not None and sr != sample_rate:
-            import soxr
-
             out = soxr.resample(data, sr, sample_rate, quality="HQ").astype(np.float32)
     return np.ascontiguousarray(out, dtype=np.float32), int(sample_rate or sr)
 
 
 def write_wav_pcm16(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
     """Write float audio (``[N]`` or ``[N, C]``) as 16-bit PCM wav atomically, clipped to [-1, 1]."""
-    import soundfile as sf
-
     data = np.clip(np.nan_to_num(np.asarray(audio, dtype=np.float32)), -1.0, 1.0)
     with atomic_write(path, "wb") as f:
         sf.write(f, data, int(sample_rate), subtype="PCM_16", format="WAV")

@@ -8,26 +8,29 @@ readable checkpoint raises ``CheckpointError`` with a one-line message naming th
 Loading follows upstream's forgiving rule for training (fine-tuning the 850-speaker base model on
 your own speakers): a key that is missing from the file or has another shape keeps the model's
 fresh initialisation and is reported by name. ``strict=True`` (inference) refuses any difference.
+
+One file's format only: folders of checkpoints (steps, newest, pruning, complete sets) are
+:mod:`bert_vits2.checkpoint_files`, release files and the posterior-encoder checks :mod:`bert_vits2.release`,
+version refusal :mod:`bert_vits2.versions`, and building a model for synthesis :mod:`bert_vits2.inference`.
 """
 
 from __future__ import annotations
 
+import builtins
 import codecs
 import logging
 import os
 import re
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from bert_vits2.fileio import atomic_write
-
-if TYPE_CHECKING:  # pragma: no cover
-    from bert_vits2.hparams import HParams
 
 __all__ = [
     "CheckpointError",
@@ -35,28 +38,16 @@ __all__ = [
     "LoadReport",
     "LoadResult",
     "read_checkpoint",
+    "apply_checkpoint",
     "load_checkpoint",
     "save_checkpoint",
-    "checkpoint_step",
-    "latest_checkpoint_path",
-    "prune_checkpoints",
-    "load_model_for_inference",
-    "CHECKPOINT_PREFIXES",
-    "MissingPosteriorEncoderError",
-    "UnsupportedVersionError",
-    "MissingPosteriorEncoder",
-    "has_posterior_encoder",
-    "require_posterior_encoder",
-    "is_release_state",
-    "check_model_version",
-    "save_checkpoint_set",
-    "complete_checkpoint_steps",
-    "remove_stale_checkpoint_temps",
+    "atomic_torch_save",
+    "upstream_state_dict",
+    "unwrap_model",
 ]
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_PREFIXES = ("G", "D", "DUR", "WD")  # generator, MPD, duration and WavLM discriminators
 _MODULE_PREFIX = "module."
 _NEW_WN = {".parametrizations.weight.original0": ".weight_g", ".parametrizations.weight.original1": ".weight_v"}
 
@@ -67,16 +58,6 @@ class CheckpointError(RuntimeError):
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """The checkpoint file does not exist."""
-
-
-class MissingPosteriorEncoderError(CheckpointError):
-    """The generator was loaded from a release checkpoint (``G_*_release.pth``, written by upstream's
-    ``compress_model.py``) that has no posterior encoder ``enc_q``: synthesis works, but z extraction from audio,
-    ``--export-posterior`` and fine-tuning need the full ``G_*.pth``."""
-
-
-class UnsupportedVersionError(CheckpointError):
-    """A Bert-VITS2 1.x-2.2 model: its networks differ from v2.3's in ways this toolkit does not implement."""
 
 
 @dataclass
@@ -125,9 +106,6 @@ def _one_line(text: str, limit: int = 160) -> str:
 
 def _resolves(dotted: str) -> bool:
     """Whether ``dotted`` names an object in an already-imported module (never imports anything)."""
-    import builtins
-    import sys
-
     module_name, _, attr = dotted.rpartition(".")
     obj: Any = sys.modules.get(module_name) if module_name else builtins
     for part in attr.split(".") if obj is not None else ():
@@ -243,7 +221,7 @@ def _check_declared_sizes(path: Path, max_bytes: int | None) -> None:
 
 def _model_budget(model: nn.Module) -> int:
     """Most tensor bytes a checkpoint of ``model`` can sensibly hold: weights + two AdamW moments + slack."""
-    state = _unwrap(model).state_dict()
+    state = unwrap_model(model).state_dict()
     model_bytes = sum(t.numel() * 4 for t in state.values())  # as fp32, whatever the model's dtype now
     return 3 * model_bytes + (64 << 20)
 
@@ -292,7 +270,7 @@ def _to_legacy_name(key: str) -> str:
     return key
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The wrapped network of DistributedDataParallel / DataParallel, else ``model`` itself."""
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     while isinstance(model, wrappers):
@@ -329,11 +307,16 @@ def _optimizer_problem(optimizer: torch.optim.Optimizer, saved: Any) -> str:
     return ""
 
 
-def _apply_checkpoint(
+def apply_checkpoint(
     ckpt: dict[str, Any], path: str, model: nn.Module, optimizer: torch.optim.Optimizer | None,
     strict: bool, skip_optimizer: bool,
 ) -> LoadResult:
-    target = _unwrap(model)
+    """Load a checkpoint dict that :func:`read_checkpoint` returned into ``model``; :func:`load_checkpoint` explains.
+
+    For callers that read the file first to decide how to build the model (``bert_vits2.inference``); ``path``
+    names the file in messages.
+    """
+    target = unwrap_model(model)
     saved: dict[str, torch.Tensor] = ckpt["model"]
     # A model built with torch's new parametrized weight norm asks for other names than the file has.
     saved_lookup = {**{_to_legacy_name(k): k for k in saved}, **{k: k for k in saved}}
@@ -434,7 +417,7 @@ def load_checkpoint(
     ``iteration`` is what upstream stores there (the epoch); ``learning_rate`` the config's lr.
     """
     ckpt = read_checkpoint(path, max_bytes=_model_budget(model))
-    return _apply_checkpoint(ckpt, str(path), model, optimizer, strict, skip_optimizer)
+    return apply_checkpoint(ckpt, str(path), model, optimizer, strict, skip_optimizer)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -444,6 +427,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` through :func:`bert_vits2.fileio.atomic_write`: a crash never leaves a half-written file."""
     with atomic_write(path, "wb") as f:
         torch.save(obj, f)
+
+
+def upstream_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s state dict as upstream files hold it: no ``module.`` prefix, legacy ``weight_g``/``weight_v`` names."""
+    return {_to_legacy_name(_strip_module(k)): v for k, v in unwrap_model(model).state_dict().items()}
 
 
 def save_checkpoint(
@@ -458,283 +446,11 @@ def save_checkpoint(
     A DDP/DataParallel wrapper is unwrapped so keys have no ``module.`` prefix; parametrized weight
     norm is written under the legacy ``weight_g``/``weight_v`` names upstream expects.
     """
-    state = {_to_legacy_name(_strip_module(k)): v for k, v in _unwrap(model).state_dict().items()}
     checkpoint = {
-        "model": state,
+        "model": upstream_state_dict(model),
         "iteration": iteration,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "learning_rate": learning_rate,
     }
     atomic_torch_save(checkpoint, Path(path))
     logger.info("saved %s (iteration %s)", path, iteration)
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoint folders
-
-_STEP = re.compile(r"(\d+)(?!.*\d)")  # the last run of digits
-
-
-def checkpoint_step(path: str | os.PathLike) -> int | None:
-    """The global step in a checkpoint's file name (``G_8000.pth`` -> 8000), None if it has no number."""
-    match = _STEP.search(Path(path).name)
-    return int(match.group(1)) if match else None
-
-
-def latest_checkpoint_path(dir_path: str | os.PathLike, pattern: str = "G_*.pth") -> str | None:
-    """Path of the checkpoint matching ``pattern`` with the highest step number (numeric, so 10000 > 9000), or None."""
-    candidates = [p for p in Path(dir_path).glob(pattern) if p.is_file() and checkpoint_step(p) is not None]
-    if not candidates:
-        return None
-    return str(max(candidates, key=lambda p: (checkpoint_step(p), p.name)))
-
-
-def prune_checkpoints(
-    dir_path: str | os.PathLike, keep: int, sort_by: str = "time", prefixes: tuple[str, ...] = CHECKPOINT_PREFIXES
-) -> list[str]:
-    """Delete old checkpoints, keeping the newest ``keep`` of each of ``G_``, ``D_``, ``DUR_``, ``WD_``.
-
-    Upstream ``keep_ckpts`` semantics: ``keep <= 0`` keeps everything; the base files ``*_0.pth`` are
-    never removed nor counted; "newest" is by modification time (``sort_by="time"``, upstream's
-    choice) or by step number (``sort_by="step"``). Unlike upstream, ``D_`` and ``DUR_`` are counted
-    separately (upstream's "D" prefix also matched DUR files). ``prefixes`` picks other families (the
-    expression head's ``V_``). Returns the removed paths.
-    """
-    if sort_by not in ("time", "step"):
-        raise ValueError(f"sort_by must be 'time' or 'step', got {sort_by!r}")
-    if keep <= 0:
-        return []
-    pattern = re.compile(r"^(%s)_(\d+)\.pth$" % "|".join(map(re.escape, prefixes)))
-    groups: dict[str, list[tuple[Path, int]]] = {}
-    for entry in Path(dir_path).iterdir():
-        match = pattern.match(entry.name)
-        if not match or not entry.is_file() or int(match.group(2)) == 0:
-            continue
-        groups.setdefault(match.group(1), []).append((entry, int(match.group(2))))
-    removed = []
-    for prefix, files in groups.items():
-        if sort_by == "time":
-            files.sort(key=lambda item: (item[0].stat().st_mtime, item[1]))
-        else:
-            files.sort(key=lambda item: item[1])
-        for entry, _ in files[:-keep]:
-            entry.unlink()
-            removed.append(str(entry))
-            logger.info("removed old checkpoint %s", entry)
-    return sorted(removed)
-
-
-def _write_checkpoint(obj: Any, f: Any, path: Path) -> None:
-    """How one checkpoint's bytes go into ``f``, the temp file of ``path`` (a seam: tests slow it down, fail it or
-    signal in the middle of it)."""
-    torch.save(obj, f)
-
-
-def save_checkpoint_set(
-    model_dir: str | os.PathLike,
-    step: int,
-    entries: "dict[str, tuple[nn.Module, torch.optim.Optimizer | None]]",
-    learning_rate: float | None,
-    iteration: int,
-) -> list[Path]:
-    """Write ``{prefix}_{step}.pth`` for every ``prefix -> (model, optimizer)`` so the step's set is complete or absent.
-
-    Each file is written and fsync'ed to its own temp file (``.G_8.pth.<random>.tmp``); only when all of them are
-    written are they renamed into place, ``G`` last, because resuming starts from ``G_*.pth``. An exception (full
-    disk, Ctrl-C) removes every temp file and publishes nothing; a SIGKILL leaves temp files that
-    :func:`remove_stale_checkpoint_temps` removes at the next start. Returns the written paths.
-    """
-    import contextlib
-
-    folder = Path(model_dir)
-    order = sorted(entries, key=lambda prefix: prefix != "G")  # entered first = renamed last
-    paths = []
-    with contextlib.ExitStack() as stack:
-        for prefix in order:
-            model, optimizer = entries[prefix]
-            path = folder / f"{prefix}_{step}.pth"
-            f = stack.enter_context(atomic_write(path, "wb"))
-            state = {_to_legacy_name(_strip_module(k)): v for k, v in _unwrap(model).state_dict().items()}
-            _write_checkpoint({"model": state, "iteration": iteration,
-                               "optimizer": optimizer.state_dict() if optimizer is not None else None,
-                               "learning_rate": learning_rate}, f, path)
-            paths.append(path)
-    logger.info("saved %s (iteration %s)", ", ".join(p.name for p in paths), iteration)
-    return paths
-
-
-def complete_checkpoint_steps(model_dir: str | os.PathLike, prefixes: tuple[str, ...] = CHECKPOINT_PREFIXES) -> list[int]:
-    """Steps (newest first) for which every ``{prefix}_{step}.pth`` of ``prefixes`` exists."""
-    folder = Path(model_dir)
-    steps = {checkpoint_step(p) for p in folder.glob(f"{prefixes[0]}_*.pth") if p.is_file()}
-    steps.discard(None)
-    return sorted((s for s in steps if all((folder / f"{prefix}_{s}.pth").is_file() for prefix in prefixes)),
-                  reverse=True)
-
-
-def remove_stale_checkpoint_temps(model_dir: str | os.PathLike, prefixes: tuple[str, ...] = CHECKPOINT_PREFIXES) -> list[Path]:
-    """Delete temp files an interrupted checkpoint save left (SIGKILL, power loss); call only when nothing writes there."""
-    from bert_vits2.fileio import remove_stale_temps
-
-    removed: list[Path] = []
-    for prefix in prefixes:
-        for path in remove_stale_temps(model_dir, f"{prefix}_"):
-            logger.warning("removed %s, left by an interrupted checkpoint save", path)
-            removed.append(path)
-    return removed
-
-
-# --------------------------------------------------------------------------------------------------
-# Inference
-
-_POSTERIOR_PREFIX = "enc_q."
-_POSTERIOR_USES = "z extraction from audio, --export-posterior and fine-tuning"
-
-
-class MissingPosteriorEncoder(nn.Module):
-    """Stands in for ``enc_q`` when the checkpoint is a release file without it: calling it raises
-    ``MissingPosteriorEncoderError`` naming the file, instead of running a randomly initialised encoder."""
-
-    def __init__(self, source: str) -> None:
-        super().__init__()
-        self.source = source
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        raise MissingPosteriorEncoderError(_missing_posterior_message(self.source, "running the posterior encoder"))
-
-
-def _missing_posterior_message(source: str, purpose: str) -> str:
-    return (f"{source}: a release checkpoint (compress_model.py output) without the posterior encoder enc_q, so "
-            f"{purpose} is not possible ({_POSTERIOR_USES} need enc_q); it synthesizes speech, but use the full "
-            "G_*.pth it was made from for this")
-
-
-def is_release_state(state: "dict[str, torch.Tensor]") -> bool:
-    """Whether a generator state dict is in release form: it has the text encoder but no ``enc_q.*`` key."""
-    return "enc_p.emb.weight" in state and not any(k.startswith(_POSTERIOR_PREFIX) for k in state)
-
-
-def has_posterior_encoder(model_or_state: "nn.Module | dict[str, torch.Tensor]") -> bool:
-    """False for a model loaded from a release checkpoint (or a release state dict); True otherwise."""
-    if isinstance(model_or_state, nn.Module):
-        enc_q = getattr(_unwrap(model_or_state), "enc_q", None)
-        return enc_q is not None and not isinstance(enc_q, MissingPosteriorEncoder)
-    return not is_release_state(model_or_state)
-
-
-def require_posterior_encoder(model_or_state: "nn.Module | dict[str, torch.Tensor]", purpose: str,
-                              source: str | os.PathLike | None = None) -> None:
-    """Raise ``MissingPosteriorEncoderError`` (one line: the file, what needs enc_q, what to use) when it is absent.
-
-    Call it before z extraction from audio, exporting the posterior encoder or fine-tuning; ``purpose`` says which.
-    """
-    if has_posterior_encoder(model_or_state):
-        return
-    if source is None and isinstance(model_or_state, nn.Module):
-        source = getattr(_unwrap(model_or_state).enc_q, "source", None)
-    raise MissingPosteriorEncoderError(_missing_posterior_message(str(source or "this generator"), purpose))
-
-
-# Networks of older releases differ from v2.3 (spec section 0): their text encoder has other layers.
-_OLD_VERSION_KEYS = (
-    ("enc_p.in_feature_net.", "2.2", "its text encoder has the CLAP emotion layers (in_feature_net/emo_vq)"),
-    ("enc_p.emo_vq.", "2.2", "its text encoder has the CLAP emotion layers (in_feature_net/emo_vq)"),
-    ("enc_p.emo_proj.", "2.1", "its text encoder has the emotion layers (emo_proj/emo_quantizer)"),
-    ("enc_p.emo_quantizer.", "2.1", "its text encoder has the emotion layers (emo_proj/emo_quantizer)"),
-)
-_OLD_VERSION_WHY = {
-    "2.2": "its text encoder has the CLAP emotion layers (in_feature_net/emo_vq)",
-    "2.1": "its text encoder has the emotion layers (emo_proj/emo_quantizer)",
-}
-
-
-def _version_tuple(version: str) -> tuple[int, ...] | None:
-    match = re.match(r"^\s*v?(\d+)(?:\.(\d+))?", version)
-    if not match:
-        return None
-    return int(match.group(1)), int(match.group(2) or 0)
-
-
-def _unsupported_version(where: str, version: str, why: str) -> UnsupportedVersionError:
-    return UnsupportedVersionError(
-        f"{where}: a Bert-VITS2 {version} model, but this toolkit runs only v2.3 networks ({why}); synthesize it with "
-        "upstream Bert-VITS2 (infer.py loads old versions), or fine-tune the v2.3 base model on your data")
-
-
-def check_model_version(hps: Any, where: str = "config.json", state: "dict[str, torch.Tensor] | None" = None) -> None:
-    """Refuse a 1.x-2.2 model with one line naming the version and what to do (``UnsupportedVersionError``).
-
-    The version comes from the config's ``version`` field and, when ``state`` is given, from layers only old
-    generators have (a 2.2 checkpoint paired with a 2.3 config). A missing or newer version passes.
-    """
-    if state is not None:
-        for prefix, version, why in _OLD_VERSION_KEYS:
-            if any(k.startswith(prefix) for k in state):
-                raise _unsupported_version(where, version, why)
-    version = hps.get("version") if hasattr(hps, "get") else getattr(hps, "version", None)
-    if version is None:
-        return
-    parsed = _version_tuple(str(version))
-    if parsed is not None and parsed < (2, 3):
-        short = f"{parsed[0]}.{parsed[1]}"
-        why = _OLD_VERSION_WHY.get(short, "its text encoder, symbol set and BERT inputs differ")
-        raise _unsupported_version(f"{where} (version {str(version)!r})", short if parsed[0] == 2 else str(version),
-                                   why)
-
-
-def load_model_for_inference(
-    config_path_or_hps: "str | os.PathLike | HParams",
-    checkpoint_path: str | os.PathLike,
-    device: str | torch.device = "cpu",
-    precision: str = "fp32",
-    *,
-    fast: bool = True,
-) -> tuple[nn.Module, "HParams"]:
-    """Build ``SynthesizerTrn`` from a config, load a G checkpoint strictly, fold weight norm; returns ``(model, hps)``.
-
-    The vocabulary size is taken from the checkpoint (``enc_p.emb.weight``); speaker count and
-    ``gin_channels`` from the config, so a config that does not belong to the checkpoint is refused
-    with the differing keys named. The model is in eval mode on ``device``.
-
-    ``precision`` is ``fp32`` (within 1e-4 of upstream), ``bf16`` (decoder and flow in bf16, text encoder and
-    duration predictors in fp32 so durations do not change) or ``auto`` (bf16 where the CPU/GPU runs it natively);
-    ``model.precision`` says what was chosen. ``fast=False`` keeps the plain decoder (debugging);
-    see :func:`bert_vits2.models.optimize_for_inference`. The checkpoint file itself is never modified.
-    """
-    from bert_vits2 import (
-        models,  # lazy: keeps this module importable without the network code
-    )
-    from bert_vits2.hparams import HParams, load_hparams
-
-    models.resolve_precision(precision, device)  # a bad precision fails before the (slow) checkpoint read
-    hps = config_path_or_hps if isinstance(config_path_or_hps, HParams) else load_hparams(config_path_or_hps)
-    config_where = "the config" if isinstance(config_path_or_hps, HParams) else str(config_path_or_hps)
-    check_model_version(hps, config_where)  # an old config fails before the checkpoint read
-    ckpt = read_checkpoint(checkpoint_path)
-    check_model_version(hps, str(checkpoint_path), ckpt["model"])
-    emb = ckpt["model"].get("enc_p.emb.weight")
-    if emb is None or emb.dim() != 2:
-        raise CheckpointError(f"{checkpoint_path}: no 'enc_p.emb.weight' of shape [n_vocab, hidden]; "
-                              "not a Bert-VITS2 generator (G_*.pth) checkpoint")
-    model = models.SynthesizerTrn(
-        emb.shape[0],
-        hps.data.filter_length // 2 + 1,
-        hps.train.segment_size // hps.data.hop_length,
-        n_speakers=hps.data.n_speakers,
-        **hps.model,
-    )
-    model.eval()
-    if is_release_state(ckpt["model"]):
-        # compress_model.py output: no enc_q (synthesis never uses it), weights maybe fp16 (load_state_dict copies
-        # them into the fp32 parameters, so they are computed in fp32). The stub makes any later use of enc_q fail
-        # with MissingPosteriorEncoderError instead of running random weights.
-        model.enc_q = MissingPosteriorEncoder(str(checkpoint_path))
-        half = sum(1 for v in ckpt["model"].values() if v.dtype == torch.float16)
-        logger.info("%s: release checkpoint without enc_q%s: loaded for synthesis only", checkpoint_path,
-                    f" ({half} fp16 tensors, computed in fp32)" if half else "")
-    _apply_checkpoint(ckpt, str(checkpoint_path), model, None, strict=True, skip_optimizer=True)
-    del ckpt
-    models.remove_weight_norm_(model)
-    model.to(device)
-    models.optimize_for_inference(model, precision, fast=fast)
-    return model, hps

@@ -22,8 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any, Sequence
+
+import yaml
+
+from bert_vits2.fileio import atomic_write
 
 DEFAULT_YML = "config.yml"
 
@@ -164,8 +169,6 @@ def add_yml_argument(parser: argparse.ArgumentParser) -> None:
 
 def write_default_yml(path: str | os.PathLike = DEFAULT_YML) -> Path:
     """Write the default config.yml to ``path`` (never over an existing file); returns the path."""
-    from bert_vits2.fileio import atomic_write
-
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"{path} exists already; not overwriting it")
@@ -178,8 +181,6 @@ def write_default_yml(path: str | os.PathLike = DEFAULT_YML) -> Path:
 
 def load_yml(path: str | os.PathLike) -> dict[str, Any]:
     """Read a config.yml into a dict (``YmlError`` naming the file if it is not a YAML mapping)."""
-    import yaml
-
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -221,8 +222,6 @@ def section_values(data: dict[str, Any], section: str) -> dict[str, Any]:
 
 def given_dests(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> set[str]:
     """The argparse ``dest`` names the command line actually set (so config.yml never overrides them)."""
-    import sys
-
     argv = list(sys.argv[1:] if argv is None else argv)
     saved = [(action, action.default) for action in parser._actions]  # noqa: SLF001 - argparse has no public API
     try:
@@ -238,8 +237,6 @@ def given_dests(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
 def first_use(yml_path: str | None, argv: Sequence[str] | None, tool: str) -> bool:
     """Upstream's first run: no arguments (or ``-y FILE``) and the file missing -> write the default file, print
     what to do and return True (the tool then exits 0). Otherwise False."""
-    import sys
-
     args = list(sys.argv[1:] if argv is None else argv)
     only_yml = all(a in ("-y", "--yml_config", "--yml-config") or a == yml_path
                    or a.startswith(("--yml_config=", "--yml-config=")) for a in args)

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import soundfile as sf
 import torch
 from torch.utils.data import Dataset, Sampler
+from tqdm import tqdm
 
 from bert_vits2.mel_processing import load_wav_spectrogram
 from bert_vits2.models import BERT_DIM
@@ -324,8 +326,6 @@ def _bert_problem(bert_path: str, n_ids: int) -> str | None:
 def _check_line(raw: str, hps: Any, spk2id: Mapping[str, int], segment: int, add_blank: bool,
                 max_text_len: int) -> list[tuple[str, bool]]:
     """(reason, fatal) for everything wrong with one filelist line; empty when it is fine."""
-    import soundfile as sf
-
     try:
         line = CleanedLine.parse(raw)
     except ValueError as exc:
@@ -379,8 +379,6 @@ def preflight_check(
     filters leave out, as upstream. ``filelists`` defaults to ``data.training_files`` and ``data.validation_files``.
     Shows a tqdm progress bar over the lines unless ``progress`` is false.
     """
-    from tqdm import tqdm
-
     data = hps.data
     if filelists is None:
         filelists = [data.training_files] + ([data.validation_files] if _get(data, "validation_files") else [])

@@ -24,6 +24,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bert_vits2.audio import AudioReadError, read_audio
+from bert_vits2.checkpoint import atomic_torch_save
+
 __all__ = [
     "spectrogram_torch",
     "spec_to_mel_torch",
@@ -150,8 +153,6 @@ def load_wav(wav_path: str | os.PathLike, sampling_rate: int | None = None) -> t
 
     Raises ValueError naming the file when it is not mono or its rate differs from ``sampling_rate``.
     """
-    from bert_vits2.audio import AudioReadError, read_audio
-
     try:
         audio, rate = read_audio(wav_path)
     except AudioReadError as exc:
@@ -194,7 +195,5 @@ def load_wav_spectrogram(
             logger.warning("%s: unreadable spectrogram cache (%s), recomputing", cache, str(exc).splitlines()[0][:200])
     spec = spectrogram_torch(audio, n_fft, sampling_rate, hop, win, center=False).squeeze(0)
     if use_cache:
-        from bert_vits2.checkpoint import atomic_torch_save
-
         atomic_torch_save(spec, cache)
     return spec, audio

@@ -40,7 +40,7 @@ def _maximum_path_batch(paths: np.ndarray, values: np.ndarray, t_ys: np.ndarray,
 def _kernel():
     """numba-compiled batch kernel (pure Python fallback when numba is unavailable)."""
     try:
-        import numba
+        import numba  # numba: ~0.4 s import, and the kernel compiles on first use
     except ImportError:  # pragma: no cover - numba is a requirement; slow but correct fallback
         return _maximum_path_batch
     each = numba.njit(nogil=True, cache=False)(_maximum_path_each)

@@ -34,6 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from bert_vits2.inference import FastGenerator
+from bert_vits2.models import SynthesizerTrn
+
 log = logging.getLogger(__name__)
 
 PARTS = ("emb", "enc_p", "sdp", "dp", "flow", "dec")
@@ -131,12 +134,10 @@ _WRAPPERS = {"emb": _Emb, "enc_p": _EncP, "sdp": _Sdp, "dp": _Dp, "flow": _Flow,
 
 
 def _check_exportable(model: nn.Module) -> None:
-    from bert_vits2.models import FastGenerator
-
     if isinstance(model.dec, FastGenerator) or getattr(model, "precision", "fp32") != "fp32":
         raise ValueError("export the plain fp32 model: load_model_for_inference(..., precision='fp32', fast=False)")
     if any(hasattr(m, "weight_g") for m in model.modules()):
-        raise ValueError("fold weight norm before exporting (bert_vits2.models.remove_weight_norm_)")
+        raise ValueError("fold weight norm before exporting (bert_vits2.inference.remove_weight_norm_)")
 
 
 def export_onnx(model: nn.Module, out_dir: str | os.PathLike, name: str = "BertVits2") -> dict[str, Path]:
@@ -167,7 +168,7 @@ def export_onnx(model: nn.Module, out_dir: str | os.PathLike, name: str = "BertV
 
 def load_sessions(paths: dict[str, Path], threads: int | None = None) -> dict[str, Any]:
     """onnxruntime CPU sessions of the six graphs (``threads``: intra-op threads, default onnxruntime's)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # onnxruntime: optional (not a dependency), only for --check
 
     opts = ort.SessionOptions()
     if threads:
@@ -204,7 +205,6 @@ def run_onnx_inference(
     logw_dp = sessions["dp"].run(None, {"x": xout, "x_mask": x_mask, "g": g})[0]
     logw = logw_sdp * sdp_ratio + logw_dp * (1 - sdp_ratio)
     # the alignment maths between the graphs is the model's own (torch), so durations match by construction
-    from bert_vits2.models import SynthesizerTrn
 
     attn, y_mask = SynthesizerTrn.durations_to_alignment(torch.from_numpy(logw), torch.from_numpy(x_mask), length_scale)
     w_ceil = attn.sum(2)

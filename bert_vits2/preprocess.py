@@ -13,9 +13,14 @@ import multiprocessing
 import os
 import random
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+
+import soundfile as sf
+from tqdm import tqdm
 
 from bert_vits2.audio import (  # noqa: F401
     AUDIO_EXTENSIONS,
@@ -25,6 +30,8 @@ from bert_vits2.audio import (  # noqa: F401
     write_wav_pcm16,
 )
 from bert_vits2.fileio import atomic_write, write_text_atomic
+from bert_vits2.hparams import load_hparams, save_hparams
+from bert_vits2.text import add_blank, clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +73,6 @@ def _run_jobs(
 
     A worker process that dies (out of memory, killed) stops the run with an error instead of hanging.
     """
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    from tqdm import tqdm
-
     results: list[Any] = []
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress, unit=unit)
     try:
@@ -143,7 +145,6 @@ def _is_done(dst: Path, sampling_rate: int) -> bool:
     """An output counts as done only when it is a readable mono wav at the asked rate (not one at an old rate)."""
     if not dst.is_file() or dst.stat().st_size <= 44:
         return False
-    import soundfile as sf
 
     try:
         info = sf.info(str(dst))
@@ -298,7 +299,7 @@ def check_tokenizer_dirs(
     and bert_gen.py then rejects every such line, so the fallback is only used when asked for (returns the
     languages that fall back).
     """
-    from bert_vits2.text.bert import BERT_MODELS
+    from bert_vits2.text.bert import BERT_MODELS  # text.bert imports torch (~2.5 s): resample/cleaning never need it
 
     fallback = []
     for lang in sorted(set(languages) & set(_LANGUAGE_NAMES)):
@@ -332,8 +333,6 @@ def _clean_worker_init(tokenizer_dirs: dict[str, str]) -> None:
 
 def _clean_job(job: tuple[int, str, str, str, str, str]) -> tuple[int, CleanedLine | None, str | None]:
     """Frontend on one transcription line: (line number, cleaned line or None, problem or None)."""
-    from bert_vits2.text import clean_text
-
     line_no, where, wav, speaker, language, text = job
     try:
         norm_text, phones, tones, word2ph = clean_text(
@@ -364,7 +363,9 @@ def clean_transcription(
     count, unknown language, missing wav when ``check_wavs``, text the frontend rejects). ``tokenizer_dirs`` maps JP/EN
     to the word-tokenizer (BERT) folders the frontend splits words with (default ``bert/<upstream name>``).
     """
-    from bert_vits2.text.bert import resolve_bert_dirs
+    from bert_vits2.text.bert import (
+        resolve_bert_dirs,  # text.bert imports torch (~2.5 s): resample/cleaning never need it
+    )
 
     path = Path(transcription_path)
     dirs = {lang: str(folder) for lang, folder in resolve_bert_dirs(tokenizer_dirs).items()}
@@ -454,8 +455,6 @@ def preprocess_text(
     reused. ``processes`` > 1 runs the frontend in that many worker processes. Lines with a missing or repeated wav, an unknown language, a wrong field count or text the frontend rejects
     are listed in the summary and left out; nothing is written when no line is usable.
     """
-    from bert_vits2.hparams import load_hparams, save_hparams
-
     transcription_path = Path(transcription_path)
     cleaned_path = Path(cleaned_path) if cleaned_path else Path(str(transcription_path) + ".cleaned")
     hps = load_hparams(config_path)  # fail before the long cleaning run if the config is unusable
@@ -532,7 +531,7 @@ def n_model_phones(n_phones: int, add_blank: bool) -> int:
 
 def is_valid_bert_cache(path: str | os.PathLike, n_phones: int) -> bool:
     """True if ``path`` holds a 2-D tensor covering ``n_phones`` phones (header only: memory-mapped)."""
-    import torch
+    import torch  # torch: ~2.5 s import, only for the BERT step (resample/cleaning stay light)
 
     try:
         feat = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
@@ -542,11 +541,11 @@ def is_valid_bert_cache(path: str | os.PathLike, n_phones: int) -> bool:
 
 
 def _bert_worker_init(bert_dirs: dict[str, str], device: str, threads: int) -> None:
-    import torch
+    import torch  # torch: ~2.5 s import, only for the BERT step (resample/cleaning stay light)
 
     if threads > 0:  # a worker process: share the cores, keep transformers' per-model loading bars out of ours
         torch.set_num_threads(threads)
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import logging as hf_logging  # transformers: ~1.6 s import, only in BERT workers
 
         hf_logging.disable_progress_bar()
     _worker_state["bert_dirs"] = bert_dirs
@@ -555,10 +554,9 @@ def _bert_worker_init(bert_dirs: dict[str, str], device: str, threads: int) -> N
 
 def _bert_job(job: tuple[str, str, str, str, tuple[int, ...], bool]) -> tuple[str, str | None]:
     """Compute and atomically save one utterance's feature; (where, error or None)."""
-    import torch
+    import torch  # torch: ~2.5 s import, only for the BERT step (resample/cleaning stay light)
 
-    from bert_vits2.text import add_blank
-    from bert_vits2.text.bert import get_bert_feature
+    from bert_vits2.text.bert import get_bert_feature  # text.bert imports torch: only in BERT workers
 
     where, wav, language, norm_text, word2ph, with_blanks = job
     try:
@@ -587,7 +585,10 @@ def bert_gen(
     Features already cached with the right length are skipped (unless ``overwrite``); each worker process loads the
     models it needs once. ``bert_dirs`` maps language -> BERT folder (default ``bert/<upstream name>``).
     """
-    from bert_vits2.text.bert import check_bert_dir, resolve_bert_dirs
+    from bert_vits2.text.bert import (  # text.bert imports torch (~2.5 s): only for the BERT step
+        check_bert_dir,
+        resolve_bert_dirs,
+    )
 
     dirs = resolve_bert_dirs(bert_dirs)
     summary = ToolSummary()

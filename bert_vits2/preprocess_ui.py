@@ -15,6 +15,11 @@ import os
 import re
 from pathlib import Path
 
+from bert_vits2.config_yml import DEFAULT_YML_TEXT
+from bert_vits2.fileio import atomic_write
+from bert_vits2.hparams import load_hparams
+from bert_vits2.preprocess import bert_gen, preprocess_text, resample_folder
+
 #: where a dataset's files go, relative to its folder (upstream's layout under Data/<name>/)
 RAW_DIR, WAV_DIR = "audios/raw", "audios/wavs"
 LIST_NAME = "filelists/esd.list"
@@ -53,9 +58,6 @@ class PreprocessSteps:
     def create_config(self, dataset: str, batch_size: int = 16) -> str:
         """``<dataset>/config.json`` from the template (kept if it exists: only batch size and list paths change),
         the dataset's folders, and ``dataset_path`` in config.yml (the default file is written if missing)."""
-        from bert_vits2.config_yml import DEFAULT_YML_TEXT
-        from bert_vits2.fileio import atomic_write
-
         try:
             ds = self.folder(dataset)
             for sub in (RAW_DIR, WAV_DIR, "filelists", "models"):
@@ -85,8 +87,6 @@ class PreprocessSteps:
 
     # 2 ------------------------------------------------------------------------------------------------------------
     def resample(self, dataset: str, sampling_rate: int = 44100, processes: int = 1) -> str:
-        from bert_vits2.preprocess import resample_folder
-
         try:
             ds = self.folder(dataset)
             summary = resample_folder(ds / RAW_DIR, ds / WAV_DIR, int(sampling_rate), int(processes), False, True)
@@ -126,8 +126,6 @@ class PreprocessSteps:
         return "\n".join(lines) + ("\n" if lines else "")
 
     def save_list(self, dataset: str, text: str) -> str:
-        from bert_vits2.fileio import atomic_write
-
         try:
             path = self.list_path(dataset)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,8 +142,6 @@ class PreprocessSteps:
     def preprocess(self, dataset: str, val_per_lang: int = 4, max_val_total: int = 12, clean: bool = True,
                    allow_tokenizer_fallback: bool = False, bert_root: str = "") -> str:
         """JP/EN lines need their word tokenizer: the BERT folders under ``bert_root`` (default ``bert/``)."""
-        from bert_vits2.preprocess import preprocess_text
-
         if bert_root:
             self.bert_root = bert_root.strip()
         try:
@@ -160,14 +156,11 @@ class PreprocessSteps:
 
     # 5 ------------------------------------------------------------------------------------------------------------
     def _bert_dirs(self) -> dict[str, str]:
-        from bert_vits2.text.bert import BERT_MODELS
+        from bert_vits2.text.bert import BERT_MODELS  # text.bert imports torch (~2.5 s): the UI starts without it
 
         return {lang: str(Path(self.bert_root) / BERT_MODELS[lang].folder_name) for lang in LANGUAGES}
 
     def bert_gen(self, dataset: str, bert_root: str = "", device: str = "cpu", processes: int = 1) -> str:
-        from bert_vits2.hparams import load_hparams
-        from bert_vits2.preprocess import bert_gen
-
         if bert_root:
             self.bert_root = bert_root.strip()
         try:
@@ -195,7 +188,7 @@ class PreprocessSteps:
 def build_app(steps: PreprocessSteps | None = None, dataset: str = "Data/mydata"):
     """The gradio Blocks (not launched). Progress bars follow the library's tqdm bars (``track_tqdm``)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    import gradio as gr
+    import gradio as gr  # gradio: optional extra [webui], ~6 s import
 
     s = steps or PreprocessSteps()
 

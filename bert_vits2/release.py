@@ -4,7 +4,11 @@ A release file is a generator checkpoint in upstream layout ``{"model", "iterati
 with every ``enc_q`` key removed (the posterior encoder is only used in training and for z extraction from audio),
 the tensors kept as fp32 or cast to fp16 (``--half``), a fresh AdamW state of the full generator, ``iteration`` 0 and
 ``learning_rate`` 0.0001. Default output name: ``G_8000.pth`` -> ``G_8000_release.pth`` (``G_8000_release_half.pth``
-with ``--half``). :func:`bert_vits2.checkpoint.load_model_for_inference` loads such files for synthesis.
+with ``--half``). :func:`bert_vits2.inference.load_model_for_inference` loads such files for synthesis.
+
+Recognising that form lives here too: :func:`is_release_state`, :func:`has_posterior_encoder` and
+:func:`require_posterior_encoder`, which turns a use that needs ``enc_q`` into one clear line
+(``MissingPosteriorEncoderError``) instead of running a randomly initialised encoder.
 """
 
 from __future__ import annotations
@@ -12,22 +16,84 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
-from bert_vits2.checkpoint import (
-    CheckpointError,
-    atomic_torch_save,
-    check_model_version,
-    read_checkpoint,
-)
+from bert_vits2 import models
+from bert_vits2.checkpoint import CheckpointError, atomic_torch_save, read_checkpoint, unwrap_model
 from bert_vits2.hparams import load_hparams
+from bert_vits2.versions import check_model_version
 
-__all__ = ["RELEASE_LEARNING_RATE", "release_output_path", "make_release_checkpoint"]
+__all__ = [
+    "RELEASE_LEARNING_RATE",
+    "release_output_path",
+    "make_release_checkpoint",
+    "MissingPosteriorEncoderError",
+    "MissingPosteriorEncoder",
+    "is_release_state",
+    "has_posterior_encoder",
+    "require_posterior_encoder",
+]
 
 logger = logging.getLogger(__name__)
 
 RELEASE_LEARNING_RATE = 0.0001  # what upstream's compress_model.py stores
+
+
+class MissingPosteriorEncoderError(CheckpointError):
+    """The generator was loaded from a release checkpoint (``G_*_release.pth``, written by upstream's
+    ``compress_model.py``) that has no posterior encoder ``enc_q``: synthesis works, but z extraction from audio,
+    ``--export-posterior`` and fine-tuning need the full ``G_*.pth``."""
+
+
+_POSTERIOR_PREFIX = "enc_q."
+_POSTERIOR_USES = "z extraction from audio, --export-posterior and fine-tuning"
+
+
+class MissingPosteriorEncoder(nn.Module):
+    """Stands in for ``enc_q`` when the checkpoint is a release file without it: calling it raises
+    ``MissingPosteriorEncoderError`` naming the file, instead of running a randomly initialised encoder."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise MissingPosteriorEncoderError(_missing_posterior_message(self.source, "running the posterior encoder"))
+
+
+def _missing_posterior_message(source: str, purpose: str) -> str:
+    return (f"{source}: a release checkpoint (compress_model.py output) without the posterior encoder enc_q, so "
+            f"{purpose} is not possible ({_POSTERIOR_USES} need enc_q); it synthesizes speech, but use the full "
+            "G_*.pth it was made from for this")
+
+
+def is_release_state(state: "dict[str, torch.Tensor]") -> bool:
+    """Whether a generator state dict is in release form: it has the text encoder but no ``enc_q.*`` key."""
+    return "enc_p.emb.weight" in state and not any(k.startswith(_POSTERIOR_PREFIX) for k in state)
+
+
+def has_posterior_encoder(model_or_state: "nn.Module | dict[str, torch.Tensor]") -> bool:
+    """False for a model loaded from a release checkpoint (or a release state dict); True otherwise."""
+    if isinstance(model_or_state, nn.Module):
+        enc_q = getattr(unwrap_model(model_or_state), "enc_q", None)
+        return enc_q is not None and not isinstance(enc_q, MissingPosteriorEncoder)
+    return not is_release_state(model_or_state)
+
+
+def require_posterior_encoder(model_or_state: "nn.Module | dict[str, torch.Tensor]", purpose: str,
+                              source: str | os.PathLike | None = None) -> None:
+    """Raise ``MissingPosteriorEncoderError`` (one line: the file, what needs enc_q, what to use) when it is absent.
+
+    Call it before z extraction from audio, exporting the posterior encoder or fine-tuning; ``purpose`` says which.
+    """
+    if has_posterior_encoder(model_or_state):
+        return
+    if source is None and isinstance(model_or_state, nn.Module):
+        source = getattr(unwrap_model(model_or_state).enc_q, "source", None)
+    raise MissingPosteriorEncoderError(_missing_posterior_message(str(source or "this generator"), purpose))
 
 
 def release_output_path(input_path: str | os.PathLike, half: bool = False) -> Path:
@@ -52,8 +118,6 @@ def make_release_checkpoint(
     shape that config builds), so a release file always loads with the config it is shipped with. Raises
     ``CheckpointError`` / ``ConfigError`` with one line.
     """
-    from bert_vits2 import models
-
     input_path = Path(input_path)
     output = Path(output_path) if output_path is not None else release_output_path(input_path, half)
     if output.resolve() == input_path.resolve():

@@ -71,7 +71,7 @@ def load_wavlm(path: str | os.PathLike = DEFAULT_SLM_DIR) -> nn.Module:
             "where they are. To train without those two loss terms, set train.allow_missing_slm to true in the "
             "config or pass --allow-missing-slm."
         )
-    from transformers import WavLMModel
+    from transformers import WavLMModel  # transformers: ~1.6 s import, only when the WavLM is loaded
 
     try:
         model = WavLMModel.from_pretrained(str(folder), local_files_only=True)

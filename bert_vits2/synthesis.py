@@ -343,7 +343,7 @@ def find_model_files(
     """Locate a voice's files. Order: explicit paths; then in ``model_dir``: the latest ``G_*.pth`` (also under
     ``models/``), ``config.json`` (or ``../config.json``), BERT folders ``bert/<name>``; then ``bert_dir/<name>``;
     then the project default ``bert/<name>`` (``BV2_BERT_ROOT``)."""
-    from bert_vits2.checkpoint import latest_checkpoint_path
+    from bert_vits2.checkpoint_files import latest_checkpoint_path
     from bert_vits2.text.bert import BERT_MODELS, LANGUAGES, default_bert_dir, normalize_language
 
     mdir = Path(model_dir) if model_dir else None
@@ -411,7 +411,7 @@ class Voice:
 
         ``precision``: ``fp32`` / ``bf16`` / ``auto`` (see :func:`bert_vits2.checkpoint.load_model_for_inference`).
         """
-        from bert_vits2.checkpoint import load_model_for_inference
+        from bert_vits2.inference import load_model_for_inference
 
         if not files.complete:
             raise SynthesisError("cannot load the Bert-VITS2 voice:\n" + files.describe())

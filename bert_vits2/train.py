@@ -28,24 +28,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from bert_vits2 import commons
-from bert_vits2.checkpoint import (
-    CheckpointError,
-    MissingPosteriorEncoderError,
+from bert_vits2.checkpoint import CheckpointError, load_checkpoint
+from bert_vits2.checkpoint_files import (
     checkpoint_step,
     complete_checkpoint_steps,
     latest_checkpoint_path,
-    load_checkpoint,
     prune_checkpoints,
     remove_stale_checkpoint_temps,
-    require_posterior_encoder,
     save_checkpoint_set,
 )
 from bert_vits2.data import (
@@ -60,7 +59,9 @@ from bert_vits2.hparams import HParams, load_hparams, save_hparams
 from bert_vits2.losses import discriminator_loss, feature_loss, generator_loss, kl_loss, slm_feature_loss, slm_input
 from bert_vits2.mel_processing import mel_spectrogram_torch, spec_to_mel_torch
 from bert_vits2.models import DurationDiscriminator, MultiPeriodDiscriminator, SynthesizerTrn, WavLMDiscriminator
+from bert_vits2.release import MissingPosteriorEncoderError, require_posterior_encoder
 from bert_vits2.slm import DEFAULT_SLM_DIR, SLMMissingError, WavLMFeatures, load_wavlm
+from bert_vits2.text.symbols import symbols
 
 __all__ = ["TrainOptions", "TrainError", "run_training", "build_step_runner"]
 
@@ -126,11 +127,10 @@ def _init_distributed() -> tuple[int, int, int, torch.device]:
 
 def _plot_image(matrix: torch.Tensor, xlabel: str = "Frames", ylabel: str = "Channels"):
     """A [H, W] matrix as an HWC uint8 image for TensorBoard."""
-    import matplotlib
+    import matplotlib  # matplotlib: ~0.2 s import, only for TensorBoard images
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     fig, ax = plt.subplots(figsize=(10, 2.5))
     im = ax.imshow(matrix.detach().float().cpu().numpy(), aspect="auto", origin="lower", interpolation="none")
@@ -263,7 +263,7 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.bf16)
         self.writer = self.writer_eval = None
         if rank == 0:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # tensorboard: ~2 s import, rank 0 only
 
             self.writer = SummaryWriter(log_dir=str(self.model_dir))
             self.writer_eval = SummaryWriter(log_dir=str(self.model_dir / "eval"))
@@ -288,7 +288,6 @@ class _Trainer:
         hps, device = self.hps, self.device
         t, d, m = hps.train, hps.data, hps.model
         torch.manual_seed(int(_get(t, "seed", 42)))
-        from bert_vits2.text.symbols import symbols
 
         model_kwargs = dict(m.items())
         model_kwargs.setdefault("mas_noise_scale_initial", 0.01)
@@ -589,8 +588,6 @@ class _Trainer:
                 self.sampler.set_epoch(epoch)
                 bar = None
                 if self.rank == 0 and self.opts.progress:
-                    from tqdm import tqdm
-
                     bar = tqdm(total=len(self.sampler), desc=f"epoch {epoch}", unit="step", leave=False)
                 # the sampler's batches for this epoch, in the order the loader yields them (same seed): names the
                 # files of a batch whose loss is not finite

@@ -16,15 +16,13 @@ from torch import nn
 from bert_vits2.checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,
-    checkpoint_step,
-    latest_checkpoint_path,
     load_checkpoint,
-    load_model_for_inference,
-    prune_checkpoints,
     read_checkpoint,
     save_checkpoint,
 )
+from bert_vits2.checkpoint_files import checkpoint_step, latest_checkpoint_path, prune_checkpoints
 from bert_vits2.hparams import load_hparams
+from bert_vits2.inference import load_model_for_inference
 
 # upstream's legacy weight norm is deprecated in torch but is what its checkpoints are made of
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.nn.utils.weight_norm.*is deprecated:FutureWarning")

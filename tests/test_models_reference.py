@@ -16,12 +16,8 @@ import torch
 from conftest import build_synthesizer, load_bv2_config, load_state_dict
 
 from bert_vits2 import commons, losses, monotonic_align, transforms
-from bert_vits2.models import (
-    DurationDiscriminator,
-    MultiPeriodDiscriminator,
-    WavLMDiscriminator,
-    remove_weight_norm_,
-)
+from bert_vits2.inference import remove_weight_norm_
+from bert_vits2.models import DurationDiscriminator, MultiPeriodDiscriminator, WavLMDiscriminator
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # 1 torch thread: see conftest
 

@@ -10,7 +10,7 @@ import torch
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from bert_vits2.checkpoint import load_model_for_inference  # noqa: E402
+from bert_vits2.inference import load_model_for_inference  # noqa: E402
 from bert_vits2.onnx_export import PARTS, check_export, export_onnx, load_sessions, run_onnx_inference  # noqa: E402
 
 #: stated tolerance of the export (max abs difference of any graph output; measured ~1e-5 on the fixture model)

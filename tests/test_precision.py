@@ -11,9 +11,15 @@ import math
 import pytest
 import torch
 
-from bert_vits2 import models
-from bert_vits2.checkpoint import load_model_for_inference
-from bert_vits2.models import FastGenerator, Generator, optimize_for_inference, remove_weight_norm_, resolve_precision
+from bert_vits2 import inference
+from bert_vits2.inference import (
+    FastGenerator,
+    load_model_for_inference,
+    optimize_for_inference,
+    remove_weight_norm_,
+    resolve_precision,
+)
+from bert_vits2.models import Generator
 
 _INFER_INPUTS = ("x", "x_lengths", "sid", "tone", "language", "bert", "ja_bert", "en_bert")
 #: acceptance bound of issue 16 for bf16 audio against fp32 (measured values are reported by the benchmark)
@@ -129,9 +135,9 @@ def test_fast_generator_refuses_weight_norm():
 def test_resolve_precision(monkeypatch):
     assert resolve_precision("fp32") == "fp32"
     assert resolve_precision("BF16") == "bf16"
-    monkeypatch.setattr(models, "_cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(inference, "_cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(models, "_cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(inference, "_cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto", "cpu") == "fp32"
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp16")

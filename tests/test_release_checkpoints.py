@@ -12,17 +12,18 @@ import torch
 
 import compress_model
 from bert_vits2 import models
-from bert_vits2.checkpoint import (
-    CheckpointError,
+from bert_vits2.checkpoint import CheckpointError, read_checkpoint
+from bert_vits2.hparams import load_hparams
+from bert_vits2.inference import load_model_for_inference
+from bert_vits2.release import (
+    RELEASE_LEARNING_RATE,
     MissingPosteriorEncoderError,
-    UnsupportedVersionError,
     has_posterior_encoder,
-    load_model_for_inference,
-    read_checkpoint,
+    make_release_checkpoint,
+    release_output_path,
     require_posterior_encoder,
 )
-from bert_vits2.hparams import load_hparams
-from bert_vits2.release import RELEASE_LEARNING_RATE, make_release_checkpoint, release_output_path
+from bert_vits2.versions import UnsupportedVersionError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.nn.utils.weight_norm.*is deprecated:FutureWarning")
 

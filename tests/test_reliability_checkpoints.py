@@ -19,16 +19,9 @@ import torch
 from conftest import checkout_env
 from torch import nn
 
-from bert_vits2 import checkpoint as ckpt_mod
-from bert_vits2.checkpoint import (
-    CheckpointError,
-    complete_checkpoint_steps,
-    load_checkpoint,
-    read_checkpoint,
-    remove_stale_checkpoint_temps,
-    save_checkpoint,
-    save_checkpoint_set,
-)
+from bert_vits2 import checkpoint_files as ckpt_mod
+from bert_vits2.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from bert_vits2.checkpoint_files import complete_checkpoint_steps, remove_stale_checkpoint_temps, save_checkpoint_set
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,7 +85,7 @@ def test_complete_steps_ignore_partial_sets(tmp_path: Path) -> None:
 _KILLER = textwrap.dedent("""
     import os, signal, sys, torch
     from torch import nn
-    from bert_vits2 import checkpoint as ckpt
+    from bert_vits2 import checkpoint_files as ckpt
     folder = sys.argv[1]
     nets = {}
     for prefix in ("G", "D", "DUR", "WD"):

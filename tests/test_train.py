@@ -17,9 +17,11 @@ import torch
 from conftest import checkout_env
 
 from bert_vits2 import train as train_mod
-from bert_vits2.checkpoint import latest_checkpoint_path, load_checkpoint, load_model_for_inference, read_checkpoint
+from bert_vits2.checkpoint import load_checkpoint, read_checkpoint
+from bert_vits2.checkpoint_files import latest_checkpoint_path
 from bert_vits2.data import DistributedBucketSampler, TextAudioSpeakerDataset, collate_batch
 from bert_vits2.hparams import load_hparams
+from bert_vits2.inference import load_model_for_inference
 from bert_vits2.models import DurationDiscriminator, MultiPeriodDiscriminator, WavLMDiscriminator
 from bert_vits2.train import TrainError, TrainOptions, run_training
 
@@ -298,8 +300,8 @@ def _ckpt_names(folder: Path) -> list[str]:
 def test_sigint_during_saves_is_held_until_the_set_is_complete(dataset, tmp_path, monkeypatch, caplog):
     import signal
 
-    from bert_vits2 import checkpoint as ckpt_mod
-    from bert_vits2.checkpoint import complete_checkpoint_steps
+    from bert_vits2 import checkpoint_files as ckpt_mod
+    from bert_vits2.checkpoint_files import complete_checkpoint_steps
 
     config = _config_copy(dataset, tmp_path, eval_interval=2)
     model_dir = tmp_path / "models"
@@ -363,7 +365,7 @@ def test_resume_uses_the_newest_complete_set_and_removes_stale_temps(dataset, tm
 def test_disk_full_during_save_says_so_and_publishes_nothing(dataset, tmp_path, monkeypatch):
     import errno
 
-    from bert_vits2 import checkpoint as ckpt_mod
+    from bert_vits2 import checkpoint_files as ckpt_mod
 
     config = _config_copy(dataset, tmp_path, eval_interval=1)
     model_dir = tmp_path / "models"

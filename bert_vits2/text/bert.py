@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+
+from bert_vits2.text.japanese import text2sep_kata
 
 logger = logging.getLogger(__name__)
 
@@ -140,9 +143,8 @@ def apply_bert_precision(model: Any, precision: str, device: str = "cpu") -> Any
     if precision == "int8":
         if torch.device(device).type != "cpu":
             raise ValueError("int8 dynamic quantisation of the BERT runs on the CPU only; use bf16 on a GPU")
-        import warnings
 
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import quantize_dynamic  # torch.ao.quantization: only for int8 BERTs
 
         with warnings.catch_warnings():  # torch.ao eager quantisation is deprecated in favour of torchao (not installed)
             warnings.simplefilter("ignore")
@@ -151,7 +153,7 @@ def apply_bert_precision(model: Any, precision: str, device: str = "cpu") -> Any
 
 
 def _load(folder: Path, language: str, device: str, precision: str = "fp32") -> tuple[Any, Any]:
-    import transformers
+    import transformers  # transformers: ~1.6 s import, only when a BERT is loaded
 
     try:
         if language == "EN":
@@ -202,8 +204,6 @@ def clear_bert_cache() -> None:
 def _model_text(text: str, language: str) -> str:
     """The string that is tokenized: Japanese goes through katakana first, as upstream does."""
     if language == "JP":
-        from bert_vits2.text.japanese import text2sep_kata
-
         return "".join(text2sep_kata(text)[0])
     return text
 

@@ -31,7 +31,7 @@ def import_inflect():
     if "inflect" in sys.modules:
         return sys.modules["inflect"]
     try:
-        import typeguard
+        import typeguard  # inflect (+typeguard): ~4.7 s import, only for English numbers
     except ImportError:  # pragma: no cover - inflect depends on typeguard
         import inflect
 

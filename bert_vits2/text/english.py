@@ -21,6 +21,7 @@ import re
 from typing import Optional
 
 from bert_vits2.text.en_numbers import normalize_numbers
+from bert_vits2.text.g2p_offline import get_g2p_en
 from bert_vits2.text.japanese import PUNCTUATION_MAP
 from bert_vits2.text.symbols import punctuation, symbols
 from bert_vits2.text.word_tokenizer import DEFAULT_EN_TOKENIZER_DIR, distribute_phones, get_word_tokenizer
@@ -97,7 +98,6 @@ def pronounce_piece(piece: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
                 phones.append(_to_symbol(phone))
                 tones.append(tone)
         return tuple(phones), tuple(tones)
-    from bert_vits2.text.g2p_offline import get_g2p_en
 
     for arpa in get_g2p_en()(piece):
         if arpa == " ":

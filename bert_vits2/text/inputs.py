@@ -12,6 +12,8 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
+from bert_vits2.commons import intersperse
+from bert_vits2.text import add_blank, clean_text, cleaned_text_to_sequence
 from bert_vits2.text.bert import get_bert_feature, normalize_language, resolve_bert_dirs
 
 
@@ -53,9 +55,6 @@ def get_text(
     the non-native BERT channels hold: ``randn`` (upstream v2.3, drawn from torch's global RNG in the order ZH, JP, EN)
     or ``zeros``. ``filler_dim`` defaults to the native feature's width (1024 for the real models).
     """
-    from bert_vits2.commons import intersperse
-    from bert_vits2.text import add_blank, clean_text, cleaned_text_to_sequence
-
     if filler not in ("randn", "zeros"):
         raise ValueError(f"filler must be 'randn' or 'zeros', not {filler!r}")
     language = normalize_language(language)

@@ -157,7 +157,10 @@ def langid_classify(text: str, languages: tuple[str, ...] = ("zh", "ja", "en")) 
     with _identifier_lock:
         if _identifier is None:
             try:
-                from py3langid.langid import MODEL_FILE, LanguageIdentifier
+                from py3langid.langid import (  # py3langid: missing is tolerated (script rules only)
+                    MODEL_FILE,
+                    LanguageIdentifier,
+                )
             except ImportError:
                 log.warning("py3langid is not installed: auto language detection uses script rules only "
                             "(pip install py3langid)")

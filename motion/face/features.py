@@ -132,7 +132,7 @@ def posterior_from_generator(model: torch.nn.Module, data_params: Mapping[str, A
 
     A generator loaded from a release checkpoint (``G_*_release.pth``) has no ``enc_q``: that is refused here with one
     line naming ``source`` and asking for the full ``G_*.pth``."""
-    from bert_vits2.checkpoint import MissingPosteriorEncoderError, require_posterior_encoder
+    from bert_vits2.release import MissingPosteriorEncoderError, require_posterior_encoder
 
     try:
         require_posterior_encoder(model, "z extraction from audio (z heads, --export-posterior)", source)
@@ -168,7 +168,7 @@ def speaker_id_from_name(hps: Any, speaker: str | int | None) -> int | None:
 
 def load_posterior_from_checkpoint(config: str | os.PathLike, checkpoint: str | os.PathLike, speaker: str | int | None = None) -> PosteriorEncoder:
     """Build the generator from ``config``, load the G checkpoint strictly and keep its posterior encoder."""
-    from bert_vits2.checkpoint import load_model_for_inference
+    from bert_vits2.inference import load_model_for_inference
 
     if not Path(checkpoint).is_file():
         raise PosteriorEncoderError(f"{checkpoint}: G checkpoint not found (train the TTS first, or pass -m/--checkpoint)")
@@ -204,7 +204,7 @@ def export_posterior_from_checkpoint(config: str | os.PathLike, checkpoint: str 
 
 def load_exported_posterior(path: str | os.PathLike) -> PosteriorEncoder:
     """Load a ``post_enc.pth`` written by :func:`export_posterior` (no TTS model needed)."""
-    from bert_vits2 import models
+    from bert_vits2 import inference, models
 
     try:
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
@@ -222,7 +222,7 @@ def load_exported_posterior(path: str | os.PathLike) -> PosteriorEncoder:
     )
     state = payload["model"]
     if not any(k.endswith(("weight_g", "weight_v", "original0", "original1")) for k in state):
-        models.remove_weight_norm_(enc)  # the file holds folded weights (exported from an inference model)
+        inference.remove_weight_norm_(enc)  # the file holds folded weights (exported from an inference model)
     missing, unexpected = enc.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise PosteriorEncoderError(f"{path}: weights do not fit the posterior encoder (missing {missing[:3]}, unexpected {unexpected[:3]})")

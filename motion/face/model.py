@@ -58,7 +58,7 @@ def load_head_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, A
 
 def latest_head_checkpoint(model_dir: str | Path) -> Path | None:
     """The ``V_{epoch}.pth`` with the highest epoch in ``model_dir`` (``V_best.pth`` is not counted), or None."""
-    from bert_vits2.checkpoint import latest_checkpoint_path
+    from bert_vits2.checkpoint_files import latest_checkpoint_path
 
     found = latest_checkpoint_path(model_dir, "V_*.pth")
     return Path(found) if found else None

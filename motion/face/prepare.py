@@ -410,7 +410,7 @@ def prepare(
 
 def find_generator(model: str) -> Path | None:
     """A G checkpoint: the file itself, or the newest G_*.pth in MODEL or MODEL/models."""
-    from bert_vits2.checkpoint import latest_checkpoint_path
+    from bert_vits2.checkpoint_files import latest_checkpoint_path
 
     p = Path(model)
     if p.is_file():

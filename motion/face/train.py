@@ -476,7 +476,7 @@ def train_head(
 
 
 def _prune(model_dir: Path, keep: int) -> None:
-    from bert_vits2.checkpoint import prune_checkpoints
+    from bert_vits2.checkpoint_files import prune_checkpoints
 
     prune_checkpoints(model_dir, keep, sort_by="step", prefixes=("V",))
 
