@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=positive_float, default=None, help="seconds of speech per request (default 120)")
     p.add_argument("--push-host", action="append", default=None,
                    help="host a WebSocket client may ask the server to push faces to (default 127.0.0.1)")
+    p.add_argument("--ws-idle-timeout", type=positive_float, default=None, metavar="S",
+                   help="close a WebSocket that sends nothing for S seconds while the server waits for it (default 60)")
     p.add_argument("-y", "--yml-config", default="config.yml", help="config.yml with a 'server' section (optional)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return p
@@ -65,6 +67,7 @@ def config_from_args(args: argparse.Namespace):
         "language": args.language, "device": args.device, "host": args.host, "port": args.port, "token": args.token,
         "max_queue": args.max_queue, "workers": args.workers, "max_chars": args.max_chars,
         "max_audio_s": args.max_seconds, "head": args.head, "livelink_hosts": args.push_host,
+        "ws_idle_s": args.ws_idle_timeout,
     }
     values.update({k: v for k, v in cli.items() if v is not None})
     values.update(precision=args.precision, demo_voice=args.demo_voice, face_alive=not args.no_alive,

@@ -191,9 +191,11 @@ class StochasticDurationPredictor(nn.Module):
         reverse: bool = False,
         noise_scale: float = 1.0,
         noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Training: NLL + log q per item. ``reverse``: sampled logw [B, 1, T]; ``noise`` [B, 2, T] (already scaled)
-        replaces the internal ``randn * noise_scale`` draw (deterministic graphs, e.g. the ONNX export)."""
+        replaces the internal ``randn * noise_scale`` draw (deterministic graphs, e.g. the ONNX export).
+        ``generator``: a CPU generator for that draw (default: torch's global RNG, as upstream)."""
         x = torch.detach(x)
         x = self.pre(x)
         if g is not None:
@@ -206,7 +208,7 @@ class StochasticDurationPredictor(nn.Module):
             flows = flows[:-2] + [flows[-1]]  # the first ConvFlow is skipped when sampling (upstream behaviour)
             # RNG draw order matters for seeded reproduction: this is the first draw of infer().
             if noise is None:
-                z = torch.randn(x.size(0), 2, x.size(2)).to(device=x.device, dtype=x.dtype) * noise_scale
+                z = torch.randn(x.size(0), 2, x.size(2), generator=generator).to(device=x.device, dtype=x.dtype) * noise_scale
             else:
                 z = noise.to(dtype=x.dtype)
             for flow in flows:
@@ -683,20 +685,29 @@ class SynthesizerTrn(nn.Module):
         max_len: int | None = None,
         sdp_ratio: float = 0,
         y: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        device_generator: torch.Generator | None = None,
     ):
         """Synthesis. Returns ``(o [B,1,T_y*hop], attn [B,1,T_y,T_x], y_mask, (z, z_p, m_p, logs_p))``.
 
-        Random draws (same order as upstream, so seeded runs reproduce): SDP noise [B, 2, T_x], then the prior noise.
+        Random draws (same order as upstream, so seeded runs reproduce): SDP noise [B, 2, T_x] (drawn on the CPU),
+        then the prior noise (drawn on the model's device). ``generator`` (CPU) and ``device_generator`` (the model's
+        device; defaults to ``generator`` on a CPU model) give a request its own random stream; without them torch's
+        global RNG is used, as upstream.
         """
         g = self.emb_g(sid).unsqueeze(-1)
         x, m_p, logs_p, x_mask = self.enc_p(x, x_lengths, tone, language, bert, ja_bert, en_bert, g=g)
-        logw = self.sdp(x, x_mask, g=g, reverse=True, noise_scale=noise_scale_w) * sdp_ratio + self.dp(
-            x, x_mask, g=g
-        ) * (1 - sdp_ratio)
+        logw_sdp = self.sdp(x, x_mask, g=g, reverse=True, noise_scale=noise_scale_w, generator=generator)
+        logw = logw_sdp * sdp_ratio + self.dp(x, x_mask, g=g) * (1 - sdp_ratio)
         attn, y_mask = self.durations_to_alignment(logw, x_mask, length_scale)
         m_p = torch.matmul(attn.squeeze(1), m_p.transpose(1, 2)).transpose(1, 2)
         logs_p = torch.matmul(attn.squeeze(1), logs_p.transpose(1, 2)).transpose(1, 2)
-        z_p = m_p + torch.randn_like(m_p) * torch.exp(logs_p) * noise_scale
+        if device_generator is None and generator is not None and m_p.device.type == "cpu":
+            device_generator = generator
+        # randn_like fills in m_p's memory order (m_p is a transposed view): keep that order, and the generator's
+        # consumption with it, so a seeded generator reproduces upstream's global-RNG draws exactly
+        eps = torch.empty_like(m_p).normal_(generator=device_generator)
+        z_p = m_p + eps * torch.exp(logs_p) * noise_scale
         z = self.flow(z_p, y_mask, g=g, reverse=True)
         o = self.dec((z * y_mask)[:, :, :max_len], g=g)
         return o, attn, y_mask, (z, z_p, m_p, logs_p)

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-__all__ = ["frame_centres", "interp_frames", "num_frames_for", "resample_curves"]
+__all__ = ["frame_centres", "frame_range", "frames_on_grid", "interp_frames", "num_frames_for", "resample_curves"]
 
 
 def num_frames_for(duration_s: float, fps: float) -> int:
@@ -21,6 +21,28 @@ def num_frames_for(duration_s: float, fps: float) -> int:
 def frame_centres(num_frames: int, fps: float) -> np.ndarray:
     """Times (s) of the centres of ``num_frames`` frames at ``fps``."""
     return (np.arange(num_frames, dtype=np.float64) + 0.5) / float(fps)
+
+
+def frame_range(start_sample: int, end_sample: int, sample_rate: int, fps: float) -> tuple[int, int]:
+    """Indices ``[k0, k1)`` of the frames whose centre ``(k + 0.5) / fps`` lies in the sample span (a frame belongs
+    to the chunk or segment of audio that holds its centre)."""
+    def first_at_or_after(sample: int) -> int:
+        return max(0, int(math.ceil(sample * fps / sample_rate - 0.5 - 1e-9)))
+
+    return first_at_or_after(start_sample), first_at_or_after(end_sample)
+
+
+def frames_on_grid(local: np.ndarray, fps: float, offset_s: float, k0: int, k1: int) -> np.ndarray:
+    """Frames ``k0..k1-1`` of a stream's grid from ``local`` curves of a part that starts at ``offset_s``.
+
+    ``local`` is sampled at the part's own frame centres ``offset_s + (j + 0.5) / fps``; the grid's frames are
+    interpolated from them (edges held)."""
+    local = np.asarray(local, dtype=np.float32)
+    width = local.shape[1] if local.ndim == 2 else 0
+    if k1 <= k0:
+        return np.zeros((0, width), dtype=np.float32)
+    src = frame_centres(len(local), fps) + float(offset_s)
+    return interp_frames(src, local, (np.arange(k0, k1, dtype=np.float64) + 0.5) / float(fps))
 
 
 def interp_frames(src_times: np.ndarray, frames: np.ndarray, dst_times: np.ndarray) -> np.ndarray:

@@ -20,11 +20,7 @@ PACKAGES = ("bert_vits2", "motion")
 
 # Known cycles still being removed, as unordered pairs of modules whose edges are ignored. Keep it empty: an entry is
 # allowed only while its fix is in flight.
-ALLOWED_CYCLES: set[frozenset[str]] = {
-    # bert_vits2.synthesis <-> bert_vits2.streaming: the lead engineer's change removing it (streaming no longer
-    # imports synthesis) is in progress (issue 21); delete this entry when it is committed.
-    frozenset({"bert_vits2.synthesis", "bert_vits2.streaming"}),
-}
+ALLOWED_CYCLES: set[frozenset[str]] = set()
 
 
 def module_files(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:

@@ -21,8 +21,6 @@ websockets = pytest.importorskip("websockets")
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
-from conftest import free_port  # noqa: E402
-
 from motion.server import ServerConfig, create_app  # noqa: E402
 
 TOL = 1e-4
@@ -37,12 +35,14 @@ class Running:
     """uvicorn serving ``create_app(config)`` in a thread."""
 
     def __init__(self, config: ServerConfig) -> None:
-        config.port = free_port()
+        # the port comes from the OS and the socket is kept open until uvicorn serves on it (no bind-close-rebind race)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        config.port = self.sock.getsockname()[1]
         self.app = create_app(config)
         self.config = config
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=config.port, log_level="warning",
-                                                    ws="websockets-sansio"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", ws="websockets-sansio"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()
         t0 = time.time()
         while not self.server.started:

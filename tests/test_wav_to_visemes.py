@@ -110,7 +110,7 @@ def test_default_head_agrees_with_the_rules_on_unseen_speech_and_rests_in_silenc
 def test_z_head_faces_follow_the_pieces_and_keep_pauses_neutral(tmp_path):
     import torch
 
-    from bert_vits2.synthesis import join_pieces
+    from bert_vits2.results import PieceOutput, join_pieces
     from motion.face.api import FaceMaker
     from motion.face.heads import ZHead
     from motion.face.postprocess import clamp
@@ -121,9 +121,9 @@ def test_z_head_faces_follow_the_pieces_and_keep_pauses_neutral(tmp_path):
     rng = np.random.default_rng(0)
     parts = []
     for n, pause in ((50, 0.5), (30, 0.0)):
-        parts.append({"audio": rng.standard_normal(n * 512).astype(np.float32) * 0.1, "phones": ["a"],
-                      "durations": [n * 512 / 44100], "phone_langs": ["zh"], "pause_after_s": pause,
-                      "z": rng.standard_normal((8, n)).astype(np.float32), "meta": {}})
+        parts.append(PieceOutput(audio=rng.standard_normal(n * 512).astype(np.float32) * 0.1, phones=["a"],
+                                 durations=np.array([n * 512 / 44100]), phone_langs=["zh"], pause_after_s=pause,
+                                 z=rng.standard_normal((8, n)).astype(np.float32)))
     result = join_pieces(parts, 44100, hop=512)
     maker = FaceMaker(tmp_path / "V_x.pth", blink=False, model=model)
     face = maker.for_result(result)
@@ -132,7 +132,7 @@ def test_z_head_faces_follow_the_pieces_and_keep_pauses_neutral(tmp_path):
     d1 = result.pieces[0]["end_s"]
     in_pause = [i for i in range(len(face.frames)) if d1 + 0.03 < (i + 0.5) / 60 < result.pieces[1]["start_s"] - 0.03]
     assert in_pause and np.all(face.frames[in_pause] == 0)
-    first = model.z_to_frames(parts[0]["z"], fps=60, num_frames=math.ceil(d1 * 60 - 1e-6))
+    first = model.z_to_frames(parts[0].z, fps=60, num_frames=math.ceil(d1 * 60 - 1e-6))
     k = int(d1 * 60) - 1
     np.testing.assert_allclose(face.frames[:k], clamp(first)[:k], atol=1e-5)
 

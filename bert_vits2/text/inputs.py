@@ -47,13 +47,15 @@ def get_text(
     tokenizer_dirs: dict[str, str | os.PathLike] | None = None,
     filler: Literal["randn", "zeros"] = "randn",
     filler_dim: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> TextInputs:
     """Inputs of SynthesizerTrn.infer for ``text`` in ``language`` (ZH/JP/EN); see TextInputs.
 
     ``bert_dirs`` maps language -> BERT folder (defaults ``bert/<upstream name>``); ``tokenizer_dirs`` maps language ->
     word-tokenizer folder of the JP/EN frontends (defaults to the same BERT folder, as upstream). ``filler`` picks what
     the non-native BERT channels hold: ``randn`` (upstream v2.3, drawn from torch's global RNG in the order ZH, JP, EN)
-    or ``zeros``. ``filler_dim`` defaults to the native feature's width (1024 for the real models).
+    or ``zeros``; ``generator`` draws them from a request's own random stream instead of the global RNG.
+    ``filler_dim`` defaults to the native feature's width (1024 for the real models).
     """
     if filler not in ("randn", "zeros"):
         raise ValueError(f"filler must be 'randn' or 'zeros', not {filler!r}")
@@ -82,10 +84,14 @@ def get_text(
             f"(text {text!r}, language {language}); the frontend's word2ph does not match its phones"
         )
     dim = filler_dim or native.shape[0]
-    make = torch.randn if filler == "randn" else torch.zeros
     channels = {}
     for lang in ("ZH", "JP", "EN"):  # upstream draws the fillers in this order
-        channels[lang] = native if lang == language else make(dim, n)
+        if lang == language:
+            channels[lang] = native
+        elif filler == "randn":
+            channels[lang] = torch.randn(dim, n, generator=generator)
+        else:
+            channels[lang] = torch.zeros(dim, n)
     return TextInputs(
         channels["ZH"],
         channels["JP"],

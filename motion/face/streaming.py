@@ -1,9 +1,11 @@
-"""Faces for streams: per-piece faces from a :class:`~motion.face.api.FaceMaker`, and audio → face of incoming PCM.
+"""Faces for streams: faces attached to a voice's stream piece by piece, and audio → face of incoming PCM.
 
-- :func:`face_function` turns a ``FaceMaker`` into the face function ``Voice.stream`` / ``DemoVoice.stream`` take
-  (``SynthesisResult -> [T, 61]``), applied to each piece's own result.
-- :func:`piecewise_face` is the whole-utterance face computed the same way (piece by piece, placed on one frame
-  grid by :func:`bert_vits2.streaming.piecewise_frames`): the face of ``synthesize`` that a stream reproduces.
+- :func:`with_faces` takes a voice's stream (``Voice.stream`` / ``DemoVoice.stream``: typed
+  :class:`~bert_vits2.results.StreamChunk` s, no faces) and yields :class:`FacedChunk` s: a piece's chunks are held
+  until the piece is complete (its chunk carries the piece's result), the face of that piece is computed and placed on
+  the stream's 60 fps grid (:mod:`motion.frames`), and the chunks go out with their frames.
+- :func:`piecewise_face` is the whole-utterance face computed the same way (piece by piece, on one frame grid): the
+  face of ``synthesize`` that a stream reproduces.
 - :class:`AudioFaceStream` takes PCM chunks of any size and gives face frames: the audio is cut into segments at
   pauses (or every ``max_segment_s``) by a rule that only looks at the audio on fixed 10 ms windows, so the segments,
   and therefore the frames, do not depend on how the audio was chunked; :func:`face_for_audio_segmented` is the
@@ -12,21 +14,92 @@
 
 from __future__ import annotations
 
-import math
+import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from bert_vits2.streaming import frame_range, piecewise_frames, place_frames
+from bert_vits2.results import StreamChunk, SynthesisResult
 from motion.face.api import FaceMaker, FaceResult
+from motion.frames import frame_range, frames_on_grid, num_frames_for
 
-__all__ = ["AudioFaceStream", "FaceFrames", "face_for_audio_segmented", "face_function", "piecewise_face"]
+__all__ = ["AudioFaceStream", "FaceFrames", "FacedChunk", "face_for_audio_segmented", "face_function",
+           "piecewise_face", "piecewise_frames", "with_faces"]
+
+FaceFn = Callable[[SynthesisResult], np.ndarray]
 
 
-def face_function(maker: FaceMaker) -> Callable[[Any], np.ndarray]:
+def face_function(maker: FaceMaker) -> FaceFn:
     """``SynthesisResult -> [T, 61]`` frames at ``maker.fps`` (``FaceMaker.for_result`` on one piece)."""
     return lambda result: maker.for_result(result).frames
+
+
+@dataclass
+class FacedChunk:
+    """A stream chunk and the face frames ``face_start .. face_start + len(face) - 1`` of the stream's grid (centres
+    at ``(k + 0.5) / face_fps``) whose centres lie in the chunk's audio (the last chunk: up to the end)."""
+
+    chunk: StreamChunk
+    face: np.ndarray  # [n, 61]
+    face_start: int
+    face_fps: float
+
+
+def with_faces(chunks: Iterable[StreamChunk], face: FaceFn, fps: float) -> Iterator[FacedChunk]:
+    """Attach faces to a voice's stream (see the module docstring). A piece's chunks wait for its face, so the
+    first audio comes after the first piece is decoded and its face computed (``timings["face_s"]``)."""
+    try:
+        yield from _faced(chunks, face, fps)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _faced(chunks: Iterable[StreamChunk], face: FaceFn, fps: float) -> Iterator[FacedChunk]:
+    pending: list[StreamChunk] = []
+    done = 0  # grid frames handed out so far
+    last_face: tuple[np.ndarray, int] | None = None  # the last piece's local face and its start sample
+    for ch in chunks:
+        if ch.last:
+            total = num_frames_for(ch.start_sample / ch.sample_rate, fps) if ch.start_sample else 0
+            frames = np.zeros((0, 61), np.float32)
+            if last_face is not None and total > done:
+                frames = frames_on_grid(last_face[0], fps, last_face[1] / ch.sample_rate, done, total)
+            yield FacedChunk(ch, frames, done, float(fps))
+            return
+        pending.append(ch)
+        if ch.piece_result is None:
+            continue
+        t0 = time.perf_counter()
+        local = np.asarray(face(ch.piece_result), dtype=np.float32)
+        face_s = time.perf_counter() - t0
+        for p in pending:
+            k0, k1 = frame_range(p.start_sample, p.end_sample, p.sample_rate, fps)
+            k0 = max(k0, done)
+            p.timings["face_s"] = face_s
+            yield FacedChunk(p, frames_on_grid(local, fps, ch.piece_start / ch.sample_rate, k0, max(k0, k1)), k0,
+                             float(fps))
+            done = max(done, k1)
+        pending.clear()
+        last_face = (local, ch.piece_start)
+
+
+def piecewise_frames(result: SynthesisResult, face: FaceFn, fps: float) -> np.ndarray:
+    """The face of a whole result computed piece by piece, exactly as :func:`with_faces` computes it while
+    streaming: ``[ceil(duration * fps), C]`` frames."""
+    sr = int(result.sample_rate)
+    parts = result.split_pieces()
+    total = len(result.audio)
+    frames = []
+    for i, (s0, sub) in enumerate(parts):
+        s1 = parts[i + 1][0] if i + 1 < len(parts) else total
+        k0, k1 = frame_range(s0, s1, sr, fps)
+        if i + 1 == len(parts):
+            k1 = num_frames_for(total / sr, fps)
+        frames.append(frames_on_grid(face(sub), fps, s0 / sr, k0, k1))
+    return np.concatenate(frames, axis=0)
 
 
 def piecewise_face(maker: FaceMaker, result: Any) -> FaceResult:
@@ -107,14 +180,14 @@ class AudioFaceStream:
         local = self.maker.for_audio(seg, self.sr, start_s=s0 / self.sr).frames if len(seg) else None
         k0, k1 = frame_range(s0, s0 + length, self.sr, self.fps)
         if final:
-            k1 = max(1, int(math.ceil((s0 + length) / self.sr * self.fps - 1e-6)))
+            k1 = num_frames_for((s0 + length) / self.sr, self.fps)
         if local is None:  # nothing at all was fed since the last segment: hold the previous segment's face
             local, s0_face = self._last if self._last is not None else (np.zeros((1, 61), np.float32), s0)
         else:
             s0_face = s0
             self._last = (local, s0)
         k0 = max(k0, self._frames_done)
-        frames = place_frames(local, self.fps, s0_face / self.sr, k0, max(k0, k1))
+        frames = frames_on_grid(local, self.fps, s0_face / self.sr, k0, max(k0, k1))
         self._frames_done = max(self._frames_done, k1)
         self._buf = self._buf[length:]
         self._seg_start += length

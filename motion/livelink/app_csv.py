@@ -179,7 +179,19 @@ def write_csv(
     start_frame: int = 0,
     timecode_fps: float | None = None,
 ) -> None:
-    """Write [T, 61] wire-order frames as an app CSV (the app's column order and header), atomically.
+    """Write [T, 61] wire-order frames as an app CSV (see :func:`csv_text`), atomically."""
+    write_text_atomic(path, csv_text(frames, fps, frame_numbers, sub_frames, start_frame, timecode_fps))
+
+
+def csv_text(
+    frames: np.ndarray,
+    fps: float = DEFAULT_FPS,
+    frame_numbers: np.ndarray | None = None,
+    sub_frames: np.ndarray | None = None,
+    start_frame: int = 0,
+    timecode_fps: float | None = None,
+) -> str:
+    """[T, 61] wire-order frames as the text of an app CSV (the app's column order and header).
 
     Timecodes count at ``timecode_fps`` (default ``fps``): from ``frame_numbers`` (+ ``sub_frames``) when given, else
     from ``start_frame`` one row every ``1 / fps`` seconds.
@@ -202,7 +214,7 @@ def write_csv(
     for i in range(t):
         vals = ",".join(f"{v:.10f}" for v in frames[i, order].tolist())
         out.write(f"{format_timecode(int(numbers[i]), tc, float(subs[i]))},{NUM_VALUES},{vals}\n")
-    write_text_atomic(path, out.getvalue())
+    return out.getvalue()
 
 
-__all__ = ["CsvFormatError", "LLFCsv", "format_timecode", "parse_timecode", "read_csv", "read_llf_csv", "write_csv"]
+__all__ = ["CsvFormatError", "LLFCsv", "csv_text", "format_timecode", "parse_timecode", "read_csv", "read_llf_csv", "write_csv"]

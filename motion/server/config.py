@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bert_vits2.text.bert import normalize_language
 
 TOKEN_ENV = "BV2_SERVER_TOKEN"
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")
@@ -47,6 +50,7 @@ class ServerConfig:
     max_chars: int = 1000  # characters of text (plus style text) per request
     max_audio_s: float = 120.0  # seconds of speech one request may produce
     livelink_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1"])  # where a push may go
+    ws_idle_s: float = 60.0  # a WebSocket the server waits on that sends nothing for this long is closed
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -56,7 +60,11 @@ class ServerConfig:
             self.token = os.environ.get(TOKEN_ENV) or None
 
     def check(self) -> None:
-        """Refuse settings that would expose the server: a non-loopback bind needs a token."""
+        """Refuse settings that cannot work or would expose the server (a non-loopback bind needs a token), each
+        with one line naming the setting."""
+        if self.token is not None and not str(self.token).strip():
+            raise ServerConfigError("the API token is blank: give a real token with --token (or "
+                                    f"{TOKEN_ENV}), or none at all on a loopback address")
         if not is_loopback(self.host) and not self.token:
             raise ServerConfigError(
                 f"binding {self.host} makes the server reachable from other machines: give an API token with "
@@ -64,11 +72,39 @@ class ServerConfig:
         for name, low in (("max_queue", 0), ("workers", 1), ("max_chars", 1)):
             if int(getattr(self, name)) < low:
                 raise ServerConfigError(f"{name} must be {low} or more, got {getattr(self, name)}")
-        if not float(self.max_audio_s) > 0:
-            raise ServerConfigError(f"max_audio_s must be positive, got {self.max_audio_s}")
+        for name in ("max_audio_s", "ws_idle_s"):
+            if not float(getattr(self, name)) > 0:
+                raise ServerConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        _check_language(self.language)
+        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", str(self.device)):
+            raise ServerConfigError(f"device {self.device!r}: use cpu, cuda, cuda:N or mps")
+        for host in self.livelink_hosts:
+            if not _is_host(host):
+                raise ServerConfigError(f"--push-host {host!r} is not an IP address or host name")
         for d in self.model_dirs:
             if not Path(d).is_dir():
                 raise ServerConfigError(f"--model-dir {d}: no such folder")
+
+
+def _check_language(language: str) -> None:
+    if str(language).strip().lower() in ("mix", "auto"):
+        return
+    try:
+        normalize_language(language)
+    except ValueError:
+        raise ServerConfigError(f"--language {language!r}: use ZH, JP, EN, mix or auto") from None
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(str(host).strip("[]"))
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.fullmatch(str(host)))
+
+
+_HOSTNAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
+                       r"[A-Za-z0-9])?)*")
 
 
 def read_yaml_section(path: str | os.PathLike) -> dict[str, Any]:

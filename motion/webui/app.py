@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from bert_vits2.synthesis import DEFAULTS, LANGUAGE_CHOICES, ModelFiles, SynthesisError, Voice, find_model_files
+from bert_vits2.request import LANGUAGE_CHOICES, WEBUI_DEFAULTS, SynthesisError, SynthesisRequest
+from bert_vits2.synthesis import ModelFiles, Voice, find_model_files
 from motion.constants import DEFAULT_HOST, FACE_FPS, LIVELINK_PORT, VMC_PORT, WEBUI_PORT
 from motion.demo_voice import DemoVoice
 from motion.face.api import FaceMaker
@@ -145,12 +146,12 @@ class Handlers:
         except LimitError as err:
             raise self._error(str(err)) from None
         try:
-            result = voice.synthesize(
-                text, speaker or None, language, float(sdp), float(noise), float(noise_w), float(length),
-                style_text or None, float(style_weight), split_paragraphs=bool(split_para),
-                split_sentences=bool(split_sent), paragraph_pause_s=float(para_pause), sentence_pause_s=float(sent_pause),
-                **({"peak_normalize": True} if isinstance(voice, Voice) else {}),  # upstream web UI's output level
+            request = SynthesisRequest(
+                text, speaker or None, language, sdp, noise, noise_w, length, style_text or None, style_weight,
+                split_paragraphs=bool(split_para), split_sentences=bool(split_sent), paragraph_pause_s=para_pause,
+                sentence_pause_s=sent_pause, peak_normalize=isinstance(voice, Voice),  # upstream web UI's output level
             )
+            result = voice.synthesize(request)
             check_audio_seconds(result.duration_s, state.limits, "the speech")
             face = state.face.for_result(result)
         except (SynthesisError, ValueError, FileNotFoundError, RuntimeError) as err:
@@ -168,13 +169,13 @@ class Handlers:
         """The same faces as ``wav_to_visemes.py`` (same reading, same FaceMaker): mono 44.1 kHz."""
         if not path:
             raise self._error("upload or record an audio file first")
-        from bert_vits2.audio import load_audio
+        from motion.face.features import TTS_SAMPLE_RATE, load_tts_audio
 
         state = self.state
         state.janitor.maybe_sweep()
         try:
             check_upload(path, state.limits)
-            audio, sr = load_audio(path)
+            audio, sr = load_tts_audio(path), TTS_SAMPLE_RATE  # read in blocks: bounded memory on long uploads
             check_audio_seconds(len(audio) / sr, state.limits, Path(path).name)
             face = state.face.for_audio(audio, sr, posterior=state.posterior(state.voices.get(voice_name)))
         except Exception as err:  # noqa: BLE001 - any unreadable file ends here with its message
@@ -297,18 +298,18 @@ def _tts_tab(gr, state: WebUIState, h: Handlers, last):
                                elem_id="tts-text")
             speaker = gr.Dropdown(list(first.speakers), value=first.speakers[0], label="Speaker")
             language = gr.Dropdown(list(LANGUAGE_CHOICES), value="ZH", label="Language", elem_id="tts-language")
-            sdp = gr.Slider(0, 1, DEFAULTS["sdp_ratio"], step=0.1, label="SDP Ratio")
-            noise = gr.Slider(0.1, 2, DEFAULTS["noise_scale"], step=0.1, label="Noise")
-            noise_w = gr.Slider(0.1, 2, DEFAULTS["noise_scale_w"], step=0.1, label="Noise_W")
-            length = gr.Slider(0.1, 2, DEFAULTS["length_scale"], step=0.1, label="Length")
+            sdp = gr.Slider(0, 1, WEBUI_DEFAULTS["sdp_ratio"], step=0.1, label="SDP Ratio")
+            noise = gr.Slider(0.1, 2, WEBUI_DEFAULTS["noise_scale"], step=0.1, label="Noise")
+            noise_w = gr.Slider(0.1, 2, WEBUI_DEFAULTS["noise_scale_w"], step=0.1, label="Noise_W")
+            length = gr.Slider(0.1, 2, WEBUI_DEFAULTS["length_scale"], step=0.1, label="Length")
             with gr.Accordion("Style text", open=False):
                 style_text = gr.Textbox(label="Style text (辅助文本)")
-                style_weight = gr.Slider(0, 1, DEFAULTS["style_weight"], step=0.1, label="Style weight")
+                style_weight = gr.Slider(0, 1, WEBUI_DEFAULTS["style_weight"], step=0.1, label="Style weight")
             with gr.Accordion("Split long text", open=False):
                 split_para = gr.Checkbox(False, label="Split by paragraph")
                 split_sent = gr.Checkbox(False, label="Split by sentence")
-                para_pause = gr.Slider(0, 10, DEFAULTS["paragraph_pause_s"], step=0.1, label="Pause between paragraphs (s)")
-                sent_pause = gr.Slider(0, 5, DEFAULTS["sentence_pause_s"], step=0.1, label="Pause between sentences (s)")
+                para_pause = gr.Slider(0, 10, WEBUI_DEFAULTS["paragraph_pause_s"], step=0.1, label="Pause between paragraphs (s)")
+                sent_pause = gr.Slider(0, 5, WEBUI_DEFAULTS["sentence_pause_s"], step=0.1, label="Pause between sentences (s)")
             go = gr.Button("Synthesize", variant="primary", elem_id="tts-go")
         with gr.Column():
             status = gr.Markdown(elem_id="tts-status")

@@ -1,0 +1,251 @@
+"""The WebSocket protocols: ``/ws/voice`` (text in; audio, face and push out) and ``/ws/face`` (audio in, face out).
+
+Both are jobs under the same admission as every route (:mod:`motion.server.jobs`). Every malformed message is answered
+with ``{"type": "error", "status": 400, "detail": ...}`` and a close (1008), never a dropped socket; a socket that sends
+nothing for ``ws_idle_s`` seconds while the server waits for it is closed the same way (status 408).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from typing import Any, Awaitable, Callable
+
+import numpy as np
+from fastapi import WebSocket, WebSocketDisconnect
+
+from motion.arkit import NAMES
+from motion.constants import LIVELINK_PORT, VMC_PORT
+from motion.face.streaming import AudioFaceStream
+from motion.server.encode import audio_message, face_message, pcm_bytes
+from motion.server.errors import ApiError, Cancelled, as_api_error, error_body
+from motion.server.params import ApiSynthesis, WsOptions, ws_options
+from motion.server.push import FacePusher, parse_target
+from motion.server.state import FACE_FPS, ServerState
+
+__all__ = ["FaceSession", "VoiceSession"]
+
+_END = object()
+CLOSE_CODES = {401: 4401, 503: 1013, 500: 1011}  # otherwise 1008 (policy violation: a bad message)
+
+
+async def send_error(ws: WebSocket, err: ApiError) -> None:
+    """The error message, then the close; the client may be gone already."""
+    try:
+        await ws.send_text(json.dumps({"type": "error", **error_body(err)}))
+        await ws.close(code=CLOSE_CODES.get(err.http_status, 1008))
+    except (RuntimeError, WebSocketDisconnect, OSError):
+        pass
+
+
+async def receive_json(ws: WebSocket, idle_s: float | None) -> dict[str, Any]:
+    """The next message as a JSON object (400 for binary data, bad JSON or a non-object; 408 after ``idle_s``)."""
+    msg = await _receive(ws, idle_s)
+    if msg.get("text") is None:
+        raise ApiError(400, "expected a JSON text message here, got binary data")
+    return parse_object(msg["text"])
+
+
+def parse_object(text: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(text)
+    except ValueError as err:
+        raise ApiError(400, f"the message is not JSON ({err})") from None
+    if not isinstance(obj, dict):
+        raise ApiError(400, f"a message must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+async def _receive(ws: WebSocket, idle_s: float | None) -> dict[str, Any]:
+    try:
+        msg = await asyncio.wait_for(ws.receive(), idle_s)
+    except asyncio.TimeoutError:
+        raise ApiError(408, f"nothing received for {idle_s:g} s: closing (the server's --ws-idle-timeout)") from None
+    if msg["type"] == "websocket.disconnect":
+        raise Cancelled("the client disconnected")
+    return msg
+
+
+async def _session(ws: WebSocket, state: ServerState, authorise: Callable[[Any, Any], None],
+                   body: Callable[[], Awaitable[None]]) -> None:
+    """Accept, check the token, run ``body``; every error becomes an error message and a close."""
+    await ws.accept()
+    try:
+        authorise(ws.headers, ws.query_params)
+        await body()
+    except (WebSocketDisconnect, Cancelled):
+        return
+    except Exception as err:  # noqa: BLE001 - every failure is answered on the socket (500s are logged)
+        await send_error(ws, as_api_error(err))
+
+
+class VoiceSession:
+    """``/ws/voice``: one request message, then ``start`` / (``audio`` + binary) / ``face`` / ``end`` messages;
+    the client may send ``playing`` (starts the push clock) and ``cancel``."""
+
+    def __init__(self, ws: WebSocket, state: ServerState) -> None:
+        self.ws, self.state = ws, state
+        self.pusher: FacePusher | None = None
+        self.sent_samples = self.sent_frames = 0
+
+    async def run(self, authorise: Callable[[Any, Any], None]) -> None:
+        try:
+            await _session(self.ws, self.state, authorise, self._body)
+        finally:
+            if self.pusher is not None:
+                self.pusher.stop()
+
+    async def _body(self) -> None:
+        cfg = self.state.config
+        msg = await receive_json(self.ws, cfg.ws_idle_s)
+        opts = ws_options(msg)
+        entry, request = ApiSynthesis.from_json(msg).resolve(self.state.registry, cfg.max_chars)
+        self.pusher = self._pusher(opts)
+        async with self.state.admission.job("ws_voice"):
+            await self.ws.send_text(json.dumps({
+                "type": "start", "sample_rate": int(entry.voice.sample_rate), "audio_format": opts.audio_format,
+                "fps": FACE_FPS if opts.face else None, "names": list(NAMES) if opts.face else None,
+                "voice": entry.voice.name, "face": self.state.face_maker.describe() if opts.face else None}))
+            await self._stream(self.state.synthesis(entry, request, opts.face), opts)
+
+    def _pusher(self, opts: WsOptions) -> FacePusher | None:
+        if not opts.push:
+            return None
+        try:
+            ll = parse_target(opts.push["livelink"], LIVELINK_PORT) if opts.push.get("livelink") else None
+            vmc = parse_target(opts.push["vmc"], VMC_PORT) if opts.push.get("vmc") else None
+        except ValueError as err:
+            raise ApiError(400, f"push: {err}") from None
+        for target in (ll, vmc):
+            if target and target[0] not in self.state.config.livelink_hosts:
+                raise ApiError(403, f"push to {target[0]} is not allowed; this server pushes only to "
+                                    f"{', '.join(self.state.config.livelink_hosts)} (--push-host)")
+        pusher = FacePusher(FACE_FPS, ll, vmc)
+        pusher.start()
+        return pusher
+
+    async def _stream(self, stream: Any, opts: WsOptions) -> None:
+        reader = asyncio.ensure_future(self._read_controls())
+        t0 = asyncio.get_running_loop().time()
+        try:
+            while (item := await _next_or(stream, reader)) is not _END:
+                await self._send(item, opts)
+            await self.ws.send_text(json.dumps({
+                "type": "end", "samples": self.sent_samples, "frames": self.sent_frames,
+                "elapsed_s": round(asyncio.get_running_loop().time() - t0, 4)}))
+            if self.pusher is not None:
+                await self._finish_push(reader)
+            await self.ws.close()
+        finally:
+            stream.close()
+            reader.cancel()
+
+    async def _send(self, item: Any, opts: WsOptions) -> None:
+        chunk = getattr(item, "chunk", item)
+        if len(chunk.audio):
+            await self.ws.send_text(audio_message(chunk))
+            await self.ws.send_bytes(pcm_bytes(chunk.audio, opts.audio_format))
+            self.sent_samples += len(chunk.audio)
+        face = getattr(item, "face", None)
+        if face is not None and len(face):
+            await self.ws.send_text(face_message(item.face_start, face))
+            self.sent_frames += len(face)
+            if self.pusher is not None:
+                self.pusher.add(item.face_start, face)
+
+    async def _read_controls(self) -> None:
+        """Client messages while streaming; returns on ``cancel``, raises on a bad message or a disconnect."""
+        while True:
+            msg = await receive_json(self.ws, None)
+            kind = msg.get("type")
+            if kind == "cancel":
+                return
+            if kind != "playing":
+                raise ApiError(400, f"unknown message type {kind!r} while streaming: send 'playing' or 'cancel'")
+            offset = msg.get("offset_ms", 0.0)
+            if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not math.isfinite(offset) \
+                    or offset < 0:
+                raise ApiError(400, f"playing: offset_ms must be a number of milliseconds >= 0, got {offset!r}")
+            if self.pusher is not None:
+                self.pusher.playing(float(offset) / 1000.0)
+
+    async def _finish_push(self, reader: asyncio.Future) -> None:
+        """Keep the socket open while the face is pushed (the client can still send ``playing``), then report."""
+        self.pusher.finish()
+        joined = asyncio.get_running_loop().run_in_executor(None, self.pusher.join)
+        await asyncio.wait({joined, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if reader.done():
+            reader.result()  # a bad message or a disconnect ends the session here
+            raise Cancelled()
+        stats = self.pusher.stats
+        await self.ws.send_text(json.dumps({"type": "push_done", "sent": stats.sent, "skipped": stats.skipped,
+                                            "error": stats.error}))
+
+
+async def _next_or(stream: Any, reader: asyncio.Future) -> Any:
+    """The stream's next item, unless the client's reader ends first (cancel, a bad message or a disconnect)."""
+    nxt = asyncio.ensure_future(stream.__anext__())
+    await asyncio.wait({nxt, reader}, return_when=asyncio.FIRST_COMPLETED)
+    if nxt.done():
+        try:
+            return nxt.result()
+        except StopAsyncIteration:
+            return _END
+    nxt.cancel()
+    reader.result()  # raises the client's error or disconnect
+    raise Cancelled()
+
+
+class FaceSession:
+    """``/ws/face``: a JSON header ``{"sample_rate": 44100, "audio_format": "s16"|"f32"}``, then binary PCM chunks
+    (mono), then ``{"type": "end"}``; the server sends ``face`` messages as segments complete and ``end`` after the
+    last."""
+
+    def __init__(self, ws: WebSocket, state: ServerState) -> None:
+        self.ws, self.state = ws, state
+
+    async def run(self, authorise: Callable[[Any, Any], None]) -> None:
+        await _session(self.ws, self.state, authorise, self._body)
+
+    async def _body(self) -> None:
+        head = await receive_json(self.ws, self.state.config.ws_idle_s)
+        sr, fmt = head.get("sample_rate", 44100), head.get("audio_format", "s16")
+        if isinstance(sr, bool) or not isinstance(sr, int) or not 8000 <= sr <= 192000 or fmt not in ("s16", "f32"):
+            raise ApiError(400, "header: sample_rate a whole number 8000..192000 and audio_format s16 or f32")
+        async with self.state.admission.job("ws_face"):
+            stream = AudioFaceStream(self.state.face_maker, sr)
+            await self.ws.send_text(json.dumps({"type": "start", "fps": stream.fps}))
+            await self._feed(stream, sr, "<i2" if fmt == "s16" else "<f4")
+
+    async def _feed(self, stream: AudioFaceStream, sr: int, dtype: str) -> None:
+        cfg, total = self.state.config, 0
+        while True:
+            msg = await _receive(self.ws, cfg.ws_idle_s)
+            if msg.get("bytes") is not None:
+                pcm = _pcm(msg["bytes"], dtype)
+                total += len(pcm)
+                if total > cfg.max_audio_s * sr:
+                    raise ApiError(413, f"more than {cfg.max_audio_s:g} s of audio in one stream")
+                outs = await self.state.pool.call(stream.feed, pcm)
+            else:
+                kind = parse_object(msg.get("text") or "").get("type")
+                if kind != "end":
+                    raise ApiError(400, f"unknown message type {kind!r}: send binary PCM, then {{\"type\": \"end\"}}")
+                outs = await self.state.pool.call(stream.close)
+            for o in outs:
+                await self.ws.send_text(face_message(o.start, o.frames))
+            if msg.get("bytes") is None:
+                await self.ws.send_text(json.dumps({"type": "end", "samples": total}))
+                await self.ws.close()
+                return
+
+
+def _pcm(data: bytes, dtype: str) -> np.ndarray:
+    size = np.dtype(dtype).itemsize
+    if len(data) % size:
+        raise ApiError(400, f"a binary message must hold whole {size}-byte samples; got {len(data)} bytes")
+    pcm = np.frombuffer(data, dtype=dtype)
+    if dtype == "<f4" and not np.isfinite(pcm).all():
+        raise ApiError(400, "the f32 audio holds NaN or infinite samples")
+    return pcm
