@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", help="config.json (default: MODEL_DIR/config.json)")
     p.add_argument("--checkpoint", help="explicit G_*.pth instead of the newest in --model-dir")
     p.add_argument("-o", "--out", default="onnx", help="output root folder (default ./onnx)")
-    p.add_argument("-n", "--name", default="BertVits2", help="graph file prefix and sub-folder (default BertVits2)")
+    p.add_argument("-n", "--name", type=_graph_name, default="BertVits2", help="graph file prefix and sub-folder (default BertVits2)")
     p.add_argument("--check", action="store_true", help="compare every graph with PyTorch through onnxruntime")
     p.add_argument("--tolerance", type=_tolerance, default=1e-4, help="max abs difference allowed by --check (1e-4)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -40,6 +40,31 @@ def _tolerance(text: str) -> float:
     return value
 
 
+def _graph_name(text: str) -> str:
+    """A plain file-name prefix: no folder parts, so the graphs stay inside ``--out``."""
+    import os
+
+    if not text.strip() or text in (".", "..") or "/" in text or "\\" in text or (os.altsep and os.altsep in text):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a plain name without folder parts (e.g. MyVoice); "
+                                         f"use --out for the folder")
+    return text
+
+
+def _check_outputs(args: argparse.Namespace, files) -> None:
+    """``--out`` is a folder (not a file) and no graph file would replace the checkpoint or config read."""
+    from pathlib import Path
+
+    from bert_vits2.fileio import refuse_overwriting_inputs
+    from bert_vits2.onnx_export import PARTS
+
+    out = Path(args.out)
+    for folder in (out, out / args.name):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"--out {folder} is a file, not a folder; give a folder for the graphs")
+    graphs = [("output", out / args.name / f"{args.name}_{part}.onnx") for part in PARTS]
+    refuse_overwriting_inputs(graphs, [("--checkpoint", files.checkpoint), ("--config", files.config)])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -55,11 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     from bert_vits2.hparams import ConfigError
 
     try:
+        _check_outputs(args, files)
         model, _ = load_model_for_inference(files.config, files.checkpoint, precision="fp32", fast=False)
-    except (ConfigError, CheckpointError) as err:  # one line naming the file, not a traceback
+    except (ValueError, ConfigError, CheckpointError) as err:  # one line naming the file, not a traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
-    paths = export_onnx(model, args.out, args.name)
+    try:
+        paths = export_onnx(model, args.out, args.name)
+    except OSError as err:  # a read-only or full disk: say where
+        print(f"error: cannot write the graphs into {args.out}: {err.strerror or err}", file=sys.stderr)
+        return 2
     for part, path in paths.items():
         print(f"{part:6s} {path}")
     if args.check:

@@ -598,7 +598,12 @@ def bert_gen(
         list_path = Path(list_path)
         if not list_path.is_file():
             raise FileNotFoundError(f"filelist {list_path} does not exist; run preprocess_text.py first")
-        for line_no, raw in enumerate(list_path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        try:
+            text = list_path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"filelist {list_path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as "
+                             f"UTF-8 or run preprocess_text.py again") from None
+        for line_no, raw in enumerate(text.splitlines(), 1):
             if not raw.strip():
                 continue
             where = f"{list_path}:{line_no}"

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bert_vits2.text.bert import load_failure_reason
+
 __all__ = ["SLMMissingError", "resample", "load_wavlm", "WavLMFeatures", "DEFAULT_SLM_DIR"]
 
 logger = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ def load_wavlm(path: str | os.PathLike = DEFAULT_SLM_DIR) -> nn.Module:
     try:
         model = WavLMModel.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        first = load_failure_reason(exc)
         raise SLMMissingError(f"WavLM model at {folder} does not load ({first}); re-download microsoft/wavlm-base-plus "
                               "into that folder") from None
     model.eval()

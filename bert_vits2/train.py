@@ -399,8 +399,8 @@ class _Trainer:
 
     def save(self) -> None:
         """Write G/D/DUR/WD for this step as one set (complete or absent); Ctrl-C during it waits for the end."""
-        if self.rank != 0 or self.last_saved_step == self.global_step:
-            return
+        if self.rank != 0 or self.last_saved_step == self.global_step or self.global_step == 0:
+            return  # (no step trained yet: a G_0 set would be the initial weights, never pruned, resumed from)
         entries = {prefix: (net, self.optims[prefix]) for prefix, net in self.nets.items()}
         with _defer_sigint(f"saving the step-{self.global_step} checkpoints"):
             try:
@@ -622,7 +622,9 @@ class _Trainer:
                     break
         except KeyboardInterrupt:
             if self.rank == 0:
-                if self.last_saved_step != self.global_step:
+                if self.global_step == 0:
+                    logger.warning("interrupted before the first step: nothing trained, no checkpoint written")
+                elif self.last_saved_step != self.global_step:
                     logger.warning("interrupted at step %d: saving a checkpoint before exiting", self.global_step)
                 try:
                     self.save()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -163,10 +164,23 @@ def _load(folder: Path, language: str, device: str, precision: str = "fp32") -> 
             tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
             model = transformers.AutoModelForMaskedLM.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise BertModelMissingError(_missing_message(folder, language, f"Could not load the model ({exc})")) from exc
+        raise BertModelMissingError(_missing_message(folder, language, f"Could not load the model "
+                                                                         f"({load_failure_reason(exc)})")) from None
     model = model.to(device).eval()
     model.requires_grad_(False)
     return tokenizer, apply_bert_precision(model, precision, device)
+
+
+def load_failure_reason(exc: BaseException, limit: int = 300) -> str:
+    """One line saying why a model folder did not load, without torch's advice to retry with ``weights_only=False``
+    (that advice is how an unsafe file runs code: this project never gives it)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "weights_only" not in text:
+        return text[:limit]
+    found = re.search(r"(?:Unsupported global|unsupported GLOBAL):? ?(?:GLOBAL )?([\w.]+)", text)
+    what = f" (it references {found.group(1)})" if found else ""
+    return (f"its weights file holds Python objects that a plain-weights file never contains{what}; loading was "
+            f"refused because it could run code: a damaged or unsafe file, download it again from a source you trust")
 
 
 def load_bert(model_dir: str | os.PathLike, language: str, device: str = "cpu", precision: str = "fp32") -> tuple[Any, Any]:

@@ -294,12 +294,25 @@ def _setup_or_resume(config: dict[str, Any], lr: float, model_dir: Path, options
     latest = latest_head_checkpoint(model_dir) if options.resume else None
     if latest is None:
         return state
-    ckpt = torch.load(latest, map_location="cpu", weights_only=True)
-    if ckpt.get("head_config", {}).get("type") != config["type"]:
-        raise TrainError(f"{latest}: holds a {ckpt.get('head_config', {}).get('type')} head but a {config['type']} "
+    from bert_vits2.checkpoint import CheckpointError, read_checkpoint
+
+    try:  # safe load with a one-line reason (not weights, truncated, a pickle that runs code)
+        ckpt = read_checkpoint(latest)
+    except CheckpointError as err:
+        raise TrainError(f"{err}; move it out of {model_dir} or pass --no-resume") from None
+    head_config = ckpt.get("head_config")
+    if not isinstance(head_config, dict):
+        raise TrainError(f"{latest}: not a head checkpoint of train_ms.py --visemes (no head_config); move it out of "
+                         f"{model_dir} or pass --no-resume")
+    if head_config.get("type") != config["type"]:
+        raise TrainError(f"{latest}: holds a {head_config.get('type')} head but a {config['type']} "
                          "head was asked for; use another -m folder or pass --no-resume")
-    model = build_head(ckpt["head_config"])
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = build_head(head_config)
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise TrainError(f"{latest}: its weights do not fit the head it declares ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:120]}); move it out of {model_dir} or pass --no-resume") from None
     state.model, state.opt = model, _make_optimizer(model, lr, options)
     try:
         state.opt.load_state_dict(ckpt["optimizer"])
