@@ -13,6 +13,8 @@ import argparse
 import logging
 import sys
 
+from motion.inputs import non_negative_float
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -22,22 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="onnx", help="output root folder (default ./onnx)")
     p.add_argument("-n", "--name", type=_graph_name, default="BertVits2", help="graph file prefix and sub-folder (default BertVits2)")
     p.add_argument("--check", action="store_true", help="compare every graph with PyTorch through onnxruntime")
-    p.add_argument("--tolerance", type=_tolerance, default=1e-4, help="max abs difference allowed by --check (1e-4)")
+    p.add_argument("--tolerance", type=non_negative_float, default=1e-4, help="max abs difference allowed by --check (1e-4)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
-
-
-def _tolerance(text: str) -> float:
-    """A finite, non-negative difference (NaN would let every graph pass)."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return value
 
 
 def _graph_name(text: str) -> str:

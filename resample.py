@@ -14,19 +14,7 @@ import sys
 
 from bert_vits2.config_yml import YmlError, add_yml_argument, apply_yml, first_use
 from bert_vits2.preprocess import AUDIO_EXTENSIONS, resample_folder
-
-
-def _bounded_int(low: int, high: int, what: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{what} {value} is out of range ({low}-{high})")
-        return value
-
-    return parse
+from motion.inputs import sample_rate_hz, whole_number
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,9 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--in-dir", "--in_dir", default="audios/raw", help="folder with the raw audio (default: %(default)s)")
     parser.add_argument("--out-dir", "--out_dir", default="audios/wavs", help="where the wavs go (default: %(default)s)")
-    parser.add_argument("--sr", "--sampling-rate", type=_bounded_int(8000, 192000, "sampling rate"), default=44100, dest="sr",
+    parser.add_argument("--sr", "--sampling-rate", type=sample_rate_hz, default=44100, dest="sr",
                         help="output sampling rate; must match data.sampling_rate of the config (default: %(default)s)")
-    parser.add_argument("--processes", type=_bounded_int(0, 256, "process count"), default=0,
+    parser.add_argument("--processes", type=whole_number(0, 256, "process count"), default=0,
                         help="worker processes; 0 = cpu_count-2 on machines with more than 4 cores, else 1 (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="convert again even if the output wav exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -13,17 +13,7 @@ import logging
 import sys
 
 from motion.cli import run_cli
-from motion.inputs import port_number, positive_float, positive_int
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+from motion.inputs import non_negative_int, port_number, positive_float, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,25 +54,28 @@ def bounded_float(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
-def port_number(text: str) -> int:
-    """A UDP/TCP port 1..65535 (0 is not accepted: say which port to use)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} is out of range (1-65535)")
-    return value
+def whole_number(low: int, high: int | None = None, what: str = "") -> Callable[[str], int]:
+    """A whole number ``>= low`` (and ``<= high`` when given); ``what`` names it in the message."""
+    name = f"{what} " if what else ""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{name}{value} is out of range ({low}-{high})")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{name}{value} must be {low} or more")
+        return value
+
+    return parse
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
+port_number = whole_number(1, 65535, "port")  # a UDP/TCP port (0 is not accepted: say which port to use)
+positive_int = whole_number(1)
+non_negative_int = whole_number(0)
+sample_rate_hz = whole_number(8000, 192000, "sample rate (Hz)")  # what sound cards and the audio tools handle
 
 
 def bone_factor(text: str) -> tuple[str, float]:
@@ -89,17 +92,7 @@ def bone_factor(text: str) -> tuple[str, float]:
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
     """A whole number within ``[low, high]``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} must be between {low} and {high}")
-        return value
-
-    return parse
+    return whole_number(low, high)
 
 
 MAX_NPY_BYTES = 2 << 30  # a face or body clip is megabytes; a header declaring more is corrupt or hostile

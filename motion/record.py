@@ -19,24 +19,13 @@ import logging
 import sys
 
 from motion.constants import LIVELINK_PORT, TTS_SAMPLE_RATE
-from motion.inputs import bounded_float, port_number, positive_int
+from motion.inputs import bounded_float, port_number, positive_int, sample_rate_hz
 
 DEFAULT_PORT, SAMPLE_RATE = LIVELINK_PORT, TTS_SAMPLE_RATE
 
 
 def _device_arg(text: str) -> int | str:
     return int(text) if text.isdigit() else text
-
-
-def _sample_rate(text: str) -> int:
-    """An audio rate a sound card can run (8 kHz .. 192 kHz)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of Hz") from None
-    if not 8000 <= value <= 192000:
-        raise argparse.ArgumentTypeError(f"{value} Hz is out of range (8000-192000)")
-    return value
 
 
 MAX_TAKE_SECONDS = 24 * 3600.0
@@ -57,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="0.0.0.0", help="address to listen on for the app's packets (0.0.0.0 = all)")
     p.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="UDP port the app sends to")
     p.add_argument("--device", type=_device_arg, default=None, help="input device index or name (see --list-devices)")
-    p.add_argument("--sample-rate", type=_sample_rate, default=SAMPLE_RATE, help="audio sample rate (mono)")
+    p.add_argument("--sample-rate", type=sample_rate_hz, default=SAMPLE_RATE, help="audio sample rate (mono)")
     p.add_argument("--list-devices", action="store_true", help="list audio input devices and exit")
     p.add_argument("--audio-file", default=None, help="play this audio file in place of the microphone (same timing "
                    "as a live input; for machines without a sound card)")

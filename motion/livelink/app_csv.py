@@ -14,6 +14,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -170,17 +171,10 @@ def read_csv(path: str | Path, fps: float | None = None) -> tuple[np.ndarray, fl
     return data.frames, data.fps
 
 
-def write_csv(
-    path: str | Path,
-    frames: np.ndarray,
-    fps: float = DEFAULT_FPS,
-    frame_numbers: np.ndarray | None = None,
-    sub_frames: np.ndarray | None = None,
-    start_frame: int = 0,
-    timecode_fps: float | None = None,
-) -> None:
-    """Write [T, 61] wire-order frames as an app CSV (see :func:`csv_text`), atomically."""
-    write_text_atomic(path, csv_text(frames, fps, frame_numbers, sub_frames, start_frame, timecode_fps))
+def write_csv(path: str | Path, frames: np.ndarray, *options: Any, **timecodes: Any) -> None:
+    """Write [T, 61] wire-order frames as an app CSV, atomically (``fps`` and the timecode options of
+    :func:`csv_text`, in its order)."""
+    write_text_atomic(path, csv_text(frames, *options, **timecodes))
 
 
 def csv_text(

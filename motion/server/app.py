@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bert_vits2.checkpoint import CheckpointError
 from motion.server.config import ServerConfig
 from motion.server.errors import ApiError, as_api_error, error_body
 from motion.server.registry import NotFound, PathRefused
@@ -58,8 +59,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def api_error(_request: Request, err: Exception) -> JSONResponse:
         return _json_error(as_api_error(err))
 
-    for exc_type in (ApiError, NotFound, PathRefused, ValueError):
-        app.add_exception_handler(exc_type, api_error)
+    for exc_type in (ApiError, NotFound, PathRefused, ValueError, CheckpointError, Exception):
+        app.add_exception_handler(exc_type, api_error)  # Exception: a JSON 500 that names the error, no traceback
 
     async def http_error(_request: Request, err: StarletteHTTPException) -> JSONResponse:
         return _json_error(ApiError(err.status_code, str(err.detail)))

@@ -53,25 +53,32 @@ def rss_mb() -> float:
 def http_router(state: ServerState, auth: Any) -> APIRouter:
     """The HTTP routes over ``state``; ``auth`` is the token dependency."""
     router = APIRouter(dependencies=[Depends(auth)])
-    config = state.config
+    _speech_routes(router, state)
+    _models_routes(router, state)
+    return router
 
-    async def collect(request: Request, api: ApiSynthesis, with_face: bool) -> tuple[Any, list[Any]]:
-        """All chunks of one job (each piece decoded in one call: the samples of ``synthesize``); cancelled when
-        the client disconnects."""
-        entry, req = api.resolve(state.registry, config.max_chars)
 
-        async def work() -> list[Any]:
-            async with state.admission.job("http"):
-                stream = state.synthesis(entry, req, with_face, WHOLE_PIECES)
-                try:
-                    return [item async for item in stream]
-                finally:
-                    stream.close()
+async def _collect(state: ServerState, request: Request, api: ApiSynthesis, with_face: bool) -> tuple[Any, list[Any]]:
+    """All chunks of one job (each piece decoded in one call: the samples of ``synthesize``); cancelled when the
+    client disconnects."""
+    entry, req = api.resolve(state.registry, state.config.max_chars)
 
-        return entry, await run_until_disconnect(request, work())
+    async def work() -> list[Any]:
+        async with state.admission.job("http"):
+            stream = state.synthesis(entry, req, with_face, WHOLE_PIECES)
+            try:
+                return [item async for item in stream]
+            finally:
+                stream.close()
+
+    return entry, await run_until_disconnect(request, work())
+
+
+def _speech_routes(router: APIRouter, state: ServerState) -> None:
+    """``/voice`` (upstream), ``/voice/face`` and ``/voice/stream``."""
 
     async def voice(request: Request, api: ApiSynthesis) -> Response:
-        entry, chunks = await collect(request, api, with_face=False)
+        entry, chunks = await _collect(state, request, api, with_face=False)
         audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
         return Response(wav_bytes(audio, entry.voice.sample_rate), media_type="audio/wav")
 
@@ -89,7 +96,7 @@ def http_router(state: ServerState, auth: Any) -> APIRouter:
     async def face(request: Request, api: ApiSynthesis, fmt: str) -> Response:
         if fmt not in ("json", "csv", "npy"):
             raise ApiError(400, f"format={fmt!r}: use json, csv or npy")
-        entry, chunks = await collect(request, api, with_face=True)
+        entry, chunks = await _collect(state, request, api, with_face=True)
         audio = np.concatenate([c.chunk.audio for c in chunks])
         frames = np.concatenate([c.face for c in chunks], axis=0)
         pieces = sorted({(c.chunk.piece, c.chunk.text) for c in chunks if c.chunk.text})
@@ -110,11 +117,8 @@ def http_router(state: ServerState, auth: Any) -> APIRouter:
     async def voice_stream(api: Api, text: str = Query(...), format: str = Query("wav")):
         if format not in STREAM_FORMATS:
             raise ApiError(400, f"format={format!r}: use wav, pcm or f32")
-        entry, req = api.with_text(text).resolve(state.registry, config.max_chars)
+        entry, req = api.with_text(text).resolve(state.registry, state.config.max_chars)
         return await _audio_stream(state, entry, req, format)
-
-    _models_routes(router, state)
-    return router
 
 
 async def _audio_stream(state: ServerState, entry: Any, req: Any, fmt: str) -> StreamingResponse:
