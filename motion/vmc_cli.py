@@ -27,7 +27,9 @@ BODY_NPY_HELP = "MotionGPT / HumanML3D joint positions .npy ([1, T, 22, 3] or [T
 _EPILOG = __doc__.split("Examples::", 1)[1] + """
 Each frame is one OSC bundle: /VMC/Ext/OK, /VMC/Ext/T, /VMC/Ext/Root/Pos, /VMC/Ext/Bone/Pos for the 22 humanoid
 bones (local rotations, identity in the T-pose, Unity axes), then the 52 Perfect Sync /VMC/Ext/Blend/Val and
-/VMC/Ext/Blend/Apply. The receiver's avatar needs Perfect Sync blendshapes for the face.
+/VMC/Ext/Blend/Apply. The face's head and eye rotations go out as /VMC/Ext/Bone/Pos Neck (--neck-share of the head
+rotation), Head, LeftEye and RightEye (on top of the body's Neck/Head; a face alone sends no Root). The receiver's
+avatar needs Perfect Sync blendshapes for the face.
 """
 
 
@@ -37,7 +39,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 def build_parser() -> argparse.ArgumentParser:
     from motion.body.skeleton import SOURCE_FPS
-    from motion.body.vmc import DEFAULT_FPS, DEFAULT_HOST, DEFAULT_PORT
+    from motion.body.vmc import DEFAULT_FPS, DEFAULT_HOST, DEFAULT_PORT, NECK_SHARE
     from motion.face.postprocess import DEFAULT_FPS as FACE_FPS
 
     p = argparse.ArgumentParser(
@@ -58,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wav", type=Path, help="audio to play in sync (frames follow the sound card's clock)")
     g.add_argument("--no-audio", action="store_true",
                    help="do not play --wav (no sound card); frames use the wall clock")
+    g.add_argument("--no-face-bones", action="store_true",
+                   help="send the face's blendshapes only, not its head and eye rotations (Neck/Head/LeftEye/RightEye)")
+    g.add_argument("--neck-share", type=bounded_float(0.0, 1.0), default=NECK_SHARE,
+                   help="share of the face's head rotation given to the Neck bone (the Head gets the rest)")
     g = p.add_argument_group("sending")
     g.add_argument("--host", default=DEFAULT_HOST, help="VMC receiver (Marionette) address")
     g.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="VMC receiver port")

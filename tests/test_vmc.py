@@ -14,7 +14,7 @@ from conftest import checkout_env
 from pythonosc import osc_bundle, osc_server
 from pythonosc.dispatcher import Dispatcher
 
-from motion.arkit import NUM_VALUES, PERFECT_SYNC_NAMES
+from motion.arkit import INDEX, NUM_VALUES, PERFECT_SYNC_NAMES
 from motion.body.skeleton import (
     NUM_JOINTS,
     PARENTS,
@@ -32,7 +32,11 @@ from motion.body.vmc import (
     ADDR_OK,
     ADDR_ROOT,
     ADDR_TIME,
+    FACE_BONE_OFFSETS,
+    MAX_EYE_DEG,
+    NECK_SHARE,
     build_bundle,
+    face_bone_rotations,
     make_clip,
     stream_clip,
     stream_face,
@@ -132,9 +136,10 @@ def test_loopback_body_and_face(receiver, joints):
 
     for i, (_, msgs) in enumerate(frames):
         addresses = [m[0] for m in msgs]
+        nb = NUM_JOINTS + 2  # the 22 humanoid bones, then the face's LeftEye and RightEye
         assert addresses[:3] == [ADDR_OK, ADDR_TIME, ADDR_ROOT]
-        assert addresses[3 : 3 + NUM_JOINTS] == [ADDR_BONE] * NUM_JOINTS
-        assert addresses[3 + NUM_JOINTS :] == [ADDR_BLEND] * 52 + [ADDR_APPLY]
+        assert addresses[3 : 3 + nb] == [ADDR_BONE] * nb
+        assert addresses[3 + nb :] == [ADDR_BLEND] * 52 + [ADDR_APPLY]
         tags = {m[0]: m[1] for m in msgs}
         assert tags == {ADDR_OK: ",i", ADDR_TIME: ",f", ADDR_ROOT: ",sfffffff", ADDR_BONE: ",sfffffff",
                         ADDR_BLEND: ",sf", ADDR_APPLY: ","}
@@ -144,11 +149,11 @@ def test_loopback_body_and_face(receiver, joints):
         assert root[0] == "root"
         np.testing.assert_allclose(root[1:4], clip.root_positions[i], atol=1e-6)
         assert root[4:] == [0.0, 0.0, 0.0, 1.0]
-        bones = msgs[3 : 3 + NUM_JOINTS]
-        assert [b[2][0] for b in bones] == list(UNITY_BONES)
+        bones = msgs[3 : 3 + nb]
+        assert [b[2][0] for b in bones] == list(UNITY_BONES) + ["LeftEye", "RightEye"]
         np.testing.assert_allclose([b[2][1:4] for b in bones], clip.bone_positions[i], atol=1e-6)
         np.testing.assert_allclose([b[2][4:8] for b in bones], clip.bone_rotations[i], atol=1e-6)
-        blends = msgs[3 + NUM_JOINTS : -1]
+        blends = msgs[3 + nb : -1]
         assert [b[2][0] for b in blends] == list(PERFECT_SYNC_NAMES)
         np.testing.assert_allclose([b[2][1] for b in blends], clip.blend_values[i], atol=1e-6)
         assert msgs[-1][2] == []
@@ -183,11 +188,99 @@ def test_stream_face_sends_only_the_face(receiver):
     stats = stream_face(face, 60.0, "127.0.0.1", port)
     frames = _decode(disp, 12)
     assert stats.sent == len(frames) == 12
-    for i, (_, msgs) in enumerate(frames):
-        assert [m[0] for m in msgs] == [ADDR_OK, ADDR_TIME] + [ADDR_BLEND] * 52 + [ADDR_APPLY]
-        np.testing.assert_allclose([m[2][1] for m in msgs[2:-1]], face[i, :52], atol=1e-6)
+    for i, (_, msgs) in enumerate(frames):  # no Root: the receiver keeps its own body
+        assert [m[0] for m in msgs] == [ADDR_OK, ADDR_TIME] + [ADDR_BONE] * 4 + [ADDR_BLEND] * 52 + [ADDR_APPLY]
+        assert [m[2][0] for m in msgs[2:6]] == ["Neck", "Head", "LeftEye", "RightEye"]
+        np.testing.assert_allclose([m[2][1] for m in msgs[6:-1]], face[i, :52], atol=1e-6)
+    disp.packets.clear()
+    stream_face(face[:3], 60.0, "127.0.0.1", port, face_bones=False)
+    assert [m[0] for m in _decode(disp, 3)[0][1]] == [ADDR_OK, ADDR_TIME] + [ADDR_BLEND] * 52 + [ADDR_APPLY]
     with pytest.raises(ValueError, match=r"\[T, 61\]"):
         stream_face(np.zeros((5, 52)), 60.0, "127.0.0.1", port)
+
+
+def _head_face(t: int, yaw: float, pitch: float, roll: float, eye_yaw: float = 0.0, eye_pitch: float = 0.0):
+    """A neutral face whose head and eyes are turned by the given degrees (stored as Live Link's degrees / 180)."""
+    face = np.zeros((t, NUM_VALUES), dtype=np.float32)
+    for name, deg in (("HeadYaw", yaw), ("HeadPitch", pitch), ("HeadRoll", roll), ("LeftEyeYaw", eye_yaw),
+                      ("RightEyeYaw", eye_yaw), ("LeftEyePitch", eye_pitch), ("RightEyePitch", eye_pitch)):
+        face[:, INDEX[name]] = deg / 180.0
+    return face
+
+
+def _angle_deg(q) -> float:
+    return float(np.degrees(2.0 * np.arccos(min(1.0, abs(float(np.asarray(q)[3]))))))
+
+
+def test_face_head_and_eyes_go_out_as_bones(receiver):
+    """Head yaw/pitch/roll and eye yaw/pitch reach a python-osc receiver as Neck/Head/LeftEye/RightEye Bone/Pos."""
+    port, disp = receiver
+    stream_face(_head_face(3, yaw=30.0, pitch=-10.0, roll=5.0, eye_yaw=12.0, eye_pitch=8.0), 60.0, "127.0.0.1", port)
+    frames = _decode(disp, 3)
+    assert len(frames) == 3
+    bones = {m[2][0]: np.array(m[2][1:]) for m in frames[0][1] if m[0] == ADDR_BONE}
+    assert list(bones) == ["Neck", "Head", "LeftEye", "RightEye"]
+    for name, row in bones.items():
+        np.testing.assert_allclose(row[:3], FACE_BONE_OFFSETS[name], atol=1e-6)
+        assert np.linalg.norm(row[3:]) == pytest.approx(1.0, abs=1e-5)
+    neck, head = bones["Neck"][3:], bones["Head"][3:]
+    whole = quat_mul(neck, head)
+    assert _angle_deg(neck) == pytest.approx(NECK_SHARE * _angle_deg(whole), abs=0.05)
+    # Unity axes (+X the avatar's right, +Y up, +Z forward): yaw 30 turns the face right, pitch -10 lifts it.
+    forward = quat_rotate(whole, np.array([0.0, 0.0, 1.0]))
+    assert forward[0] == pytest.approx(np.sin(np.radians(30.0)) * np.cos(np.radians(10.0)), abs=1e-4)
+    assert forward[1] == pytest.approx(np.sin(np.radians(10.0)), abs=1e-4)
+    up = quat_rotate(whole, np.array([0.0, 1.0, 0.0]))
+    assert up[0] < 0  # roll 5 tilts the top of the head toward the avatar's left (-X)
+    for eye in ("LeftEye", "RightEye"):
+        gaze = quat_rotate(bones[eye][3:], np.array([0.0, 0.0, 1.0]))
+        assert np.degrees(np.arctan2(gaze[0], gaze[2])) == pytest.approx(12.0, abs=0.05)
+        assert gaze[1] == pytest.approx(-np.sin(np.radians(8.0)), abs=1e-4)  # pitch > 0 looks down
+
+
+def test_face_bones_follow_the_real_gaze_and_clamp(livelink_ref):
+    """On a real Live Link Face take, a LeftEye turned toward +X goes with EyeLookInLeft (the shapes sent beside it)."""
+    from motion.livelink.app_csv import read_csv
+
+    face, fps = read_csv(livelink_ref / "llf_take_excerpt.csv")
+    clip = make_clip(face=face, face_fps=fps, fps=fps)
+    left = clip.bone_rotations[:, clip.bone_names.index("LeftEye")].astype(np.float64)
+    gaze_x = quat_rotate(left, np.array([0.0, 0.0, 1.0]))[:, 0]
+    look = face[:, INDEX["EyeLookInLeft"]] - face[:, INDEX["EyeLookOutLeft"]]
+    assert np.corrcoef(gaze_x, look)[0, 1] > 0.8
+    assert max(_angle_deg(q) for q in left) <= MAX_EYE_DEG * np.sqrt(2) + 0.01  # ±100° tracking glitches clamped
+
+
+def test_face_turns_the_body_head(joints):
+    """With a body, the face's rotation is applied on top of the body's Neck and Head; eyes are added."""
+    body = positions_to_rotations(joints[:10])
+    plain = make_clip(body, fps=20.0)
+    face = _head_face(10, yaw=20.0, pitch=0.0, roll=0.0)
+    both = make_clip(body, face, face_fps=20.0, fps=20.0, neck_share=0.5)
+    assert both.bone_names == UNITY_BONES + ("LeftEye", "RightEye")
+    extra = face_bone_rotations(face, 0.5)
+    for bone in ("Neck", "Head"):
+        k = UNITY_BONES.index(bone)
+        np.testing.assert_allclose(both.bone_rotations[:, k], quat_mul(plain.bone_rotations[:, k], extra[bone]),
+                                   atol=1e-6)
+    others = [k for k, n in enumerate(UNITY_BONES) if n not in ("Neck", "Head")]
+    np.testing.assert_allclose(both.bone_rotations[:, others], plain.bone_rotations[:, others], atol=1e-7)
+    alone = make_clip(body, face, face_fps=20.0, fps=20.0, face_bones=False)
+    np.testing.assert_allclose(alone.bone_rotations, plain.bone_rotations, atol=1e-7)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        make_clip(face=face, face_fps=20.0, neck_share=1.5)
+
+
+def test_cli_face_bone_options(tmp_path):
+    face = tmp_path / "face.npy"
+    np.save(face, _head_face(6, yaw=40.0, pitch=0.0, roll=0.0))
+    out = tmp_path / "sent.jsonl"
+    assert main(["--face", str(face), "--face-fps", "30", "--fps", "30", "--neck-share", "0.5", "--dry-run", str(out)]) == 0
+    msgs = json.loads(out.read_text().splitlines()[0])["messages"]
+    neck = next(m[2] for m in msgs if m[0] == ADDR_BONE and m[2][0] == "Neck")
+    assert _angle_deg(neck[4:]) == pytest.approx(20.0, abs=0.05)
+    assert main(["--face", str(face), "--face-fps", "30", "--no-face-bones", "--dry-run", str(out)]) == 0
+    assert ADDR_BONE not in {m[0] for m in json.loads(out.read_text().splitlines()[0])["messages"]}
 
 
 def test_loop_repeats_until_stopped(receiver, virtual_clock):
@@ -289,7 +382,7 @@ def test_cli_dry_run_concatenates_and_writes_times(tmp_path, joints, capsys):
     np.testing.assert_allclose([r["t"] for r in rows], np.arange(60) / 30.0, atol=1e-6)
     first = rows[0]["messages"]
     assert [m[0] for m in first[:3]] == [ADDR_OK, ADDR_TIME, ADDR_ROOT]
-    assert sum(m[0] == ADDR_BONE for m in first) == NUM_JOINTS
+    assert sum(m[0] == ADDR_BONE for m in first) == NUM_JOINTS + 2  # + the face's LeftEye and RightEye
     assert sum(m[0] == ADDR_BLEND for m in first) == 52 and first[-1] == [ADDR_APPLY, ",", []]
 
 
@@ -330,7 +423,9 @@ def test_cli_face_csv(tmp_path):
     out = tmp_path / "sent.jsonl"
     assert main(["--face", str(csv), "--fps", "30", "--dry-run", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 30 and all(r["messages"][2][0] == ADDR_BLEND for r in rows)
+    assert len(rows) == 30
+    assert all([m[0] for m in r["messages"][2:7]] == [ADDR_BONE] * 4 + [ADDR_BLEND] for r in rows)
+    assert [m[2][0] for m in rows[0]["messages"][2:6]] == ["Neck", "Head", "LeftEye", "RightEye"]
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,7 @@ def load_face(args: argparse.Namespace) -> tuple[np.ndarray, float] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from motion.body.vmc import make_clip, stream_clip, write_dry_run
+    from motion.body.vmc import NECK_SHARE, make_clip, stream_clip, write_dry_run
 
     if args.fps <= 0:
         raise ValueError(f"--fps must be positive, got {args.fps}")
@@ -114,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
         write_bvh(resample_motion(body, args.fps), args.bvh, args.bvh_scale)
         log.info("wrote %s", args.bvh)
     face_frames, face_fps = face if face is not None else (None, None)
-    clip = make_clip(body, face_frames, face_fps, fps=args.fps, root_motion=not args.no_root_motion)
+    clip = make_clip(body, face_frames, face_fps, fps=args.fps, root_motion=not args.no_root_motion,
+                     face_bones=not getattr(args, "no_face_bones", False),
+                     neck_share=getattr(args, "neck_share", NECK_SHARE))
     if args.dry_run:
         n = write_dry_run(clip, args.dry_run)
         log.info("wrote %d bundles (%.2f s at %.1f fps) to %s", n, clip.duration_s, clip.fps, args.dry_run)

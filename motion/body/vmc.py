@@ -6,13 +6,19 @@ The VMC protocol is OSC over UDP. We act as a Performer: every frame is one OSC 
     /VMC/Ext/T <seconds>                            (float: time since the stream started)
     /VMC/Ext/Root/Pos "root" px py pz qx qy qz qw   (only with a body)
     /VMC/Ext/Bone/Pos <HumanBodyBones> px py pz qx qy qz qw   (one per mapped bone, only with a body)
+    /VMC/Ext/Bone/Pos Neck|Head|LeftEye|RightEye ...          (the face's head and eye rotations, with a face)
     /VMC/Ext/Blend/Val <PerfectSyncName> value      (52 ARKit shapes, only with a face)
     /VMC/Ext/Blend/Apply                            (only with a face)
 
 Coordinates are Unity's (left-handed, Y up, character facing +Z); see ``motion.body.skeleton`` for the conversion.
 Bone rotations are local and identity in the T-pose; bone positions are the rest offsets from the parent, except
 Hips, whose position carries the pelvis height. The root carries the horizontal travel (``root_motion=True``) and
-identity rotation (the hips carry the facing). Frames are sent by time (``motion.playback.run_schedule``), on the
+identity rotation (the hips carry the facing).
+
+A face's head rotation (Live Link ``HeadYaw/Pitch/Roll``, degrees / 180) is shared between Neck (``neck_share``)
+and Head, and its eye rotations (``Left/RightEyeYaw/Pitch``) turn LeftEye / RightEye, as VSeeFace and VMagicMirror
+read them (see :func:`face_bone_rotations` for the axes); with a body, they are applied on top of the body's Neck and
+Head. Face-only bundles carry no Root (the receiver keeps its own body). Frames are sent by time (``motion.playback.run_schedule``), on the
 audio stream's clock when a wav plays, so long clips do not drift.
 """
 
@@ -30,8 +36,17 @@ from typing import Iterator
 import numpy as np
 
 from bert_vits2.fileio import atomic_write
-from motion.arkit import check_frames, to_perfect_sync
-from motion.body.skeleton import UNITY_BONES, BodyMotion, resample_motion, to_unity_positions, to_unity_quats
+from motion.arkit import INDEX, check_frames, to_perfect_sync
+from motion.body.skeleton import (
+    BONE_INDEX,
+    UNITY_BONES,
+    BodyMotion,
+    quat_mul,
+    quat_scale_angle,
+    resample_motion,
+    to_unity_positions,
+    to_unity_quats,
+)
 from motion.constants import BODY_FPS as DEFAULT_FPS
 from motion.constants import DEFAULT_HOST
 from motion.constants import VMC_PORT as DEFAULT_PORT
@@ -52,6 +67,20 @@ TYPE_TAGS: dict[str, str] = {
 """OSC type tags (without the leading comma) each address is sent with."""
 
 Message = tuple[str, list]
+
+FACE_BONES: tuple[str, ...] = ("Neck", "Head", "LeftEye", "RightEye")
+"""The bones a face drives (Unity ``HumanBodyBones`` names)."""
+EYE_BONES: tuple[str, ...] = ("LeftEye", "RightEye")
+NECK_SHARE = 0.3
+"""Default share of the face's head rotation given to the Neck (the Head gets the rest), as a real neck bends."""
+MAX_EYE_DEG = 45.0
+"""Eye yaw/pitch are clamped to this (real phone captures reach ±100° on frames where tracking lost the eyes)."""
+FACE_BONE_OFFSETS: dict[str, tuple[float, float, float]] = {
+    "Neck": (0.0, 0.10, 0.0), "Head": (0.0, 0.09, 0.01), "LeftEye": (-0.032, 0.065, 0.075),
+    "RightEye": (0.032, 0.065, 0.075),
+}
+"""Rest offsets from the parent (metres, Unity axes, +X the avatar's right) sent as the positions of face bones that
+the body does not have; receivers that apply bone positions (EVMC4U's position sync) get a typical adult head."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +103,10 @@ class VmcClip:
     def messages(self, i: int, time_s: float) -> list[Message]:
         """The frame's messages as ``(address, args)`` in sending order."""
         msgs: list[Message] = [(ADDR_OK, [1]), (ADDR_TIME, [float(time_s)])]
-        if self.bone_rotations is not None:
+        if self.root_positions is not None:
             root = self.root_positions[i].tolist()
             msgs.append((ADDR_ROOT, ["root", *root, 0.0, 0.0, 0.0, 1.0]))
+        if self.bone_rotations is not None:
             pos = self.bone_positions[i].tolist()
             rot = self.bone_rotations[i].tolist()
             msgs.extend((ADDR_BONE, [name, *p, *q]) for name, p, q in zip(self.bone_names, pos, rot))
@@ -93,11 +123,12 @@ class VmcClip:
         """
         enc = _encoder(self.bone_names if self.bone_rotations is not None else (), self.blend_names)
         parts = [_BUNDLE_HEADER, enc.ok, enc.time, _F32.pack(time_s)]
-        if self.bone_rotations is not None:
+        if self.root_positions is not None:
             root = np.empty(7, dtype=">f4")
             root[:3] = self.root_positions[i]
             root[3:] = (0.0, 0.0, 0.0, 1.0)
             parts += [enc.root, root.tobytes()]
+        if self.bone_rotations is not None:
             rows = np.concatenate([self.bone_positions[i], self.bone_rotations[i]], axis=-1).astype(">f4").tobytes()
             for k, prefix in enumerate(enc.bones):
                 parts += [prefix, rows[28 * k : 28 * k + 28]]
@@ -171,21 +202,95 @@ def _hold_to(arr: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([arr, np.repeat(arr[-1:], n - arr.shape[0], axis=0)], axis=0)
 
 
+def _euler_quats(axis: int, degrees: np.ndarray) -> np.ndarray:
+    """Rotations of ``degrees`` [N] about Unity axis ``axis`` (0 x, 1 y, 2 z) as quaternions [N, 4]."""
+    half = np.radians(np.asarray(degrees, dtype=np.float64)) / 2.0
+    q = np.zeros(half.shape + (4,))
+    q[..., axis] = np.sin(half)
+    q[..., 3] = np.cos(half)
+    return q
+
+
+def _unity_euler(pitch_deg: np.ndarray, yaw_deg: np.ndarray, roll_deg: np.ndarray) -> np.ndarray:
+    """Unity's ``Quaternion.Euler(pitch, yaw, roll)``: roll about Z first, then pitch about X, then yaw about Y."""
+    return quat_mul(_euler_quats(1, yaw_deg), quat_mul(_euler_quats(0, pitch_deg), _euler_quats(2, roll_deg)))
+
+
+def face_bone_rotations(face: np.ndarray, neck_share: float = NECK_SHARE) -> dict[str, np.ndarray]:
+    """Local Unity rotations ``{Neck, Head, LeftEye, RightEye: [N, 4]}`` from a face ``[N, 61]`` (wire order).
+
+    Live Link's rotations are degrees / 180 in the face's own frame, and they map onto Unity's axes with the same
+    signs: yaw > 0 turns toward the side the ARKit names call Right (the way ``EyeLookInLeft`` / ``EyeLookOutRight``
+    move the gaze, as real captures show), i.e. Unity +Y; pitch > 0 looks down (Unity +X); roll > 0 tilts the top of
+    the head toward the Left side (Unity +Z). The head rotation is split along its own axis: Neck gets ``neck_share``
+    of the angle and Head the rest, so Neck ⊗ Head is the whole rotation. Eyes use yaw and pitch only (eyes do not
+    visibly roll), clamped to ±``MAX_EYE_DEG``.
+    """
+    if not 0.0 <= neck_share <= 1.0:
+        raise ValueError(f"the neck share must be between 0 and 1, got {neck_share}")
+    face = np.asarray(face, dtype=np.float64)
+    deg = lambda name: face[:, INDEX[name]] * 180.0  # noqa: E731
+    head = _unity_euler(deg("HeadPitch"), deg("HeadYaw"), deg("HeadRoll"))
+    out = {"Neck": quat_scale_angle(head, neck_share), "Head": quat_scale_angle(head, 1.0 - neck_share)}
+    for side in ("Left", "Right"):
+        yaw = np.clip(deg(f"{side}EyeYaw"), -MAX_EYE_DEG, MAX_EYE_DEG)
+        pitch = np.clip(deg(f"{side}EyePitch"), -MAX_EYE_DEG, MAX_EYE_DEG)
+        out[f"{side}Eye"] = _unity_euler(pitch, yaw, np.zeros_like(yaw))
+    return out
+
+
+def _body_arrays(body: BodyMotion, root_motion: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Root positions [N, 3], bone positions [N, B, 3] and local rotations [N, B, 4] of a body, in Unity axes."""
+    pelvis = to_unity_positions(body.root_positions)
+    root = np.zeros_like(pelvis)
+    if root_motion:
+        root[:, [0, 2]] = pelvis[:, [0, 2]]
+    offsets = to_unity_positions(body.rest.offsets)
+    pos = np.repeat(offsets[None], body.num_frames, axis=0)
+    pos[:, 0] = pelvis - root  # hips relative to the root
+    return root, pos, to_unity_quats(body.rotations)
+
+
+def _add_face_bones(
+    face: np.ndarray, neck_share: float, pos: np.ndarray | None, rot: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Bone positions/rotations/names with the face's Neck, Head and eyes: on top of the body's, or alone."""
+    n = face.shape[0]
+    quats = face_bone_rotations(face, neck_share)
+    if rot is None:
+        names = FACE_BONES
+        pos = np.repeat(np.array([FACE_BONE_OFFSETS[b] for b in names])[None], n, axis=0)
+        return pos, np.stack([quats[b] for b in names], axis=1), names
+    rot = rot.copy()
+    for bone in ("Neck", "Head"):
+        k = BONE_INDEX[bone]
+        rot[:, k] = quat_mul(rot[:, k], quats[bone])  # the face turns the head on top of the body's pose
+    eye_pos = np.repeat(np.array([FACE_BONE_OFFSETS[b] for b in EYE_BONES])[None], n, axis=0)
+    eye_rot = np.stack([quats[b] for b in EYE_BONES], axis=1)
+    return (np.concatenate([pos, eye_pos], axis=1), np.concatenate([rot, eye_rot], axis=1),
+            UNITY_BONES + EYE_BONES)
+
+
 def make_clip(
     body: BodyMotion | None = None,
     face: np.ndarray | None = None,
     face_fps: float | None = None,
     fps: float = DEFAULT_FPS,
     root_motion: bool = True,
+    face_bones: bool = True,
+    neck_share: float = NECK_SHARE,
 ) -> VmcClip:
     """Resample a body (slerp) and/or a face ``[T, 61]`` (linear, frame centres) to ``fps`` and convert to Unity.
 
-    The clip lasts as long as the longer input; the shorter one holds its last frame.
+    The clip lasts as long as the longer input; the shorter one holds its last frame. With a face and
+    ``face_bones``, its head and eye rotations go out as Neck/Head/LeftEye/RightEye bones (:func:`face_bone_rotations`).
     """
     if body is None and face is None:
         raise ValueError("nothing to send: give a body motion, a face, or both")
     if fps <= 0:
         raise ValueError(f"--fps must be positive, got {fps}")
+    if not 0.0 <= neck_share <= 1.0:
+        raise ValueError(f"--neck-share must be between 0 and 1, got {neck_share}")
     lengths = []
     rot = pos = root = None
     if body is not None:
@@ -204,21 +309,20 @@ def make_clip(
         blend = np.clip(np.stack([shapes[n] for n in names], axis=-1), 0.0, 1.0).astype(np.float32)
         lengths.append(blend.shape[0])
     n = max(lengths)
+    bone_names = UNITY_BONES
     if body is not None:
-        pelvis = to_unity_positions(body.root_positions)
-        root = np.zeros_like(pelvis)
-        if root_motion:
-            root[:, [0, 2]] = pelvis[:, [0, 2]]
-        offsets = to_unity_positions(body.rest.offsets)
-        pos = np.repeat(offsets[None], body.num_frames, axis=0)
-        pos[:, 0] = pelvis - root  # hips relative to the root
-        rot = to_unity_quats(body.rotations)
-        root, pos, rot = (_hold_to(a, n).astype(np.float32) for a in (root, pos, rot))
+        root, pos, rot = (_hold_to(a, n) for a in _body_arrays(body, root_motion))
+    if face is not None and face_bones:
+        pos, rot, bone_names = _add_face_bones(_hold_to(face, n), neck_share, pos, rot)
+    if rot is not None:
+        pos, rot = pos.astype(np.float32), rot.astype(np.float32)
+    if root is not None:
+        root = root.astype(np.float32)
     if blend is not None:
         blend = _hold_to(blend, n)
     return VmcClip(
         fps=float(fps), num_frames=n, root_positions=root, bone_positions=pos, bone_rotations=rot,
-        blend_names=names, blend_values=blend,
+        blend_names=names, blend_values=blend, bone_names=bone_names,
     )
 
 
@@ -316,18 +420,21 @@ def stream_face(
     audio: np.ndarray | None = None,
     sample_rate: int | None = None,
     stop: threading.Event | None = None,
+    face_bones: bool = True,
 ):
     """Stream a face ``[T, 61]`` (Live Link wire order, at ``fps``) as Perfect Sync blendshapes, ± audio in sync.
 
-    Sent at the face's own rate; blocks until done or ``stop`` is set; returns the schedule's timing stats.
+    With ``face_bones`` the head and eye rotations go along as Neck/Head/LeftEye/RightEye bones. Sent at the face's
+    own rate; blocks until done or ``stop`` is set; returns the schedule's timing stats.
     """
-    clip = make_clip(face=frames, face_fps=fps, fps=fps)
+    clip = make_clip(face=frames, face_fps=fps, fps=fps, face_bones=face_bones)
     log.info("streaming %d face frames at %.1f fps to %s:%d", clip.num_frames, fps, host, port)
     return stream_clip(clip, host, port, stop=stop, audio=audio, sample_rate=sample_rate)
 
 
 __all__ = [
     "ADDR_APPLY", "ADDR_BLEND", "ADDR_BONE", "ADDR_OK", "ADDR_ROOT", "ADDR_TIME", "DEFAULT_FPS", "DEFAULT_HOST",
-    "DEFAULT_PORT", "TYPE_TAGS", "VmcClip", "VmcSender", "build_bundle", "iter_frames", "make_clip", "stream_clip",
-    "stream_face", "write_dry_run",
+    "DEFAULT_PORT", "EYE_BONES", "FACE_BONE_OFFSETS", "FACE_BONES", "MAX_EYE_DEG", "NECK_SHARE", "TYPE_TAGS", "VmcClip",
+    "VmcSender", "build_bundle", "face_bone_rotations", "iter_frames", "make_clip", "stream_clip", "stream_face",
+    "write_dry_run",
 ]
