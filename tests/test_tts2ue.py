@@ -131,3 +131,20 @@ def test_original_webui_output_and_delay(tmp_path):
     log = read_packet_log(out)
     assert len(log) == 120  # 2 s resampled from 86.13 fps (inferred from the audio's length) to 60 fps
     assert log[0]["due"] == pytest.approx(0.7) and log[-1]["due"] == pytest.approx(0.7 + 119 / 60)
+
+
+@pytest.mark.parametrize("device_id, warned", [("my-phone", True), (None, False),
+                                               ("2F7E1A44-8C1B-4C7A-9E3D-0123456789AB", False)])
+def test_device_id_not_a_uuid_is_warned_about_once(tmp_path, caplog, device_id, warned):
+    """Unreal takes any id, but decoders built on the app's 36-character UUID (pylivelinkface) do not: say so once."""
+    npy, wav, _ = _clip(tmp_path, 0.2)
+    out = tmp_path / "sent.jsonl"
+    argv = ["--bs_npy_file", str(npy), "--wav_file", str(wav), "--fps", "60", "--dry-run", str(out), "--virtual-clock"]
+    with caplog.at_level("WARNING"):
+        assert tts2ue.main(argv + (["--device-id", device_id] if device_id else [])) == 0
+    lines = [r.getMessage() for r in caplog.records if "device id" in r.getMessage()]
+    assert len(lines) == (1 if warned else 0)
+    if warned:
+        assert "'my-phone' is not a 36-character UUID" in lines[0] and "\n" not in lines[0]
+    frames = [rec["packet"].frame for rec in read_packet_log(out)]
+    assert frames and {f.device_id for f in frames} == {device_id or replay.default_device_id()}

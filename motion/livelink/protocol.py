@@ -70,6 +70,30 @@ def default_device_id() -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"bert-vits2-face.{socket.gethostname()}")).upper()
 
 
+def is_uuid_device_id(device_id: str) -> bool:
+    """True for a 36-character UUID string (``8-4-4-4-12`` hex digits), the id the iPhone app sends."""
+    if len(device_id) != 36:
+        return False
+    try:
+        uuid.UUID(device_id)
+    except ValueError:
+        return False
+    return True
+
+
+def check_device_id(device_id: str, option: str = "--device-id") -> str:
+    """Return ``device_id``; warn (one log line) when it is not a 36-character UUID.
+
+    Unreal accepts any id up to 256 characters, but decoders that copy the app's layout (``pylivelinkface`` reads a
+    fixed 36-byte id) misread every later field of a packet with another id; so say so once, at start.
+    """
+    if not is_uuid_device_id(device_id):
+        log.warning("Live Link device id %r is not a 36-character UUID like %s: Unreal accepts it, but decoders that "
+                    "expect the iPhone app's ids (pylivelinkface) will misread the packets; give %s a UUID or leave "
+                    "it out", device_id, default_device_id(), option)
+    return device_id
+
+
 @dataclass
 class LiveLinkFrame:
     """One Live Link Face packet's content. ``values`` is float32 [61] in wire order, or None (header-only)."""
@@ -350,6 +374,8 @@ class LiveLinkSender:
         self.fps_numerator, self.fps_denominator = int(fps_numerator), int(fps_denominator)
         _text_bytes(self.subject, "subject name")
         _text_bytes(self.device_id, "device id")
+        if device_id:
+            check_device_id(self.device_id)
         self._transport = transport
         self._sock: socket.socket | None = None
         if transport is None:
@@ -644,6 +670,6 @@ def frames_to_packets(
 __all__ = [
     "DEFAULT_PORT", "DEFAULT_SUBJECT", "DecodeResult", "LiveLinkFrame", "LiveLinkReceiver", "LiveLinkSender",
     "PACKET_VERSION", "PacketLog", "PacketTally", "PortInUseError", "ReceivedFrame", "ReceiverThread", "StreamStats",
-    "check_frame", "decode_packet", "default_device_id", "frames_out_of_range", "encode_packet", "frames_to_packets", "read_capture", "read_packet_log",
-    "write_capture",
+    "check_device_id", "check_frame", "decode_packet", "default_device_id", "is_uuid_device_id",
+    "frames_out_of_range", "encode_packet", "frames_to_packets", "read_capture", "read_packet_log", "write_capture",
 ]
