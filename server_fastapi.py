@@ -13,11 +13,11 @@ import logging
 import sys
 
 from motion.cli import run_cli
-from motion.inputs import non_negative_int, port_number, positive_float, positive_int
+from motion.inputs import cli_parser, non_negative_int, port_number, positive_float, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="server_fastapi.py", description=__doc__.split("\n\n")[0])
+    p = cli_parser("server_fastapi.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--model-dir", action="append", default=None, metavar="D",
                    help="a voice folder (G_*.pth + config.json); repeat for more models (ids 0, 1, ...)")
     p.add_argument("--model-root", action="append", default=None, metavar="R",
@@ -59,6 +59,8 @@ def config_from_args(args: argparse.Namespace):
         "max_audio_s": args.max_seconds, "head": args.head, "livelink_hosts": args.push_host,
         "ws_idle_s": args.ws_idle_timeout,
     }
+    if args.model_dir is not None:  # --model-dir replaces config.yml's models (each with its own file and language)
+        values.pop("models", None)
     values.update({k: v for k, v in cli.items() if v is not None})
     values.update(precision=args.precision, demo_voice=args.demo_voice, face_alive=not args.no_alive,
                   log_level=args.log_level)

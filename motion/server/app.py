@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bert_vits2.checkpoint import CheckpointError
 from motion.server.config import ServerConfig
+from motion.server.docs import add_docs
 from motion.server.errors import ApiError, as_api_error, error_body
 from motion.server.registry import NotFound, PathRefused
 from motion.server.routes import http_router, live_router, rss_mb
@@ -85,9 +86,11 @@ def create_app(config: ServerConfig, *, load: bool = True) -> FastAPI:
         yield
         state.pool.shutdown()
 
-    app = FastAPI(title="Bert-VITS2 Face server", version="0.2.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="Bert-VITS2 Face server", version="0.2.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # served from local files by add_docs (offline)
     app.state.bv2 = state
     _add_error_handlers(app)
+    add_docs(app)
 
     def authorise(headers: Any, query: Any) -> None:
         check_token(config, headers, query)

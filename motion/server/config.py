@@ -19,6 +19,28 @@ class ServerConfigError(ValueError):
     """A setting that cannot work (the message names it and what to do)."""
 
 
+@dataclass
+class ModelSpec:
+    """One voice to load at start, as an upstream ``config.yml`` ``server.models`` entry names it: ``model`` (a
+    ``G_*.pth`` file, or a folder: its newest one), ``config`` (default: ``config.json`` next to it or one folder up),
+    ``language`` and ``device`` (default: the server's)."""
+
+    model: str
+    config: str | None = None
+    language: str | None = None
+    device: str | None = None
+    source: str = "--model-dir"  # where the entry came from, for error messages
+
+    @property
+    def folder(self) -> str:
+        path = Path(self.model)
+        return str(path.parent if path.suffix == ".pth" else path)
+
+    @property
+    def checkpoint(self) -> str | None:
+        return self.model if Path(self.model).suffix == ".pth" else None
+
+
 def is_loopback(host: str) -> bool:
     if host in LOOPBACK_NAMES:
         return True
@@ -33,6 +55,7 @@ class ServerConfig:
     """Everything :func:`motion.server.create_app` needs. Paths the clients name are confined to ``model_roots``."""
 
     model_dirs: list[str] = field(default_factory=list)  # voices loaded at start (model ids 0, 1, ... in this order)
+    models: list[ModelSpec] = field(default_factory=list)  # per-model entries (config.yml); loaded instead of model_dirs
     model_roots: list[str] = field(default_factory=list)  # where /models/add and /models/get_local may look
     bert_dir: str | None = None
     language: str = "ZH"  # default language of the voices loaded at start (upstream: per model)
@@ -52,8 +75,13 @@ class ServerConfig:
     livelink_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1"])  # where a push may go
     ws_idle_s: float = 60.0  # a WebSocket the server waits on that sends nothing for this long is closed
     log_level: str = "info"
+    base_dir: str = ""  # the folder the server runs in (default: the current one): upstream's root_dir=Data is in it
 
     def __post_init__(self) -> None:
+        self.base_dir = str(Path(self.base_dir or os.getcwd()).resolve())
+        self.models = [m if isinstance(m, ModelSpec) else ModelSpec(**m) for m in self.models]
+        if self.models:
+            self.model_dirs = [m.folder for m in self.models]
         if not self.model_roots:
             self.model_roots = sorted({str(Path(d).resolve().parent) for d in self.model_dirs})
         if self.token is None:
@@ -76,23 +104,42 @@ class ServerConfig:
             if not float(getattr(self, name)) > 0:
                 raise ServerConfigError(f"{name} must be positive, got {getattr(self, name)}")
         _check_language(self.language)
-        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", str(self.device)):
+        if not re.fullmatch(r"(cpu|cuda(:\d+)?|mps)?", str(self.device or "")):
             raise ServerConfigError(f"device {self.device!r}: use cpu, cuda, cuda:N or mps")
         for host in self.livelink_hosts:
             if not _is_host(host):
                 raise ServerConfigError(f"--push-host {host!r} is not an IP address or host name")
-        for d in self.model_dirs:
-            if not Path(d).is_dir():
-                raise ServerConfigError(f"--model-dir {d}: no such folder")
+        for spec in self.model_specs():
+            _check_spec(spec)
+
+    def model_specs(self) -> list[ModelSpec]:
+        """What :meth:`ServerState.load_initial` loads: the ``models`` entries, or one per ``model_dirs`` folder."""
+        return list(self.models) or [ModelSpec(d) for d in self.model_dirs]
 
 
-def _check_language(language: str) -> None:
+def _check_spec(spec: ModelSpec) -> None:
+    path = Path(spec.model)
+    if spec.source == "--model-dir" and not path.is_dir():
+        raise ServerConfigError(f"--model-dir {spec.model}: no such folder")
+    if not path.exists():
+        raise ServerConfigError(f"{spec.source}.model {spec.model!r}: no such file or folder; fix the path or "
+                                "remove the entry")
+    if spec.config and not Path(spec.config).is_file():
+        raise ServerConfigError(f"{spec.source}.config {spec.config!r}: no such file; fix the path or leave it "
+                                "empty (config.json next to the model or one folder up)")
+    if spec.language:
+        _check_language(spec.language, f"{spec.source}.language")
+    if spec.device and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", str(spec.device)):
+        raise ServerConfigError(f"{spec.source}.device {spec.device!r}: use cpu, cuda, cuda:N or mps")
+
+
+def _check_language(language: str, what: str = "--language") -> None:
     if str(language).strip().lower() in ("mix", "auto"):
         return
     try:
         normalize_language(language)
     except ValueError:
-        raise ServerConfigError(f"--language {language!r}: use ZH, JP, EN, mix or auto") from None
+        raise ServerConfigError(f"{what} {language!r}: use ZH, JP, EN, mix or auto") from None
 
 
 def _is_host(host: str) -> bool:
@@ -111,8 +158,10 @@ def read_yaml_section(path: str | os.PathLike) -> dict[str, Any]:
     """The ``server`` section of a ``config.yml`` (``{}`` when the file or the section is absent).
 
     Keys used: ``port``, ``host``, ``device``, ``token``, ``max_queue``, ``workers``, ``max_chars``,
-    ``max_audio_s``, ``model_roots``, and ``models`` (upstream's list of ``{model, config, device, language}``: the
-    folder of each ``model`` file is loaded)."""
+    ``max_audio_s``, ``model_roots``, ``language``, and ``models`` (upstream's list of ``{model, config, device,
+    language}``: each entry's own file, config, language and device; entries with an empty ``model`` are skipped, as
+    upstream's default file has one). ``device: cuda`` on a machine without CUDA falls back to the CPU with a warning
+    when the model is loaded."""
     p = Path(path)
     if not p.is_file():
         return {}
@@ -129,15 +178,27 @@ def read_yaml_section(path: str | os.PathLike) -> dict[str, Any]:
         raise ServerConfigError(f"{p}: the 'server' section must be a mapping")
     out = {k: section[k] for k in ("port", "host", "device", "token", "max_queue", "workers", "max_chars",
                                    "max_audio_s", "model_roots", "language") if k in section}
-    models = section.get("models") or []
-    dirs = []
-    for m in models if isinstance(models, list) else []:
-        if isinstance(m, dict) and m.get("model"):
-            mp = Path(str(m["model"]))
-            dirs.append(str(mp.parent if mp.suffix == ".pth" else mp))
-    if dirs:
-        out["model_dirs"] = dirs
+    specs = _model_specs(section.get("models"), p)
+    if specs:
+        out["models"] = specs
+        out["model_dirs"] = [s.folder for s in specs]
     return out
 
 
-__all__ = ["ServerConfig", "ServerConfigError", "TOKEN_ENV", "is_loopback", "read_yaml_section"]
+def _model_specs(models: Any, path: Path) -> list[ModelSpec]:
+    if models is not None and not isinstance(models, list):
+        raise ServerConfigError(f"{path}: 'server.models' must be a list of {{model, config, language, device}}")
+    specs = []
+    for i, m in enumerate(models or []):
+        if not isinstance(m, dict):
+            raise ServerConfigError(f"{path}: server.models[{i}] must be a mapping with model, config, language, "
+                                    "device")
+        if not m.get("model"):
+            continue
+        text = {k: (str(m[k]).strip() or None) if m.get(k) is not None else None
+                for k in ("config", "language", "device")}
+        specs.append(ModelSpec(str(m["model"]), source=f"{path.name} server.models[{i}]", **text))
+    return specs
+
+
+__all__ = ["ModelSpec", "ServerConfig", "ServerConfigError", "TOKEN_ENV", "is_loopback", "read_yaml_section"]

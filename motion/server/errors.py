@@ -7,6 +7,7 @@ import logging
 
 from bert_vits2.checkpoint import CheckpointError
 from bert_vits2.request import SynthesisError
+from bert_vits2.text.bert import BertModelMissingError
 from motion.server.registry import NotFound, PathRefused
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ def as_api_error(err: BaseException) -> ApiError:
         return ApiError(403, str(err))
     if isinstance(err, NotFound):
         return ApiError(404, str(err))
+    if isinstance(err, BertModelMissingError):  # the voice works once the folder is there: not the client's fault
+        return ApiError(503, " ".join(str(err).split()))
     if isinstance(err, CheckpointError):
         return ApiError(400, str(err).splitlines()[0] if str(err) else type(err).__name__)
     if isinstance(err, (SynthesisError, ValueError)):

@@ -5,7 +5,8 @@ Upstream's names map to the request's fields through :data:`bert_vits2.request.H
 ``noise_scale``, ``noisew`` -> ``noise_scale_w``, ``length`` -> ``length_scale``, ``auto_split`` -> ``split_sentences``),
 and the defaults are upstream's HTTP API defaults (:data:`bert_vits2.request.HTTP_API_DEFAULTS`). Parameters upstream
 accepts for other model versions (``style``, ``emotion``, ``reference_audio``, ``auto_translate``) are accepted and
-ignored, as upstream's v2.3 path ignores them.
+ignored, as upstream's v2.3 path ignores them; so is ``style_weight`` when there is no ``style_text`` (clients made for
+Style-Bert-VITS2, such as SillyTavern's SBVits2, send a style-vector weight of 0..20 under that name).
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class ApiSynthesis:
             raise ApiError(400, f"text must be a string, got {type(self.text).__name__}")
         style = self.fields.get("style_text")
         total = len(self.text) + (len(style) if isinstance(style, str) else 0)
+        fields = self.fields
+        if not (isinstance(style, str) and style.strip()):  # the weight means nothing without a style text
+            fields = {k: v for k, v in fields.items() if k != "style_weight"}
         if total > max_chars:
             raise ApiError(413, f"the text has {total} characters; this server takes at most {max_chars} per "
                                 "request: split it into several requests")
@@ -67,7 +71,7 @@ class ApiSynthesis:
             raise ApiError(400, "language must be a string: ZH, JP, EN, mix or auto")
         try:
             request = SynthesisRequest.for_http_api(self.text, speaker=speaker,
-                                                    language=self.language or entry.language, **self.fields)
+                                                    language=self.language or entry.language, **fields)
         except SynthesisError as err:
             raise ApiError(400, _api_names(str(err))) from None
         return entry, request
@@ -97,10 +101,15 @@ def api_query(
     language: str | None = Query(None, description="ZH / JP / EN / mix / auto (default: the model's)"),
     auto_split: bool = Query(False, description="split at sentence ends (0.2 s pauses)"),
     style_text: str | None = Query(None, description="style text (single-language only)"),
-    style_weight: float = Query(_D["style_weight"], description="style text weight 0..1"),
+    style_weight: float = Query(_D["style_weight"], description="style text weight 0..1 (ignored without style_text)"),
     seed: int | None = Query(None, description="random seed 0..2^63-1 (a reproducible result)"),
+    style: str | None = Query(None, description="ignored: Style-Bert-VITS2's style name (a v2.3 voice has one style)"),
+    emotion: str | None = Query(None, description="ignored: upstream's emotion for v2.1/2.2 models"),
+    auto_translate: str | None = Query(None, description="ignored: upstream translates through an online service"),
 ) -> ApiSynthesis:
-    """The synthesis query parameters of every HTTP route (a FastAPI dependency); ``text`` is read by the route."""
+    """The synthesis query parameters of every HTTP route (a FastAPI dependency); ``text`` is read by the route.
+    ``style``, ``emotion`` and ``auto_translate`` are declared only so that the API docs name them as ignored."""
+    del style, emotion, auto_translate
     fields = {"sdp_ratio": sdp_ratio, "noise_scale": noise, "noise_scale_w": noisew, "length_scale": length,
               "split_sentences": auto_split, "style_text": style_text, "style_weight": style_weight, "seed": seed}
     return ApiSynthesis(None, model_id, speaker_name, speaker_id, language, fields)
@@ -123,8 +132,10 @@ def ws_options(msg: Mapping[str, Any]) -> WsOptions:
     if not isinstance(face, bool):
         raise ApiError(400, f"face must be true or false, got {face!r}")
     push = msg.get("push") or {}
-    if not isinstance(push, dict) or not all(k in ("livelink", "vmc") and isinstance(v, str) for k, v in push.items()):
-        raise ApiError(400, 'push must be an object like {"livelink": "127.0.0.1:11111", "vmc": "127.0.0.1:39539"}')
+    if not isinstance(push, dict) or not all(k in ("livelink", "vmc", "vts") and isinstance(v, str)
+                                             for k, v in push.items()):
+        raise ApiError(400, 'push must be an object like {"livelink": "127.0.0.1:11111", "vmc": "127.0.0.1:39539", '
+                            '"vts": "127.0.0.1:8001"}')
     if push and not face:
         raise ApiError(400, "push needs the face: drop face=false")
     return WsOptions(fmt, face, dict(push))

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Annotated, Any
 
@@ -12,12 +13,17 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from bert_vits2.streaming import WHOLE_PIECES
+from motion.server.docs import ERROR_RESPONSES, binary, errors
 from motion.server.encode import STREAM_FORMATS, face_payload, pcm_bytes, wav_bytes, wav_header
 from motion.server.errors import ApiError
 from motion.server.jobs import run_until_disconnect
 from motion.server.live_page import LIVE_PAGE_HEADERS, live_page_html
 from motion.server.params import ApiSynthesis, api_query
+from motion.server.registry import DEFAULT_ROOT_DIR, api_language
 from motion.server.state import ServerState
+from motion.server.system import machine_status, usable_device
+
+log = logging.getLogger(__name__)
 
 __all__ = ["http_router", "live_router", "rss_mb"]
 
@@ -34,11 +40,22 @@ STREAM_DOC = ("Chunked HTTP audio stream: the audio is sent as it is synthesised
               "of the first sentence is decoded). `format`: `wav` (16-bit PCM WAV with an open-ended header), `pcm` "
               "(raw s16le mono) or `f32` (raw float32le mono). The sample rate is in the `X-Sample-Rate` header. "
               "Closing the connection cancels the synthesis.")
-WAV_RESPONSE = {200: {"content": {"audio/wav": {}}, "description": "16-bit PCM WAV"}}
-FACE_RESPONSE = {200: {"content": {"application/json": {}, "application/zip": {}},
-                       "description": "JSON (format=json) or a zip (format=csv / npy)"}}
-STREAM_RESPONSE = {200: {"content": {t: {} for t in STREAM_FORMATS.values()},
-                         "description": "chunked audio; the sample rate is in the X-Sample-Rate header"}}
+SPEECH_ERRORS = errors(400, 404, 413, 422, 503)
+WAV_RESPONSE = SPEECH_ERRORS | binary("audio/wav", description="16-bit PCM WAV, mono, at the model's sample rate")
+FACE_RESPONSE = SPEECH_ERRORS | {200: {
+    "description": "format=json: one JSON object; format=csv / npy: a zip (Content-Disposition: attachment) holding "
+                   "speech.wav, face.csv or face.npy, and meta.json",
+    "content": {"application/json": {"schema": {"type": "object", "properties": {
+        "audio_wav_base64": {"type": "string"}, "curves": {"type": "array", "items": {"type": "array", "items": {
+            "type": "number"}}}, "names": {"type": "array", "items": {"type": "string"}}, "fps": {"type": "number"},
+        "sample_rate": {"type": "integer"}, "samples": {"type": "integer"}, "frames": {"type": "integer"},
+        "face": {"type": "object"}, "pieces": {"type": "array", "items": {"type": "object"}}}}},
+        "application/zip": {"schema": {"type": "string", "format": "binary"}}}}}
+STREAM_RESPONSE = SPEECH_ERRORS | binary("audio/wav", "audio/L16", "application/octet-stream",
+                         description="chunked audio (Transfer-Encoding: chunked), sent while it is synthesised: "
+                                     "format=wav a WAV header with open-ended sizes then 16-bit PCM, pcm raw s16le "
+                                     "(audio/L16;rate=<sr>;channels=1), f32 raw float32le (application/octet-stream)",
+                         headers={"X-Sample-Rate": "the sample rate of the audio"})
 
 
 def rss_mb() -> float:
@@ -52,7 +69,7 @@ def rss_mb() -> float:
 
 def http_router(state: ServerState, auth: Any) -> APIRouter:
     """The HTTP routes over ``state``; ``auth`` is the token dependency."""
-    router = APIRouter(dependencies=[Depends(auth)])
+    router = APIRouter(dependencies=[Depends(auth)], responses=ERROR_RESPONSES)
     _speech_routes(router, state)
     _models_routes(router, state)
     return router
@@ -162,43 +179,64 @@ def _ok(detail: str, **data: Any) -> dict[str, Any]:
 
 
 def _models_routes(router: APIRouter, state: ServerState) -> None:
-    """Upstream's ``/models/*``, ``/status`` and the ``/live`` page."""
+    """Upstream's ``/models/*`` and ``/status``, with upstream's keys (plus this server's own)."""
     registry = state.registry
 
     @router.get("/models/info")
     def models_info():
-        """Loaded models: ``{id: {config_path, model_path, device, language, spk2id, id2spk, version}}``."""
+        """Loaded models: ``{id: {config_path, model_path, device, language, spk2id, id2spk, version, style2id,
+        kind, sample_rate}}`` (``style2id`` for clients made for Style-Bert-VITS2: a v2.3 voice has one style)."""
         return registry.info()
 
-    @router.get("/models/add")
-    async def models_add(model_path: str = Query(..., description="G_*.pth, relative to a model root or inside one"),
+    @router.get("/models/add", responses=errors(400, 403, 404, 422, 503))
+    async def models_add(model_path: str = Query(..., description="G_*.pth (or G_*_release.pth, or a folder: its "
+                                                                   "newest), relative to the server's folder or a "
+                                                                   "model root, or inside one"),
                          config_path: str | None = Query(None, description="default: config.json next to it or ../"),
-                         device: str = Query("cpu"), language: str = Query("ZH")):
-        """Load a model that lies inside the server's model roots (anything else is refused with 403)."""
-        if device != "cpu" and not device.startswith("cuda"):
-            raise ApiError(400, f"device={device!r}: use cpu or cuda[:N]")
+                         device: str | None = Query(None, description="cpu, cuda, cuda:N or mps (default: the "
+                                                                      "server's); empty or one this machine lacks: cpu, "
+                                                                      "with a warning"),
+                         language: str = Query("ZH", description="the model's default language")):
+        """Load a model that lies inside the server's folder or model roots (anything else is refused with 403)."""
+        try:
+            lang = api_language(language)
+            dev, warning = usable_device(state.config.device if device is None else device, "device")
+        except ValueError as err:
+            raise ApiError(400, str(err)) from None
         async with state.admission.job("models_add"):
-            mid = await state.pool.call(registry.add, model_path, config_path, device, language)
-        return _ok("model added", model_id=mid, model_info=registry.get(mid).info())
+            mid = await state.pool.call(registry.add, model_path, config_path, dev, lang)
+        entry = registry.get(mid)
+        missing = entry.missing_bert()
+        if missing:
+            log.warning("model %d (%s): %s", mid, entry.model_path, missing)
+        return _ok("model added" + (f" ({warning})" if warning else ""), model_id=mid, model_info=entry.info())
 
-    @router.get("/models/delete")
+    @router.get("/models/delete", responses=errors(404, 422))
     def models_delete(model_id: int = Query(...)):
         registry.delete(model_id)
         return _ok("model deleted")
 
-    @router.get("/models/get_local")
-    def models_local(root_dir: str | None = Query(None, description="a folder inside the model roots")):
-        """``{folder: [G_*.pth, models/G_*.pth]}`` under the model roots."""
+    root_doc = (f"a folder in the server's folder or the model roots (default: {DEFAULT_ROOT_DIR}, as upstream, when "
+                "the server's folder has one; else the model roots)")
+
+    @router.get("/models/get_local", responses=errors(403, 422))
+    def models_local(root_dir: str | None = Query(None, description=root_doc)):
+        """``{folder: [G_*.pth, models/G_*.pth]}``: upstream's ``Data/<name>/models/G_*.pth`` layout, release
+        checkpoints included."""
         return registry.local_models(root_dir)
 
-    @router.get("/models/get_unloaded")
-    def models_unloaded(root_dir: str | None = Query(None, description="a folder inside the model roots")):
+    @router.get("/models/get_unloaded", responses=errors(403, 422))
+    def models_unloaded(root_dir: str | None = Query(None, description=root_doc)):
+        """As ``/models/get_local``, without the files that are loaded."""
         return registry.local_models(root_dir, only_unloaded=True)
 
     @router.get("/status")
     def status():
-        """Jobs (running by kind, queued, outcomes), this process's resident memory, the loaded models."""
-        return {"queue": state.admission.snapshot(), "rss_mb": round(rss_mb(), 1), "models": sorted(registry.models)}
+        """Upstream's keys (``devices``, ``cpu_percent``, ``memory_total``, ``memory_available``, ``memory_used``,
+        ``memory_percent``, ``gpu``) and this server's: ``queue`` (jobs running by kind, queued, outcomes),
+        ``rss_mb`` (this process's resident memory) and ``models`` (the loaded ids)."""
+        return {**machine_status(), "queue": state.admission.snapshot(), "rss_mb": round(rss_mb(), 1),
+                "models": sorted(registry.models)}
 
 
 def live_router() -> APIRouter:
