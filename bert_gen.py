@@ -15,10 +15,11 @@ import logging
 import sys
 
 from bert_vits2.config_yml import YmlError, add_yml_argument, apply_yml, first_use
+from motion.inputs import cli_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("bert_gen.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", default="configs/config.json", help="(default: %(default)s)")
     parser.add_argument("--lists", nargs="+", default=None,
                         help="cleaned lists to process (default: the config's training and validation files)")

@@ -12,9 +12,11 @@ import argparse
 import logging
 import sys
 
+from motion.inputs import cli_parser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("compress_model.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", default="configs/config.json",
                         help="config.json the checkpoint was trained with (default: %(default)s)")
     parser.add_argument("-i", "--input", required=True, help="generator checkpoint G_*.pth")

@@ -13,11 +13,11 @@ import argparse
 import logging
 import sys
 
-from motion.inputs import non_negative_float
+from motion.inputs import cli_parser, non_negative_float
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("export_onnx.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-m", "--model-dir", help="voice folder with G_<step>.pth (newest is used) and config.json")
     p.add_argument("-c", "--config", help="config.json (default: MODEL_DIR/config.json)")
     p.add_argument("--checkpoint", help="explicit G_*.pth instead of the newest in --model-dir")

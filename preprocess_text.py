@@ -18,6 +18,7 @@ import sys
 
 from bert_vits2.config_yml import YmlError, add_yml_argument, apply_yml, first_use
 from bert_vits2.preprocess import preprocess_text
+from motion.inputs import cli_parser
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -40,7 +41,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli_parser("preprocess_text.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transcription-path", "--transcription_path", default="filelists/esd.list",
                         help="wav|speaker|LANG|text list (default: %(default)s)")
     parser.add_argument("--cleaned-path", "--cleaned_path", default=None,

@@ -14,11 +14,11 @@ import sys
 
 from bert_vits2.config_yml import YmlError, add_yml_argument, apply_yml, first_use
 from bert_vits2.preprocess import AUDIO_EXTENSIONS, resample_folder
-from motion.inputs import sample_rate_hz, whole_number
+from motion.inputs import cli_parser, sample_rate_hz, whole_number
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli_parser("resample.py",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Readable formats: " + " ".join(sorted(AUDIO_EXTENSIONS)) + " (soundfile; others through ffmpeg).",
     )

@@ -12,13 +12,14 @@ import logging
 import sys
 
 from bert_vits2.config_yml import YmlError, add_yml_argument, apply_env, apply_yml, first_use
+from motion.inputs import cli_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     from motion.face.train import add_arguments
     from motion.inputs import bounded_int, positive_int
 
-    parser = argparse.ArgumentParser(
+    parser = cli_parser("train_ms.py",
         description="Train Bert-VITS2 (default) or, with --visemes, the expression head on prepared takes.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

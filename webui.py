@@ -14,11 +14,11 @@ import os
 import sys
 
 from bert_vits2.config_yml import YmlError, add_yml_argument, apply_webui_model, apply_yml, first_use
-from motion.inputs import bounded_float, bounded_int, port_number, positive_float
+from motion.inputs import bounded_float, bounded_int, cli_parser, port_number, positive_float
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("webui.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-m", "--model-dir", help="voice folder with G_<step>.pth (newest is used), config.json and "
                    "optionally bert/<name>/ BERT folders; without it (or when nothing is found) the demo voice is used")
     p.add_argument("-c", "--config", help="config.json of the voice (default: MODEL_DIR/config.json or ../config.json)")

@@ -13,11 +13,11 @@ import argparse
 import os
 import sys
 
-from motion.inputs import port_number
+from motion.inputs import cli_parser, port_number
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_parser("webui_preprocess.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="Data/mydata", help="dataset folder shown first (default: %(default)s)")
     p.add_argument("--template-config", default=None,
                    help="config.json a new dataset starts from (default: this project's configs/config.json)")

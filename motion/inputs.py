@@ -10,10 +10,40 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
+
+_NOT_A_COMMAND = ("", "-c", "-m", "__main__.py", "pytest", "py.test")
+
+
+def package_version() -> str:
+    """The project's version: :func:`bert_vits2.__main__.version` (the package metadata, set in pyproject.toml)."""
+    from bert_vits2.__main__ import version
+
+    return version()
+
+
+def prog_name(default: str) -> str:
+    """The command as the user typed it, for usage lines: ``bv2-tts2ue``, ``tts2ue.py``, ``python -m motion tts2ue``.
+
+    ``default`` (the script's file name) is used when ``sys.argv[0]`` names no command (``python -c``, test runners).
+    """
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if name in _NOT_A_COMMAND or name.startswith(("pytest", "py.test")):
+        return default
+    if sys.argv[0].startswith("python -m "):  # set by python -m motion / bert_vits2: "python -m motion tts2ue"
+        return sys.argv[0]
+    return name
+
+
+def cli_parser(default_prog: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` named as invoked (:func:`prog_name`) with ``--version``: what every tool starts from."""
+    parser = argparse.ArgumentParser(prog=prog_name(default_prog), **kwargs)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    return parser
 
 
 def finite_float(text: str) -> float:

@@ -14,11 +14,13 @@ import argparse
 import logging
 import sys
 
-from motion.inputs import bounded_float
+from motion.cli import run_cli
+from motion.inputs import bounded_float, cli_parser
+from motion.livelink.plot import run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="plot_take.py", description=__doc__.split("\n")[0],
+    p = cli_parser("plot_take.py", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("take", help="records/<name>, one of its files, any [T, 61] .npy (with --fps) or an app .csv")
     p.add_argument("--fps", type=bounded_float(0.1, 1000.0), default=None, help="frame rate of a bare .npy (default: the take's JSON)")
@@ -31,8 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from motion.cli import run_cli
-    from motion.livelink.plot import run
 
     return run_cli("plot_take.py", run, args)
 

@@ -12,12 +12,11 @@ import logging
 import sys
 
 from motion.cli import run_cli
-from motion.inputs import bounded_float, bounded_int
+from motion.face.prepare import parse_val_size, run
+from motion.inputs import bounded_float, bounded_int, cli_parser
 
 
 def _val_size(text: str) -> int | float:
-    from motion.face.prepare import parse_val_size
-
     try:
         return parse_val_size(text)
     except ValueError as err:
@@ -32,7 +31,7 @@ def _n_mels(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = cli_parser("prepare_visemes.py", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("-m", "--model", default="OUTPUT_MODEL",
                     help="TTS model folder (newest G_*.pth in it or in its models/) or a G_*.pth file, for z features; "
                          "when none is found only mel features are made")
@@ -60,7 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from motion.face.prepare import run
 
     return run_cli("prepare_visemes.py", run, args)
 

@@ -19,7 +19,8 @@ import logging
 import sys
 
 from motion.constants import LIVELINK_PORT, TTS_SAMPLE_RATE
-from motion.inputs import bounded_float, port_number, positive_int, sample_rate_hz
+from motion.inputs import bounded_float, cli_parser, port_number, positive_int, sample_rate_hz
+from motion.livelink.recorder import run
 
 DEFAULT_PORT, SAMPLE_RATE = LIVELINK_PORT, TTS_SAMPLE_RATE
 
@@ -32,8 +33,8 @@ MAX_TAKE_SECONDS = 24 * 3600.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="record.py",
+    p = cli_parser(
+        "record.py",
         description="Record a microphone and the Live Link Face app's UDP stream together into a take "
         "(<out-dir>/<YYYY-mm-dd-HH-MM-SS>.wav/.npy/.json). In the app: Settings > Live Link > add this machine's IP, "
         f"port {DEFAULT_PORT}.",
@@ -71,7 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    from motion.livelink.recorder import run
 
     return run(args)
 

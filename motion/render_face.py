@@ -16,11 +16,12 @@ import logging
 import sys
 
 from motion.cli import run_cli
-from motion.inputs import finite_float, positive_float, positive_int
+from motion.face.render import render_face_file
+from motion.inputs import cli_parser, finite_float, positive_float, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="render_face.py", description=__doc__,
+    p = cli_parser("render_face.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("take_or_npy", help="records/<take>, one of its files, a [T, 61] .npy or a Live Link Face app .csv")
     p.add_argument("--wav", default=None, help="audio (any format ffmpeg reads; default: the take's / the .wav beside)")
@@ -36,8 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from motion.face.render import render_face_file
-
     out = render_face_file(args.take_or_npy, args.out, wav=args.wav, compare=args.compare, labels=args.labels,
                            fps=args.fps, delay_s=args.delay_ms / 1000.0, size=args.size)
     print(f"wrote {out}")

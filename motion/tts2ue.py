@@ -17,15 +17,16 @@ import logging
 import sys
 
 from motion.cli import user_error_types
-from motion.inputs import bounded_float, port_number
+from motion.inputs import bounded_float, cli_parser, port_number
 from motion.livelink import DEFAULT_PORT, DEFAULT_SUBJECT
+from motion.livelink.replay import run
 
 FPS = bounded_float(1.0, 1000.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tts2ue.py",
+    p = cli_parser(
+        "tts2ue.py",
         description="Send face curves to Unreal's Live Link (Apple ARKit Face source) in sync with their audio.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="Live Link Face UDP port in Unreal")
     p.add_argument("--subject", default=DEFAULT_SUBJECT, help="Live Link subject name shown in Unreal")
     p.add_argument("--device-id", default=None, help="device UUID in the packets (default: stable per machine)")
+    p.add_argument("--vts", nargs="?", const="127.0.0.1:8001", default=None, metavar="HOST:PORT",
+                   help="also drive a Live2D model in VTube Studio through its plugin API (default address "
+                   "127.0.0.1:8001; allow the plugin in VTube Studio the first time)")
     p.add_argument("--no-audio", action="store_true", help="do not play audio (frames are timed by the system clock)")
     p.add_argument("--audio-device", default=None, help="output device index or name for the audio")
     p.add_argument("--loop", action="store_true", help="repeat until Ctrl-C (frame numbers keep counting)")
@@ -59,7 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from motion.livelink.replay import run
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:

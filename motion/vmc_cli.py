@@ -16,8 +16,12 @@ import logging
 import sys
 from pathlib import Path
 
+from motion.body.player import run
+from motion.body.skeleton import SOURCE_FPS
+from motion.body.vmc import DEFAULT_FPS, DEFAULT_HOST, DEFAULT_PORT, NECK_SHARE
 from motion.cli import user_error_types
-from motion.inputs import bone_factor, bounded_float, bounded_int, port_number, positive_float
+from motion.face.postprocess import DEFAULT_FPS as FACE_FPS
+from motion.inputs import bone_factor, bounded_float, bounded_int, cli_parser, port_number, positive_float
 
 log = logging.getLogger("vmc_cli")
 
@@ -38,12 +42,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from motion.body.skeleton import SOURCE_FPS
-    from motion.body.vmc import DEFAULT_FPS, DEFAULT_HOST, DEFAULT_PORT, NECK_SHARE
-    from motion.face.postprocess import DEFAULT_FPS as FACE_FPS
-
-    p = argparse.ArgumentParser(
-        prog="vmc_cli.py",
+    p = cli_parser(
+        "vmc_cli.py",
         description="Stream body motion and/or a face to a VMC receiver (VSeeFace, VMagicMirror, Warudo, EVMC4U, "
         "VMC4UE, VMCtoMOP...) as OSC bundles, one per frame, scheduled by time; or write them / a BVH to a file.",
         formatter_class=_HelpFormatter,
@@ -95,7 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    from motion.body.player import run
 
     try:
         return run(args)

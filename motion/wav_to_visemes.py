@@ -16,12 +16,15 @@ import logging
 import sys
 from pathlib import Path
 
+from bert_vits2.fileio import refuse_overwriting_inputs
 from motion.cli import run_cli
-from motion.inputs import finite_float, positive_float
+from motion.face.api import FaceMaker
+from motion.face.convert import collect_inputs, convert_files, outputs_for
+from motion.inputs import cli_parser, finite_float, positive_float
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli_parser("wav_to_visemes.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="*", help="audio/video files or folders of them")
     ap.add_argument("--head", default=None, help="head checkpoint (V_best.pth from train_ms.py --visemes); "
                     "default: the shipped mel head")
@@ -49,9 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _refuse_outputs_over_inputs(files: list[Path], out_dir: Path | None, model_files: list) -> None:
     """The curve files of each input (named as :func:`motion.face.convert.convert_files` names them) must not be a
     model file given on the command line or the input itself."""
-    from bert_vits2.fileio import refuse_overwriting_inputs
-    from motion.face.convert import outputs_for
-
     stems: dict[tuple[Path, str], int] = {}
     for src in files:
         key = ((out_dir or src.parent).resolve(), src.stem)
@@ -63,9 +63,7 @@ def _refuse_outputs_over_inputs(files: list[Path], out_dir: Path | None, model_f
 
 
 def run(args: argparse.Namespace) -> int:
-    from bert_vits2.fileio import refuse_overwriting_inputs
-    from motion.face.api import FaceMaker
-    from motion.face.convert import collect_inputs, convert_files
+    # features imports torch (~3 s): --help and argument errors need none
     from motion.face.features import export_posterior_from_checkpoint
 
     model_files = [("--g-checkpoint", args.g_checkpoint), ("--config", args.config), ("--head", args.head),

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from motion.inputs import cli_parser
+
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "motion" / "face" / "assets" / "default_mel_head.pth"
 HEAD = {"type": "mel", "n_mels": 80, "channels": [16, 32], "rnn_hidden": 64, "rnn_layers": 2, "fc_hidden": 64,
         "dropout": 0.1}
@@ -41,7 +43,7 @@ def _unpack(items: list[dict]) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli_parser("train_default_head.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=600, help="training utterances to synthesise")
     ap.add_argument("--val-clips", type=int, default=40, help="validation utterances (held-out voices)")
     ap.add_argument("--neural-clips", type=int, default=600,

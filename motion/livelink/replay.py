@@ -10,13 +10,21 @@ import argparse
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bert_vits2.audio import load_audio
 from motion.arkit import INDEX, check_frames
+from motion.cli import refuse_overwriting_inputs
+from motion.face.postprocess import postprocess
+from motion.frames import resample_curves
+from motion.inputs import load_npy
 from motion.livelink import LiveLinkSender, PacketLog, default_device_id
+from motion.livelink.take import Take, find_app_audio, import_app_take, load_take, resolve_stem
+from motion.playback import VirtualClock
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +76,6 @@ def load_clip(
     with_audio: bool = True,
 ) -> Clip:
     """Load a take / npy (+ wav) / app CSV (+ audio) and put the frames on the ``send_fps`` grid from audio time 0."""
-    from bert_vits2.audio import load_audio
-    from motion.frames import resample_curves
-    from motion.livelink.take import Take, import_app_take, load_take, resolve_stem
-
     audio, sr = None, None
     if wav and not csv:
         audio, sr = load_audio(wav, sample_rate=None)
@@ -93,8 +97,6 @@ def load_clip(
         return Clip(grid, send_fps, a, r, label)
 
     if csv:
-        from motion.livelink.take import find_app_audio
-
         t = import_app_take(csv, (wav or find_app_audio(csv)) if with_audio else None)
         return from_take(t, str(csv))
     if take or (npy and resolve_stem(npy).with_suffix(".json").exists() and _is_take_json(resolve_stem(npy).with_suffix(".json"))):
@@ -102,7 +104,6 @@ def load_clip(
         return from_take(t, str(take or npy))
     if not npy:
         raise ValueError("nothing to send: give a take (records/<name>), --bs_npy_file NPY or --csv CSV")
-    from motion.inputs import load_npy
 
     p = Path(npy)
     frames = check_frames(load_npy(p), str(p))
@@ -132,8 +133,6 @@ def prepare_frames(frames: np.ndarray, fps: float, blink: bool | None, do_mirror
 
     ``blink=None`` adds blinks only when the clip never blinks by itself (model output rather than a recording).
     """
-    from motion.face.postprocess import postprocess
-
     if blink is None:
         blinks = frames[:, [INDEX["EyeBlinkLeft"], INDEX["EyeBlinkRight"]]]
         blink = bool(frames.shape[0]) and float(blinks.max()) < 0.5
@@ -144,8 +143,6 @@ def prepare_frames(frames: np.ndarray, fps: float, blink: bool | None, do_mirror
 
 def run(args: argparse.Namespace, stop: threading.Event | None = None) -> dict:
     """Load, prepare and stream; returns a summary dict."""
-    from motion.playback import VirtualClock
-
     if args.send_fps <= 0:
         raise ValueError("--send-fps must be positive")
     if args.virtual_clock and args.loop:
@@ -153,9 +150,6 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> dict:
     if args.virtual_clock and not args.dry_run:
         raise ValueError("--virtual-clock only makes sense with --dry-run (the network would get every frame at once)")
     if args.dry_run:
-        from motion.cli import refuse_overwriting_inputs
-        from motion.livelink.take import resolve_stem
-
         stem = resolve_stem(args.take) if args.take else None
         take_files = [] if stem is None else [(f"take file {stem.name}{s}", stem.with_name(stem.name + s))
                                               for s in (".npy", ".wav", ".json")]
@@ -170,10 +164,15 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> dict:
     clock = VirtualClock() if args.virtual_clock else None
     transport = PacketLog(args.dry_run, clock=clock.now if clock else None) if args.dry_run else None
     device = int(args.audio_device) if args.audio_device and str(args.audio_device).isdigit() else args.audio_device
+    vts = None
+    if getattr(args, "vts", None) is not None:  # also drive a Live2D model in VTube Studio (--vts [HOST:PORT])
+        if args.dry_run:
+            raise ValueError("--vts sends to VTube Studio over the network; drop --dry-run or --vts")
+        from motion.vtube_studio import open_sender  # optional: needs the websockets package
+
+        vts = open_sender(args.vts, clip.fps)
     sender = LiveLinkSender(args.host, args.port, args.subject, args.device_id or default_device_id(), transport=transport)
     if transport is not None and clock is None:
-        import time
-
         t0 = time.perf_counter()
         transport.clock = lambda: time.perf_counter() - t0
     target = args.dry_run if args.dry_run else f"{args.host}:{args.port}"
@@ -184,9 +183,13 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> dict:
             frames, clip.fps, clip.audio if play else None, clip.sample_rate if play else None,
             delay_s=args.delay_ms / 1000.0, loop=args.loop, stop=stop, clock=clock,
             sleep=clock.sleep if clock else None, audio_device=device,
+            on_frame=(lambda number, _due: vts.send(frames[number % len(frames)])) if vts else None,
         )
     finally:
         sender.close()
+        if vts is not None:
+            vts.close()
     summary = {"frames_sent": stats.sent, "fps": clip.fps, "seconds": stats.duration_s, "audio_seconds": audio_s,
-               "timing_error_ms": stats.summary_ms(), "target": target, "send_errors": sender.send_errors}
+               "timing_error_ms": stats.summary_ms(), "target": target, "send_errors": sender.send_errors,
+               "vts_sent": vts.sent if vts is not None else 0}
     return summary

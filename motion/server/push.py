@@ -1,4 +1,5 @@
-"""Server-side push of a streamed face to Unreal Live Link and/or a VMC app, timed to the client's playback.
+"""Server-side push of a streamed face to Unreal Live Link, a VMC app and/or VTube Studio, timed to the client's
+playback.
 
 The face frames arrive as they are synthesised (:meth:`FacePusher.add`); nothing is sent before the client says its
 audio started playing (:meth:`FacePusher.playing`, the WebSocket ``{"type": "playing", "offset_ms": ...}`` message).
@@ -45,10 +46,12 @@ def parse_target(text: str, default_port: int) -> tuple[str, int]:
 
 
 class FacePusher(threading.Thread):
-    """Sends frames to Live Link (``livelink``) and/or VMC (``vmc``) targets at ``fps`` once playback started."""
+    """Sends frames to Live Link (``livelink``), VMC (``vmc``) and/or VTube Studio (``vts``) targets at ``fps`` once
+    playback started. VTube Studio is connected and authenticated in the thread (it may wait for the user to allow
+    the plugin), so the caller's event loop never blocks; a failure ends up in ``stats.error``."""
 
     def __init__(self, fps: float, livelink: tuple[str, int] | None = None, vmc: tuple[str, int] | None = None,
-                 max_late_s: float = 0.1) -> None:
+                 max_late_s: float = 0.1, vts: tuple[str, int] | None = None) -> None:
         super().__init__(daemon=True, name="bv2-face-push")
         self.fps, self.max_late_s = float(fps), float(max_late_s)
         self._frames: list[np.ndarray] = []
@@ -66,6 +69,8 @@ class FacePusher(threading.Thread):
             from motion.body.vmc import VmcSender
 
             self._vmc = VmcSender(vmc[0], int(vmc[1]))
+        self._vts_target = vts
+        self._vts = None
 
     def add(self, start: int, frames: np.ndarray) -> None:
         with self._cond:
@@ -95,10 +100,20 @@ class FacePusher(threading.Thread):
             from motion.body.vmc import make_clip
 
             self._vmc.send(make_clip(face=values[None], face_fps=self.fps, fps=self.fps).bundle(0, k / self.fps))
+        if self._vts is not None:
+            self._vts.send(values)
+
+    def _open_vts(self) -> None:
+        from motion.vtube_studio import VtsClient, VtsSender  # optional: needs the websockets package
+
+        host, port = self._vts_target
+        self._vts = VtsSender(max_fps=self.fps, client=VtsClient(host, int(port))).open()
 
     def run(self) -> None:
         k = 0
         try:
+            if self._vts_target:
+                self._open_vts()
             while not self._halt.is_set():
                 with self._cond:
                     while not self._halt.is_set() and (self._t0 is None or k >= len(self._frames)) \
@@ -127,6 +142,8 @@ class FacePusher(threading.Thread):
                 self._ll.close()
             if self._vmc is not None:
                 self._vmc.close()
+            if self._vts is not None:
+                self._vts.close()
 
 
 __all__ = ["FacePusher", "PushStats", "parse_target"]
