@@ -218,8 +218,8 @@ def _piece_chunks(part: PieceOutput, piece: int, em: _Emitter, dec: Callable[...
         def decode(a: int, b: int) -> np.ndarray:
             return audio[a:b]
 
-        def z_of(a: int, b: int) -> np.ndarray | None:
-            return None
+        def z_of(a: int, b: int) -> np.ndarray | None:  # a waveform piece with z (a pause): whole frames
+            return part.z[:, a // step:b // step] if part.z is not None and em.hop else None
     n_pause = pause_samples(float(part.pause_after_s), em.sr, em.hop)
     decoded: list[np.ndarray] = []
 

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from bert_vits2 import streaming
 from bert_vits2.checkpoint_files import latest_checkpoint_path
 from bert_vits2.inference import load_model_for_inference
 from bert_vits2.request import LANGUAGE_CHOICES, MAX_SEED, WEBUI_DEFAULTS, SynthesisError, SynthesisRequest
-from bert_vits2.results import PieceOutput, StreamChunk, SynthesisResult, join_pieces
+from bert_vits2.results import PieceOutput, StreamChunk, SynthesisResult, join_pieces, pause_samples
 from bert_vits2.streaming import StreamOptions
 from bert_vits2.text.bert import BERT_MODELS, LANGUAGES, default_bert_dir, normalize_language
 from bert_vits2.text.inputs import get_text
@@ -44,7 +44,10 @@ log = logging.getLogger(__name__)
 #: upstream web UI defaults (one table: :data:`bert_vits2.request.WEBUI_DEFAULTS`)
 DEFAULTS = WEBUI_DEFAULTS
 PHONE_LANG = {"ZH": "zh", "JP": "ja", "EN": "en"}
-_SENTENCE_END = re.compile(r"(?<=[。！？!?；;…\.])\s*")
+# a sentence ends after end punctuation of any supported language, or at a line break
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;…\.\n])\s*")
+STREAMED_TEXT = "(streamed text)"  # the request's text when the text arrives in pieces (each sentence replaces it)
+_CLAUSE_END = re.compile(r"(?<=[，,、：:])\s*")  # where min_clause_chars may cut a long sentence early
 
 
 # --- text pieces --------------------------------------------------------------------------------------------------
@@ -89,6 +92,49 @@ def split_text_slices(
     return [(piece, pause, joined) for piece, pause, joined, _p, _s in out]
 
 
+class SentenceStream:
+    """Text arriving in pieces (tokens of a language model) -> complete sentences, cut exactly where
+    :func:`split_text_slices` cuts the whole text with ``by_sentence`` (so the speech equals the whole text's).
+
+    ``min_clause_chars``: also cut an unfinished sentence at its last comma once it holds at least that many
+    characters (speech starts earlier; the cut changes the audio there, as two generator calls differ from one)."""
+
+    def __init__(self, min_clause_chars: int | None = None) -> None:
+        if min_clause_chars is not None and int(min_clause_chars) < 1:
+            raise SynthesisError(f"min_clause_chars must be 1 or more, got {min_clause_chars}")
+        self.min_clause_chars = min_clause_chars
+        self._buffer = ""
+
+    def feed(self, piece: str) -> list[str]:
+        """The sentences (and clauses) that ``piece`` completes."""
+        return [text for text, _clause in self.feed_marked(piece)]
+
+    def feed_marked(self, piece: str) -> list[tuple[str, bool]]:
+        """:meth:`feed` with, for each, whether it is a clause cut at a comma (no pause follows it)."""
+        if not isinstance(piece, str):
+            raise SynthesisError(f"streamed text must be strings, got {type(piece).__name__}")
+        self._buffer += piece
+        done = [(text, False) for text in self._take(_SENTENCE_END)]
+        return done + ([(text, True) for text in self._clauses()] if self.min_clause_chars else [])
+
+    def close(self) -> list[str]:
+        """The rest (the text ended)."""
+        rest, self._buffer = self._buffer, ""
+        return [s.strip() for s in _SENTENCE_END.split(rest) if s.strip()]
+
+    def _take(self, boundary: re.Pattern) -> list[str]:
+        cuts = [m.start() for m in boundary.finditer(self._buffer) if m.start() > 0]
+        if not cuts:
+            return []
+        done, self._buffer = self._buffer[:cuts[-1]], self._buffer[cuts[-1]:]
+        return [s.strip() for s in boundary.split(done) if s.strip()]
+
+    def _clauses(self) -> list[str]:
+        if len(self._buffer.strip()) < int(self.min_clause_chars):
+            return []
+        return self._take(_CLAUSE_END)
+
+
 def language_pieces(text: str, language: str) -> list[tuple[str | None, str, str]]:
     """``(speaker override or None, ZH/JP/EN, text)`` runs of one piece for ``language`` (a code, ``mix`` or ``auto``)."""
     lang = str(language).strip()
@@ -114,6 +160,40 @@ class SliceCall:
     skip_start: bool = False
     skip_end: bool = False
     pause_after_s: float = 0.0
+    pause_before_s: float = 0.0  # streamed text: the pause between sentences goes out before the next one
+
+
+def streamed_calls(pieces: Iterable[str], language: str, sentence_pause_s: float,
+                   min_clause_chars: int | None = None) -> Iterator[SliceCall]:
+    """The generator calls for text arriving in pieces: one per complete sentence (:class:`SentenceStream`) as soon as
+    it is complete, ``sentence_pause_s`` between sentences (none after a ``min_clause_chars`` clause). Joined, the
+    speech equals the whole text's with ``split_sentences`` (the same sentences, calls and pauses)."""
+    if str(language).strip().lower() == "mix":
+        raise SynthesisError("streamed text cannot be 'mix' ([speaker] tags may span pieces); use ZH, JP, EN or auto")
+    sentences = SentenceStream(min_clause_chars)
+    pause = 0.0
+
+    def plan(marked: list[tuple[str, bool]]) -> Iterator[SliceCall]:
+        nonlocal pause
+        for text, clause in marked:
+            for k, call in enumerate(plan_slices(text, language)):
+                call.pause_before_s = pause if k == 0 else 0.0
+                yield call
+            pause = 0.0 if clause else float(sentence_pause_s)
+
+    for piece in pieces:
+        yield from plan(sentences.feed_marked(piece))
+    yield from plan([(text, False) for text in sentences.close()])
+
+
+def streamed_request(request: Any, text_pieces: Iterable[str] | None, *args: Any,
+                     **kwargs: Any) -> tuple[SynthesisRequest, Iterable[str] | None]:
+    """``stream``'s arguments -> the request and the streamed text pieces (None: the request's own text)."""
+    if text_pieces is None and not isinstance(request, (str, SynthesisRequest)) and isinstance(request, Iterable):
+        request, text_pieces = STREAMED_TEXT, request
+    if text_pieces is not None and isinstance(request, SynthesisRequest):
+        request = request.replace(text=STREAMED_TEXT)
+    return SynthesisRequest.of(request, *args, **kwargs), text_pieces
 
 
 def _mix_slices(piece: str) -> list[tuple[str | None, list[tuple[str, str]], bool]]:
@@ -404,8 +484,16 @@ class Voice:
         pieces[-1].pause_after_s = call.pause_after_s
         return pieces
 
-    def _iter_parts(self, request: SynthesisRequest, timings: dict[str, float],
-                    decode: bool = True) -> Iterator[PieceOutput]:
+    def _silence(self, seconds: float, language: str) -> PieceOutput:
+        """A pause as a piece of its own (streamed text: the pause before the next sentence), whole z frames long."""
+        n = pause_samples(seconds, self.sample_rate, self.hop)
+        channels = int(getattr(self.hps.model, "inter_channels", 192)) if hasattr(self.hps, "model") else 192
+        return PieceOutput(phones=["_"], durations=np.array([n / self.sample_rate]),
+                           phone_langs=[PHONE_LANG.get(language, "zh")], language=language,
+                           audio=np.zeros(n, np.float32), z=np.zeros((channels, n // self.hop), np.float32))
+
+    def _iter_parts(self, request: SynthesisRequest, timings: dict[str, float], decode: bool = True,
+                    calls: Iterable[SliceCall] | None = None) -> Iterator[PieceOutput]:
         """The pieces of ``request`` one by one (what :func:`join_pieces` joins), shared by :meth:`synthesize` and
         :meth:`stream` so both always cut and synthesise the text the same way, from the request's own generator.
 
@@ -414,8 +502,12 @@ class Voice:
         CPU fairly between requests (the random draws no longer depend on it)."""
         sid = self._speaker_id(request.speaker)
         gens = self._generators(request.seed)
-        for call in plan_slices(request.text, request.language, request.split_paragraphs, request.split_sentences,
-                                request.paragraph_pause_s, request.sentence_pause_s):
+        if calls is None:
+            calls = plan_slices(request.text, request.language, request.split_paragraphs, request.split_sentences,
+                                request.paragraph_pause_s, request.sentence_pause_s)
+        for call in calls:
+            if call.pause_before_s > 0:
+                yield self._silence(call.pause_before_s, call.runs[0][0] if call.runs else "ZH")
             call_sid = self._speaker_id(call.speaker) if call.speaker else sid
             with self._lock:
                 pieces = self._infer_slice(call, call_sid, request, gens, timings, decode=decode)
@@ -437,8 +529,9 @@ class Voice:
         result.voice, result.timings = self.name, timings
         return result
 
-    def stream(self, request: SynthesisRequest | str, *args: Any, options: StreamOptions | None = None,
-               cancel: threading.Event | None = None, **kwargs: Any) -> Iterator[StreamChunk]:
+    def stream(self, request: SynthesisRequest | str | Iterable[str], *args: Any, options: StreamOptions | None = None,
+               cancel: threading.Event | None = None, text_pieces: Iterable[str] | None = None,
+               min_clause_chars: int | None = None, **kwargs: Any) -> Iterator[StreamChunk]:
         """:meth:`synthesize` as a stream of :class:`~bert_vits2.results.StreamChunk` (same request, same pieces,
         same random draws).
 
@@ -446,14 +539,22 @@ class Voice:
         chunks (see :mod:`bert_vits2.streaming`); the joined audio equals ``synthesize``'s for the same ``seed``
         within float rounding. ``options``: chunk sizes (:class:`~bert_vits2.streaming.StreamOptions`). Close the
         generator or set ``cancel`` to stop early. ``peak_normalize`` is refused: it needs a whole slice's peak
-        before the slice's first sample can be sent. Faces: ``motion.face.streaming.with_faces`` attaches them."""
-        req = SynthesisRequest.of(request, *args, **kwargs)
+        before the slice's first sample can be sent. Faces: ``motion.face.streaming.with_faces`` attaches them.
+
+        **Text streamed in**: ``text_pieces`` (or ``request`` itself) may be an iterable of text pieces (the tokens of
+        a language model, read as they come, in the producer thread; the request's own text is then unused); each
+        sentence is spoken as soon as it is complete (:func:`streamed_calls`), and the speech equals the whole text's
+        with ``split_sentences=True``. ``min_clause_chars`` starts a long sentence at a comma (earlier speech, not
+        equal to the whole text's there)."""
+        req, pieces = streamed_request(request, text_pieces, *args, **kwargs)
         if req.peak_normalize:
             raise SynthesisError("peak_normalize is not available while streaming (each slice's level depends on its "
                                  "whole audio); use synthesize(..., peak_normalize=True)")
         self._speaker_id(req.speaker)  # an unknown speaker fails here, before anything starts
+        calls = None if pieces is None else streamed_calls(pieces, req.language, req.sentence_pause_s,
+                                                           min_clause_chars)
         return streaming.run_stream(
-            lambda: self._iter_parts(req, {}, decode=False), sample_rate=self.sample_rate, hop=self.hop,
+            lambda: self._iter_parts(req, {}, decode=False, calls=calls), sample_rate=self.sample_rate, hop=self.hop,
             dec=self.model.dec, options=options or StreamOptions(),
             context_frames=streaming.decoder_context_frames(getattr(self.hps, "model", None)), cancel=cancel,
             voice=self.name,
@@ -464,5 +565,6 @@ __all__ = [
     "DEFAULTS", "FileStatus", "LANGUAGE_CHOICES", "ModelFiles", "PieceOutput", "StreamChunk", "SynthesisError",
     "SynthesisRequest", "SynthesisResult", "Voice",
     "find_model_files", "join_pieces", "language_pieces", "split_text",
-    "SliceCall", "peak_normalize_pcm16", "plan_slices", "split_text_slices",
+    "SentenceStream", "SliceCall", "peak_normalize_pcm16", "plan_slices", "split_text_slices", "streamed_calls",
+    "streamed_request",
 ]

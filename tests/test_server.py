@@ -440,3 +440,62 @@ def test_memory_flat_over_many_requests():
         assert grown < 25, grown
     finally:
         run.stop()
+
+
+# --- text streamed in (an LLM answering token by token) -----------------------------------------------------------
+
+
+def test_websocket_text_stream_starts_before_end_text_and_equals_whole_text(server, voice):
+    """``text_stream``: the text comes in pieces; audio starts before ``end_text``; the joined audio equals the whole
+    text synthesised with auto_split (same sentences, same pauses, same seed)."""
+    text = "你好。今天天气很好！我们去公园散步吧。"
+    ref = voice.synthesize(text, "bob", "ZH", 0.2, 0.2, 0.9, 1.0, split_sentences=True, seed=6)
+
+    async def go():
+        async with websockets.connect(server.ws + "/ws/voice", max_size=None) as ws:
+            await ws.send(json.dumps({"text_stream": True, "speaker_name": "bob", "seed": 6, "audio_format": "f32",
+                                      "face": False}))
+            assert json.loads(await ws.recv())["type"] == "start"
+            for i in range(0, 4, 2):  # the first sentence, in two pieces
+                await ws.send(json.dumps({"type": "text", "text": text[i:i + 2]}))
+            audio, before_end = [], False
+            while not audio:  # the first audio arrives while the rest of the text is still to come
+                m = await ws.recv()
+                if isinstance(m, bytes):
+                    audio.append(m)
+                    before_end = True
+            for i in range(4, len(text), 3):
+                await ws.send(json.dumps({"type": "text", "text": text[i:i + 3]}))
+            await ws.send(json.dumps({"type": "end_text"}))
+            while True:
+                m = await ws.recv()
+                if isinstance(m, bytes):
+                    audio.append(m)
+                elif json.loads(m)["type"] in ("end", "error"):
+                    return before_end, np.frombuffer(b"".join(audio), dtype="<f4"), json.loads(m)
+
+    before_end, audio, last = asyncio.run(go())
+    assert before_end and last["type"] == "end"
+    assert len(audio) == len(ref.audio) and np.abs(audio - ref.audio).max() < TOL
+
+
+def test_websocket_text_stream_cancel_mid_text(server):
+    _wait_idle(server)
+    before = server.state.admission.snapshot()["cancelled"]
+
+    async def go():
+        async with websockets.connect(server.ws + "/ws/voice", max_size=None) as ws:
+            await ws.send(json.dumps({"text_stream": True, "face": False}))
+            await ws.send(json.dumps({"type": "text", "text": "你好。今天"}))
+            while not isinstance(await ws.recv(), bytes):
+                pass
+            await ws.send(json.dumps({"type": "cancel"}))
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await ws.recv()
+
+    asyncio.run(go())
+    assert _wait_idle(server, 60)["cancelled"] == before + 1
+    # a request that also sends 'text' is refused, as is text after end_text
+    msgs, _, _ = asyncio.run(_ws_voice(server.ws + "/ws/voice", {"text_stream": True, "text": "你好"}))
+    assert msgs[-1]["type"] == "error" and msgs[-1]["status"] == 400

@@ -219,3 +219,51 @@ def test_audio_face_stream_chunking_does_not_matter():
     ref16 = face_for_audio_segmented(maker, pcm16, result.sample_rate, max_segment_s=1.0)
     assert frames.shape == ref16.frames.shape and np.abs(frames - ref16.frames).max() < TOL
     assert len(got) >= 3  # cut at the pauses / every second
+
+
+def test_sentence_stream_cuts_where_the_whole_text_is_cut():
+    """Text arriving in random pieces gives exactly the sentences split_text(by_sentence) gives the whole text."""
+    from bert_vits2.synthesis import SentenceStream, split_text
+
+    rng = np.random.default_rng(4)
+    texts = ["你好。今天天气很好！我们去公园散步吧？好的…走吧", "Hello there. This is 3.5 times better!? Yes.\nNext line",
+             "A...B. C", "一句话", "Line one\nline two\n\nthree。"]
+    for text in texts:
+        for _ in range(30):
+            stream, got, i = SentenceStream(), [], 0
+            while i < len(text):
+                n = int(rng.integers(1, 6))
+                got += stream.feed(text[i:i + n])
+                i += n
+            got += stream.close()
+            assert got == [p for p, _ in split_text(text, by_sentence=True)], text
+    # a sentence is handed out as soon as its end punctuation arrives, before the next text
+    stream = SentenceStream()
+    assert stream.feed("你好") == [] and stream.feed("。今天") == ["你好。"] and stream.close() == ["今天"]
+    clauses = SentenceStream(min_clause_chars=4)
+    assert clauses.feed("今天天气很好，我们") == ["今天天气很好，"] and clauses.feed("去吧。") == ["我们去吧。"]
+
+
+def test_voice_stream_of_text_pieces_equals_whole_text(voice):
+    """Voice.stream over text pieces (a token generator) gives the whole text's audio with split_sentences, and the
+    first sentence is synthesised before the rest of the text has arrived."""
+    text = "你好。今天天气很好！我们去公园散步吧。"
+    whole = voice.synthesize(text, "bob", "ZH", split_sentences=True, sentence_pause_s=0.3, seed=8)
+    first_audio = threading.Event()
+    held_back: list[bool] = []
+
+    def tokens():
+        for i in range(0, len(text), 2):
+            if i >= 4:  # past the first sentence: the rest of the text waits until the first audio is out
+                held_back.append(first_audio.wait(timeout=60))
+            yield text[i:i + 2]
+
+    chunks = []
+    for c in voice.stream(tokens(), "bob", "ZH", sentence_pause_s=0.3, seed=8, options=StreamOptions(6, 24)):
+        first_audio.set()
+        chunks.append(c)
+    audio = np.concatenate([c.audio for c in chunks])
+    assert len(audio) == len(whole.audio) and np.abs(audio - whole.audio).max() < TOL
+    assert held_back and all(held_back)  # speech started while the text was still arriving
+    with pytest.raises(SynthesisError, match="mix"):
+        next(voice.stream(iter(["[bob]<zh>你好。"]), None, "mix"))

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from typing import Any, Awaitable, Callable
+import queue
+from typing import Any, Awaitable, Callable, Iterator
 
 import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 
+from bert_vits2.synthesis import STREAMED_TEXT
 from motion.arkit import NAMES
 from motion.constants import LIVELINK_PORT, VMC_PORT
 from motion.face.streaming import AudioFaceStream
@@ -80,13 +82,52 @@ async def _session(ws: WebSocket, state: ServerState, authorise: Callable[[Any, 
         await send_error(ws, as_api_error(err))
 
 
+class TextFeed:
+    """Text pieces from the client to the voice's producer thread: an iterable that blocks until the next piece
+    (``end`` finishes it: the last sentence is spoken; ``cancel`` stops it: nothing more is spoken)."""
+
+    _END, _CANCEL = object(), object()
+
+    def __init__(self, max_chars: int) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self.max_chars, self.chars, self.ended = int(max_chars), 0, False
+
+    def put(self, text: Any) -> None:
+        if self.ended:
+            raise ApiError(400, "text after end_text: start a new request for more text")
+        if not isinstance(text, str):
+            raise ApiError(400, f"a text message needs 'text' as a string, got {type(text).__name__}")
+        self.chars += len(text)
+        if self.chars > self.max_chars:
+            raise ApiError(413, f"the streamed text passed {self.max_chars} characters, this server's limit per "
+                                "request: start a new request")
+        self._queue.put(text)
+
+    def end(self) -> None:
+        self.ended = True
+        self._queue.put(self._END)
+
+    def cancel(self) -> None:
+        self.ended = True
+        self._queue.put(self._CANCEL)
+
+    def __iter__(self) -> Iterator[str]:
+        while (item := self._queue.get()) is not self._END:
+            if item is self._CANCEL:
+                raise Cancelled("the text stream was cancelled")
+            yield item
+
+
 class VoiceSession:
     """``/ws/voice``: one request message, then ``start`` / (``audio`` + binary) / ``face`` / ``end`` messages;
-    the client may send ``playing`` (starts the push clock) and ``cancel``."""
+    the client may send ``playing`` (starts the push clock) and ``cancel``. With ``"text_stream": true`` the text
+    comes afterwards in ``{"type": "text", "text": ...}`` messages closed by ``{"type": "end_text"}``; speech starts
+    with the first complete sentence."""
 
     def __init__(self, ws: WebSocket, state: ServerState) -> None:
         self.ws, self.state = ws, state
         self.pusher: FacePusher | None = None
+        self.feed: TextFeed | None = None
         self.sent_samples = self.sent_frames = 0
 
     async def run(self, authorise: Callable[[Any, Any], None]) -> None:
@@ -100,6 +141,9 @@ class VoiceSession:
         cfg = self.state.config
         msg = await receive_json(self.ws, cfg.ws_idle_s)
         opts = ws_options(msg)
+        streamed = self._text_stream(msg)
+        if streamed:
+            msg = {**msg, "text": STREAMED_TEXT}
         entry, request = ApiSynthesis.from_json(msg).resolve(self.state.registry, cfg.max_chars)
         self.pusher = self._pusher(opts)
         async with self.state.admission.job("ws_voice"):
@@ -107,7 +151,22 @@ class VoiceSession:
                 "type": "start", "sample_rate": int(entry.voice.sample_rate), "audio_format": opts.audio_format,
                 "fps": FACE_FPS if opts.face else None, "names": list(NAMES) if opts.face else None,
                 "voice": entry.voice.name, "face": self.state.face_maker.describe() if opts.face else None}))
-            await self._stream(self.state.synthesis(entry, request, opts.face), opts)
+            await self._stream(self.state.synthesis(entry, request, opts.face, streamed=streamed), opts)
+
+    def _text_stream(self, msg: dict[str, Any]) -> dict[str, Any] | None:
+        """The streamed-text options of a ``"text_stream": true`` request (None for a whole text)."""
+        flag, min_clause = msg.get("text_stream", False), msg.get("min_clause_chars")
+        if not isinstance(flag, bool):
+            raise ApiError(400, f"text_stream must be true or false, got {flag!r}")
+        if not flag:
+            return None
+        if msg.get("text") not in (None, ""):
+            raise ApiError(400, "text_stream: send the text in {\"type\": \"text\"} messages, not in the request")
+        if min_clause is not None and (isinstance(min_clause, bool) or not isinstance(min_clause, int)
+                                       or min_clause < 1):
+            raise ApiError(400, f"min_clause_chars must be a whole number of at least 1, got {min_clause!r}")
+        self.feed = TextFeed(self.state.config.max_chars)
+        return {"text_pieces": self.feed, "min_clause_chars": min_clause}
 
     def _pusher(self, opts: WsOptions) -> FacePusher | None:
         if not opts.push:
@@ -115,13 +174,14 @@ class VoiceSession:
         try:
             ll = parse_target(opts.push["livelink"], LIVELINK_PORT) if opts.push.get("livelink") else None
             vmc = parse_target(opts.push["vmc"], VMC_PORT) if opts.push.get("vmc") else None
+            vts = parse_target(opts.push["vts"], 8001) if opts.push.get("vts") else None  # VTube Studio's API port
         except ValueError as err:
             raise ApiError(400, f"push: {err}") from None
-        for target in (ll, vmc):
+        for target in (ll, vmc, vts):
             if target and target[0] not in self.state.config.livelink_hosts:
                 raise ApiError(403, f"push to {target[0]} is not allowed; this server pushes only to "
                                     f"{', '.join(self.state.config.livelink_hosts)} (--push-host)")
-        pusher = FacePusher(FACE_FPS, ll, vmc)
+        pusher = FacePusher(FACE_FPS, ll, vmc, vts=vts)
         pusher.start()
         return pusher
 
@@ -138,6 +198,8 @@ class VoiceSession:
                 await self._finish_push(reader)
             await self.ws.close()
         finally:
+            if self.feed is not None and not self.feed.ended:
+                self.feed.cancel()
             stream.close()
             reader.cancel()
 
@@ -155,20 +217,31 @@ class VoiceSession:
                 self.pusher.add(item.face_start, face)
 
     async def _read_controls(self) -> None:
-        """Client messages while streaming; returns on ``cancel``, raises on a bad message or a disconnect."""
+        """Client messages while streaming; returns on ``cancel``, raises on a bad message or a disconnect. While
+        streamed text is still open the idle timeout applies (the server is waiting for the client)."""
         while True:
-            msg = await receive_json(self.ws, None)
+            open_text = self.feed is not None and not self.feed.ended
+            msg = await receive_json(self.ws, self.state.config.ws_idle_s if open_text else None)
             kind = msg.get("type")
             if kind == "cancel":
                 return
-            if kind != "playing":
-                raise ApiError(400, f"unknown message type {kind!r} while streaming: send 'playing' or 'cancel'")
-            offset = msg.get("offset_ms", 0.0)
-            if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not math.isfinite(offset) \
-                    or offset < 0:
-                raise ApiError(400, f"playing: offset_ms must be a number of milliseconds >= 0, got {offset!r}")
-            if self.pusher is not None:
-                self.pusher.playing(float(offset) / 1000.0)
+            if kind == "text" and self.feed is not None:
+                self.feed.put(msg.get("text"))
+            elif kind == "end_text" and self.feed is not None:
+                self.feed.end()
+            elif kind == "playing":
+                self._playing(msg)
+            else:
+                expected = "text, end_text, playing or cancel" if self.feed is not None else "playing or cancel"
+                raise ApiError(400, f"unknown message type {kind!r} while streaming: send {expected}")
+
+    def _playing(self, msg: dict[str, Any]) -> None:
+        offset = msg.get("offset_ms", 0.0)
+        if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not math.isfinite(offset) \
+                or offset < 0:
+            raise ApiError(400, f"playing: offset_ms must be a number of milliseconds >= 0, got {offset!r}")
+        if self.pusher is not None:
+            self.pusher.playing(float(offset) / 1000.0)
 
     async def _finish_push(self, reader: asyncio.Future) -> None:
         """Keep the socket open while the face is pushed (the client can still send ``playing``), then report."""
