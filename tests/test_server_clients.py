@@ -26,7 +26,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from conftest import BROWSER_MARKS, chromium_page  # noqa: E402
+from conftest import CHROMIUM, chromium_page  # noqa: E402
 from test_server import Running  # noqa: E402
 
 ERROR_CODES = ("400", "401", "403", "404", "413", "422", "500", "503")  # 408: WebSockets only
@@ -452,10 +452,9 @@ def test_openapi_documents_the_real_responses(server):
 
 @pytest.mark.browser
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian chromium at /usr/bin/chromium")
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian chromium at /usr/bin/chromium")
 def test_swagger_ui_renders_offline(server):
     """Headless Chromium with every request off 127.0.0.1 refused: the docs still show the routes."""
-    assert BROWSER_MARKS  # the same conditions as the other browser tests
     refused = []
     with chromium_page(timeout_ms=60_000) as page:
         def route(r):
@@ -469,3 +468,21 @@ def test_swagger_ui_renders_offline(server):
         paths = page.locator(".opblock-summary-path").all_inner_texts()
     assert refused == []
     assert "/voice/face" in " ".join(paths) and "/models/get_local" in " ".join(paths)
+
+
+def test_missing_optional_packages_are_named(server, monkeypatch):
+    """Without psutil /status says what to install; without the docs files /docs does (never a traceback)."""
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from motion.server import ServerConfig, create_app, docs
+
+    monkeypatch.setitem(sys.modules, "psutil", None)  # `import psutil` now raises ImportError
+    r = _get(server, "/status")
+    assert r.status_code == 503 and "pip install psutil" in r.json()["detail"]
+    monkeypatch.setattr(docs, "docs_assets", lambda: None)
+    with TestClient(create_app(ServerConfig(demo_voice=True))) as client:
+        r = client.get("/docs")
+        assert r.status_code == 503 and "pip install fastapi-offline" in r.text
+        assert client.get("/openapi.json").status_code == 200

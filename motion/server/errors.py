@@ -36,6 +36,8 @@ def as_api_error(err: BaseException) -> ApiError:
         return ApiError(403, str(err))
     if isinstance(err, NotFound):
         return ApiError(404, str(err))
+    if isinstance(err, ModuleNotFoundError) and "pip install" in str(err):  # an optional package the route needs
+        return ApiError(503, str(err))
     if isinstance(err, BertModelMissingError):  # the voice works once the folder is there: not the client's fault
         return ApiError(503, " ".join(str(err).split()))
     if isinstance(err, CheckpointError):

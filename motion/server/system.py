@@ -87,8 +87,11 @@ def _gpus() -> list[dict[str, Any]]:
 def machine_status() -> dict[str, Any]:
     """Upstream's ``/status`` keys: ``devices``, ``cpu_percent`` (since the previous call: no 1 s wait as upstream),
     ``memory_total`` / ``memory_available`` / ``memory_used`` (bytes), ``memory_percent`` and ``gpu``."""
-    import psutil
-
+    try:
+        import psutil
+    except ImportError:
+        raise ModuleNotFoundError("/status needs the package psutil (in requirements.txt and the [server] extra): "
+                                  "pip install psutil") from None
     memory = psutil.virtual_memory()
     return {"devices": available_devices(), "cpu_percent": float(psutil.cpu_percent(interval=None)),
             "memory_total": int(memory.total), "memory_available": int(memory.available),
