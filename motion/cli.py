@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from typing import Callable, Iterable
+
+from bert_vits2.audio import AudioReadError
+from bert_vits2.fileio import refuse_overwriting_inputs as refuse
+from bert_vits2.hparams import ConfigError
+from motion.face.prepare import PrepareError
 
 
 def refuse_overwriting_inputs(option: str, output: str | os.PathLike | None,
@@ -15,27 +21,18 @@ def refuse_overwriting_inputs(option: str, output: str | os.PathLike | None,
 
     The check itself is :func:`bert_vits2.fileio.refuse_overwriting_inputs` (shared by every tool that writes).
     """
-    from bert_vits2.fileio import refuse_overwriting_inputs as refuse
-
     refuse([(option, output)], inputs)
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is written for the user (one line naming the file/option and what to do)."""
-    from bert_vits2.audio import AudioReadError
+    # these three import torch (~3 s): deferred so that every CLI's --help and light runs start without it
     from bert_vits2.checkpoint import CheckpointError
 
     types: list[type[BaseException]] = [ValueError, FileNotFoundError, FileExistsError, IsADirectoryError,
-                                         NotADirectoryError, PermissionError, AudioReadError, CheckpointError]
-    try:
-        from bert_vits2.hparams import ConfigError  # type: ignore[attr-defined]
-
-        types.append(ConfigError)
-    except ImportError:  # pragma: no cover - older layout
-        pass
+                                         NotADirectoryError, PermissionError, AudioReadError, CheckpointError, ConfigError]
     from motion.face.features import PosteriorEncoderError
     from motion.face.model import HeadLoadError
-    from motion.face.prepare import PrepareError
 
     types += [PosteriorEncoderError, HeadLoadError, PrepareError]
     return tuple(types)
@@ -61,8 +58,6 @@ def check_bind_host(host: str, option: str = "--host") -> str:
 
     Web servers would otherwise fail deep inside their start-up (``999.1.1.1``, a typo, another machine's IP).
     """
-    import socket
-
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, ValueError) as err:

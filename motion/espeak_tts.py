@@ -102,7 +102,7 @@ def _load() -> _Engine:
     if _engine is not None:
         return _engine
     try:
-        import espeakng_loader
+        import espeakng_loader  # espeakng_loader: a missing install becomes EspeakError on first use
     except ImportError as err:  # pragma: no cover - dependency is in requirements.txt
         raise EspeakError("the espeakng-loader package is missing: pip install espeakng-loader") from err
     try:

@@ -16,13 +16,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bert_vits2.__main__ import version
+
 _NOT_A_COMMAND = ("", "-c", "-m", "__main__.py", "pytest", "py.test")
 
 
 def package_version() -> str:
     """The project's version: :func:`bert_vits2.__main__.version` (the package metadata, set in pyproject.toml)."""
-    from bert_vits2.__main__ import version
-
     return version()
 
 

@@ -89,7 +89,7 @@ class AudioPlayer:
         return out
 
     def start(self) -> "AudioPlayer":
-        import sounddevice as sd
+        import sounddevice as sd  # sounddevice: optional [record] extra, needs libportaudio
 
         try:
             self._stream = sd.OutputStream(

@@ -11,6 +11,9 @@ import threading
 
 import numpy as np
 
+from motion.body.vmc import stream_face
+from motion.livelink import LiveLinkSender
+
 log = logging.getLogger(__name__)
 
 
@@ -39,16 +42,12 @@ class Streamer:
         self._stop = threading.Event()
         stop = self._stop
         if target == "livelink":
-            from motion.livelink import LiveLinkSender
-
             LiveLinkSender(host=host, port=int(port)).close()  # a bad host or port fails here, before the thread
 
             def run_one(a):
                 with LiveLinkSender(host=host, port=int(port)) as sender:  # a fresh socket for each attempt
                     return sender.stream(frames, fps, a, sample_rate if a is not None else None, stop=stop)
         elif target == "vmc":
-            from motion.body.vmc import stream_face
-
             def run_one(a):
                 return stream_face(frames, fps, host, int(port), audio=a, sample_rate=sample_rate if a is not None else None,
                                    stop=stop)

@@ -23,7 +23,7 @@ EULER_ORDER = "ZXY"  # scipy intrinsic order matching the channel order above
 
 def quats_to_bvh_euler(q: np.ndarray) -> np.ndarray:
     """Quaternions [..., 4] (x, y, z, w) → BVH angles [..., 3] in degrees, in channel order (Z, X, Y)."""
-    from scipy.spatial.transform import Rotation
+    from scipy.spatial.transform import Rotation  # scipy.spatial: ~0.8 s import, only for BVH angles
 
     shape = q.shape[:-1]
     return Rotation.from_quat(q.reshape(-1, 4)).as_euler(EULER_ORDER, degrees=True).reshape(shape + (3,))
@@ -31,7 +31,7 @@ def quats_to_bvh_euler(q: np.ndarray) -> np.ndarray:
 
 def bvh_euler_to_matrix(angles_deg: np.ndarray) -> np.ndarray:
     """BVH angles [..., 3] (Z, X, Y order, degrees) → rotation matrices [..., 3, 3] (``Rz @ Rx @ Ry``)."""
-    from scipy.spatial.transform import Rotation
+    from scipy.spatial.transform import Rotation  # scipy.spatial: ~0.8 s import, only for BVH angles
 
     shape = angles_deg.shape[:-1]
     return Rotation.from_euler(EULER_ORDER, angles_deg.reshape(-1, 3), degrees=True).as_matrix().reshape(shape + (3, 3))

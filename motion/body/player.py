@@ -11,6 +11,24 @@ from pathlib import Path
 
 import numpy as np
 
+from bert_vits2.audio import load_audio
+from motion.arkit import check_frames
+from motion.body.a2p import a2p_to_motion, load_a2p, load_name_map
+from motion.body.bvh import write_bvh
+from motion.body.skeleton import (
+    apply_damping,
+    check_joints,
+    concat_motions,
+    join_clips,
+    positions_to_rotations,
+    resample_motion,
+)
+from motion.body.vmc import NECK_SHARE, make_clip, stream_clip, write_dry_run
+from motion.cli import refuse_overwriting_inputs
+from motion.inputs import bone_factor
+from motion.inputs import load_npy as load_checked
+from motion.livelink.app_csv import read_csv
+
 log = logging.getLogger("vmc_cli")
 
 BODY_NPY_HELP = "MotionGPT / HumanML3D joint positions .npy ([1, T, 22, 3] or [T, 22, 3], metres, 20 fps)"
@@ -18,8 +36,6 @@ BODY_NPY_HELP = "MotionGPT / HumanML3D joint positions .npy ([1, T, 22, 3] or [T
 
 def _parse_damping(items: list) -> dict[str, float]:
     """``--damping`` values: (bone, factor) pairs from :func:`motion.inputs.bone_factor`, or ``BONE=FACTOR`` strings."""
-    from motion.inputs import bone_factor
-
     out = {}
     for item in items:
         if isinstance(item, str):
@@ -33,15 +49,11 @@ def _parse_damping(items: list) -> dict[str, float]:
 
 
 def load_npy(path: Path) -> np.ndarray:
-    from motion.inputs import load_npy as load_checked
-
     return load_checked(path)
 
 
 def load_body(args: argparse.Namespace):
     """The positional inputs → one ``BodyMotion`` (or None when there are none)."""
-    from motion.body.skeleton import check_joints, concat_motions, join_clips, positions_to_rotations
-
     if not args.inputs:
         return None
     kinds = []
@@ -63,13 +75,11 @@ def load_body(args: argparse.Namespace):
         clips = [check_joints(load_npy(p), str(p)) for p in args.inputs]
         return positions_to_rotations(join_clips(clips, align=not args.no_align), fps=args.source_fps,
                                       damping=damping, smooth=args.smooth)
-    from motion.body.a2p import a2p_to_motion, load_a2p, load_name_map
 
     name_map = load_name_map(args.a2p_map) if args.a2p_map else None
     motions = [
         a2p_to_motion(load_a2p(p, args.a2p_fps), name_map, args.a2p_mode, args.a2p_scale) for p in args.inputs
     ]
-    from motion.body.skeleton import apply_damping
 
     motions = [apply_damping(m, damping) for m in motions]
     return concat_motions(motions)
@@ -80,22 +90,15 @@ def load_face(args: argparse.Namespace) -> tuple[np.ndarray, float] | None:
         return None
     suffix = args.face.suffix.lower()
     if suffix == ".npy":
-        from motion.arkit import check_frames
-
         return check_frames(load_npy(args.face), str(args.face)), args.face_fps
     if suffix == ".csv":
-        from motion.livelink.app_csv import read_csv
-
         return read_csv(args.face)
     raise ValueError(f"{args.face}: unknown face format {suffix!r}; expected a [T, 61] .npy or a Live Link Face .csv")
 
 
 def run(args: argparse.Namespace) -> int:
-    from motion.body.vmc import NECK_SHARE, make_clip, stream_clip, write_dry_run
-
     if args.fps <= 0:
         raise ValueError(f"--fps must be positive, got {args.fps}")
-    from motion.cli import refuse_overwriting_inputs
 
     inputs = [(f"motion file {p.name}", p) for p in args.inputs] + [
         ("--face", args.face), ("--wav", args.wav), ("--a2p-map", args.a2p_map)]
@@ -108,8 +111,6 @@ def run(args: argparse.Namespace) -> int:
     if args.bvh:
         if body is None:
             raise ValueError("--bvh needs body motion files")
-        from motion.body.bvh import write_bvh
-        from motion.body.skeleton import resample_motion
 
         write_bvh(resample_motion(body, args.fps), args.bvh, args.bvh_scale)
         log.info("wrote %s", args.bvh)
@@ -126,7 +127,6 @@ def run(args: argparse.Namespace) -> int:
     if args.wav and not args.no_audio:
         if args.loop:
             raise ValueError("--loop cannot be combined with --wav (the sound would not repeat)")
-        from bert_vits2.audio import load_audio
 
         audio, sr = load_audio(args.wav, sample_rate=None)
     log.info("sending %d frames (%.2f s) at %.1f fps to %s:%d%s", clip.num_frames, clip.duration_s, clip.fps,

@@ -25,6 +25,8 @@ from typing import Mapping
 
 import numpy as np
 
+from motion.frames import num_frames_for
+
 SOURCE_FPS = 20.0
 """HumanML3D and MotionGPT motion is sampled at 20 frames per second."""
 
@@ -151,7 +153,7 @@ def quat_to_matrix(q: np.ndarray) -> np.ndarray:
 
 
 def quat_from_matrix(m: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
+    from scipy.spatial.transform import Rotation  # scipy.spatial: ~0.8 s import; vmc_cli --help needs none
 
     shape = m.shape[:-2]
     return Rotation.from_matrix(m.reshape(-1, 3, 3)).as_quat().reshape(shape + (4,))
@@ -422,8 +424,6 @@ def resample_motion(motion: BodyMotion, dst_fps: float, num_frames: int | None =
     Frame i of a clip at ``fps`` covers [i/fps, (i+1)/fps) and is sampled at its centre (as
     ``motion.frames.resample_curves`` does for face curves), so 20 → 30 fps keeps the clip's duration.
     """
-    from motion.frames import num_frames_for
-
     if dst_fps <= 0:
         raise ValueError(f"the frame rate must be positive, got {dst_fps}")
     src_fps, t_src = motion.fps, motion.num_frames

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import socket
 import struct
 import threading
 from dataclasses import dataclass
@@ -34,8 +35,11 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bert_vits2.fileio import atomic_write
+from motion import playback
 from motion.arkit import INDEX, check_frames, to_perfect_sync
 from motion.body.skeleton import (
     BONE_INDEX,
@@ -50,6 +54,7 @@ from motion.body.skeleton import (
 from motion.constants import BODY_FPS as DEFAULT_FPS
 from motion.constants import DEFAULT_HOST
 from motion.constants import VMC_PORT as DEFAULT_PORT
+from motion.frames import resample_curves
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +147,6 @@ class VmcClip:
 
 def build_bundle(messages: list[Message]) -> bytes:
     """Encode ``(address, args)`` messages as one OSC bundle with python-osc, with the type tags of ``TYPE_TAGS``."""
-    from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
-    from pythonosc.osc_message_builder import OscMessageBuilder
-
     bundle = OscBundleBuilder(IMMEDIATELY)
     for address, args in messages:
         builder = OscMessageBuilder(address=address)
@@ -299,8 +301,6 @@ def make_clip(
     blend = None
     names: tuple[str, ...] = ()
     if face is not None:
-        from motion.frames import resample_curves
-
         if face_fps is None or face_fps <= 0:
             raise ValueError(f"the face needs a positive frame rate, got {face_fps}")
         face = resample_curves(check_frames(face, "face"), face_fps, fps)
@@ -330,8 +330,6 @@ class VmcSender:
     """UDP sender of OSC datagrams to one VMC receiver (a Marionette, usually on port 39539)."""
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-        import socket
-
         if not 0 < int(port) < 65536:
             raise ValueError(f"port must be in 1..65535, got {port}")
         try:
@@ -386,8 +384,6 @@ def stream_clip(
     With ``audio`` the frames follow the audio output stream's clock (frame 0 at the first heard sample);
     ``loop`` repeats until ``stop`` is set (not with audio: the sound would not repeat).
     """
-    from motion.playback import AudioPlayer, MonotonicClock, run_schedule
-
     if audio is not None and loop:
         raise ValueError("looping is not supported together with audio; drop --loop or --wav")
     if audio is not None and not sample_rate:
@@ -399,9 +395,10 @@ def stream_clip(
 
     try:
         if audio is None:
-            return run_schedule(clip.num_frames, clip.fps, send, MonotonicClock(), delay_s, loop, stop)
-        with AudioPlayer(audio, int(sample_rate)) as player:
-            stats = run_schedule(clip.num_frames, clip.fps, send, player, delay_s, False, stop)
+            return playback.run_schedule(clip.num_frames, clip.fps, send, playback.MonotonicClock(), delay_s, loop,
+                                         stop)
+        with playback.AudioPlayer(audio, int(sample_rate)) as player:
+            stats = playback.run_schedule(clip.num_frames, clip.fps, send, player, delay_s, False, stop)
             # Let the tail of the audio play out (bounded, in case the stream never reports its end).
             audio_s = len(np.asarray(audio).reshape(-1)) / float(sample_rate)
             while (stop is None or not stop.is_set()) and player.now() < audio_s + 0.5:

@@ -6,6 +6,7 @@ the 2D face and MP4 export (``render``), post-processing (``postprocess``), trai
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 _LAZY = {
@@ -23,7 +24,5 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'motion.face' has no attribute {name!r}")

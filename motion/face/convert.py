@@ -12,7 +12,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from bert_vits2.audio import AUDIO_EXTENSIONS, AudioReadError
+from motion.face.outputs import write_curve_files
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +42,6 @@ def outputs_for(src: Path, out_dir: Path | None, unique_name: bool = False) -> t
 
 def convert_file(maker, src: Path, out_dir: Path | None = None, unique_name: bool = False) -> tuple[Path, int]:
     """One file → its curve files; returns ``(npy path, frame count)``."""
-    from motion.face.outputs import write_curve_files
-
     npy, csv, js = outputs_for(src, out_dir, unique_name)
     if npy.resolve() == src.resolve():
         raise AudioReadError(f"{src}: the output would overwrite the input; pass another --out-dir")
@@ -64,8 +65,6 @@ class ConvertReport:
 
 def convert_files(maker, inputs: list[Path], out_dir: Path | None = None) -> ConvertReport:
     """Convert every input; a file that cannot be read is reported (with the reason) and the others go on."""
-    from tqdm import tqdm
-
     report = ConvertReport()
     stems: dict[tuple[Path, str], int] = {}
     for src in inputs:

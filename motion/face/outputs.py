@@ -19,6 +19,7 @@ import numpy as np
 from bert_vits2.audio import write_wav_pcm16
 from bert_vits2.fileio import atomic_write, save_npy_atomic, write_json_atomic
 from motion.arkit import INDEX, NAMES
+from motion.livelink.app_csv import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def new_request_dir(root: str | os.PathLike) -> Path:
 
 def plot_curves(frames: np.ndarray, fps: float, path: str | os.PathLike, title: str = "") -> Path:
     """PNG of the main blendshape curves over time."""
-    import matplotlib
+    import matplotlib  # matplotlib: ~0.4 s import (Figure ~1.3 s), only for PNG plots
 
     t = (np.arange(len(frames)) + 0.5) / fps
     # CJK titles: fall back to WenQuanYi (Debian fonts-wqy-microhei) where DejaVu has no glyph
@@ -46,7 +47,7 @@ def plot_curves(frames: np.ndarray, fps: float, path: str | os.PathLike, title: 
 
 
 def _plot(frames: np.ndarray, t: np.ndarray, path: str | os.PathLike, title: str) -> Path:
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # matplotlib: ~1.3 s import, only for PNG plots
 
     fig = Figure(figsize=(9, 3.6), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
@@ -71,8 +72,6 @@ def write_curve_files(
 ) -> dict[str, Path]:
     """Write ``frames`` as npy (float32 ``[T, 61]``), the app's CSV (whole frame rates only: its timecodes need one)
     and JSON (names, fps, frame count + ``meta``). Returns the paths written, by kind."""
-    from motion.livelink.app_csv import write_csv
-
     frames = np.asarray(frames, dtype=np.float32)
     paths = {"npy": save_npy_atomic(npy_path, frames)}
     if csv_path is not None:

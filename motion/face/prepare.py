@@ -22,17 +22,22 @@ import json
 import logging
 import os
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from tqdm import tqdm
 
+from bert_vits2.audio import AudioReadError
 from bert_vits2.fileio import save_npy_atomic as _save_npy_atomic
 from bert_vits2.fileio import save_npz_atomic as _save_npz_atomic
 from bert_vits2.fileio import write_text_atomic as _write_text_atomic
 from motion.arkit import INDEX
 from motion.constants import FACE_FPS as GRID_FPS
+from motion.livelink.protocol import frames_out_of_range
+from motion.livelink.take import load_take
 
 log = logging.getLogger(__name__)
 
@@ -240,9 +245,8 @@ class _BadTake(ValueError):
 def _prepare_take(stem: Path, *, mel: bool, n_mels: int, posterior, sample_z: bool, z_seed: int | None) -> PreparedTake | None:
     """Load one take: its face on the 60 fps grid over the audio's span, the audio envelope, and the feature files
     (log-mel and/or z, written beside the take). None (with a warning) when too few face frames were measured."""
+    # features imports torch (~3 s): reading filelists and splits (train.py, prepare_visemes --help) needs none
     from motion.face.features import load_tts_audio, log_mel
-    from motion.livelink.protocol import frames_out_of_range
-    from motion.livelink.take import load_take
 
     take = load_take(stem, load_audio=False)  # NaN/inf values, unreadable files: TakeError / ValueError
     why = frames_out_of_range(take.frames)
@@ -364,15 +368,10 @@ def prepare(
         raise PrepareError(f"{records}: no complete takes (<take>.wav + .npy + .json); record some with motion/record.py")
     if posterior is None and not mel:
         raise PrepareError("nothing to compute: give a G checkpoint for z, or keep the mel features on")
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    from bert_vits2.audio import AudioReadError
 
     prepared: list[PreparedTake] = []
     skipped: list[tuple[str, str]] = []
-    for stem in tqdm(stems, desc="takes", disable=not progress) if tqdm else stems:
+    for stem in tqdm(stems, desc="takes", disable=not progress):
         z_seed = (seed * 1000003 + len(prepared)) % (2**31) if sample_z else None
         try:
             p = _prepare_take(stem, mel=mel, n_mels=n_mels, posterior=posterior, sample_z=sample_z, z_seed=z_seed)
@@ -410,7 +409,7 @@ def prepare(
 
 def find_generator(model: str) -> Path | None:
     """A G checkpoint: the file itself, or the newest G_*.pth in MODEL or MODEL/models."""
-    from bert_vits2.checkpoint_files import latest_checkpoint_path
+    from bert_vits2.checkpoint_files import latest_checkpoint_path  # checkpoint_files imports torch (~3 s)
 
     p = Path(model)
     if p.is_file():
@@ -425,8 +424,7 @@ def find_generator(model: str) -> Path | None:
 
 def run(args) -> int:
     """``prepare_visemes.py``: find the posterior encoder, prepare every take, print the report; exit code."""
-    import sys
-
+    # features imports torch (~3 s): only when the takes are prepared
     from motion.face.features import PosteriorEncoderError, load_exported_posterior, load_posterior_from_checkpoint
 
     posterior = None

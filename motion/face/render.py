@@ -23,12 +23,19 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+from PIL import Image, ImageDraw
 
+from bert_vits2.audio import TTS_SAMPLE_RATE, load_audio, write_wav_pcm16
+from bert_vits2.fileio import same_file
 from motion.arkit import INDEX, NUM_VALUES
+from motion.face.postprocess import shift_frames
+from motion.frames import num_frames_for, resample_curves
+from motion.livelink.take import TakeError, load_take
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +193,6 @@ def _rgb(color: str) -> tuple[int, int, int]:
 def draw_face(values: Sequence[float] | np.ndarray, size: tuple[int, int] = (480, 480), label: str = "",
               supersample: int = 2) -> Any:
     """A PIL RGB image of the face for one frame (drawn at ``supersample`` × the size, then reduced)."""
-    from PIL import Image, ImageDraw
-
     w, h = int(size[0]), int(size[1])
     ss = max(1, int(supersample))
     img = Image.new("RGB", (w * ss, h * ss), _rgb(COLORS["background"]))
@@ -233,8 +238,6 @@ class FaceCurves:
 def load_curves(path: str | os.PathLike, fps: float | None = None) -> FaceCurves:
     """Curves from a take (``records/<take>``; frames placed by their arrival times), a ``[T, 61]`` ``.npy`` (rate
     from its JSON, ``fps`` or 60) or a Live Link Face app CSV."""
-    from motion.livelink.take import TakeError, load_take
-
     p = Path(path)
     try:
         take = load_take(p, fps=fps)
@@ -266,8 +269,6 @@ def render_video(frames: np.ndarray, fps: float, out_path: str | os.PathLike, *,
 
     The video has ``len(frames)`` frames at ``fps`` (frame i shows time ``(i + 0.5) / fps``); give the audio as an
     array or a file. Returns the path written (atomically: a temp file in the same folder, then renamed)."""
-    from bert_vits2.audio import write_wav_pcm16
-
     frames = np.asarray(frames, dtype=np.float32)
     if frames.ndim != 2 or frames.shape[1] != NUM_VALUES or len(frames) == 0:
         raise ValueError(f"render_video: frames must be [T>0, {NUM_VALUES}], got {frames.shape}")
@@ -275,13 +276,10 @@ def render_video(frames: np.ndarray, fps: float, out_path: str | os.PathLike, *,
         raise ValueError("render_video: width and height must be even (H.264 4:2:0)")
     curves = [frames] + ([np.asarray(compare, np.float32)] if compare is not None else [])
     if compare is not None and len(curves[1]) != len(frames):
-        from motion.frames import resample_curves
-
         curves[1] = resample_curves(curves[1], fps, fps, len(frames))
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     w, h = size[0] * len(curves), size[1]
-    from fractions import Fraction
 
     rate = Fraction(float(fps)).limit_denominator(1001)
     with tempfile.TemporaryDirectory(prefix="render-face-") as tmp:
@@ -325,11 +323,6 @@ def render_face_file(curves_path: str | os.PathLike, out_path: str | os.PathLike
                      compare: str | os.PathLike | None = None, labels: Sequence[str] | None = None,
                      fps: float | None = None, delay_s: float = 0.0, size: int = 480) -> Path:
     """``render_face.py``: a take / npy / CSV (+ audio) -> MP4 whose length is the audio's (frames cover it)."""
-    from bert_vits2.audio import TTS_SAMPLE_RATE, load_audio
-    from bert_vits2.fileio import same_file
-    from motion.face.postprocess import shift_frames
-    from motion.frames import num_frames_for, resample_curves
-
     out = Path(out_path).resolve()
     for given in (curves_path, compare, wav):
         if given is not None and same_file(given, out):

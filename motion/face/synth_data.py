@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import soxr
+from tqdm import tqdm
 
 from bert_vits2.audio import TTS_SAMPLE_RATE
+from motion import espeak_tts
+from motion.face.lipsync import lipsync_events
+from motion.face.neural_voices import speak
+from motion.livelink.take import Take, save_take
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +155,7 @@ def augment(audio: np.ndarray, rng: np.random.Generator, sr: int = TTS_SAMPLE_RA
     with ``eq`` first a random tone colour on 70 % of clips (a one-pole low-pass at 1.5-8 kHz mixed in or out: about
     -8..+6 dB of treble), as different voices, vocoders and microphones have. Returns (audio, seconds added in front)."""
     if eq and rng.random() < 0.7:
-        from scipy.signal import lfilter
+        from scipy.signal import lfilter  # scipy.signal: ~2 s import, only for EQ augmentation
 
         pole = float(np.exp(-2 * np.pi * rng.uniform(1500, 8000) / sr))
         low = lfilter([1 - pole], [1, -pole], audio).astype(np.float32)
@@ -179,20 +185,12 @@ def make_utterance(
 
     ``voice``: an eSpeak NG voice (``rate`` in words per minute, ``pitch`` 0-100) or a neural voice
     ``<engine>/<speaker>@<language>`` (``rate`` is then a speed factor around 1, ``pitch`` is unused)."""
-    import soxr
-
-    from motion.face.lipsync import lipsync_events
-
     if "@" in voice:
-        from motion.face.neural_voices import speak
-
         name, lang = voice.rsplit("@", 1)
         spoken = speak(name, text, "ja" if lang == "ja" else "en", rate=float(rate))
         audio, sr, events = spoken.audio, spoken.sample_rate, spoken.events
     else:
-        from motion.espeak_tts import synthesize
-
-        audio, sr, events = synthesize(text, voice=voice, rate=rate, pitch=pitch)
+        audio, sr, events = espeak_tts.synthesize(text, voice=voice, rate=rate, pitch=pitch)
     audio = soxr.resample(audio, sr, TTS_SAMPLE_RATE, quality="HQ").astype(np.float32)
     lead = 0.0
     if rng is not None:
@@ -236,8 +234,6 @@ def write_take(
     """Write one clip as a recorder take (``motion.livelink.take`` format) whose face lags the audio by ``offset_s``:
     frame i shows the targets of time ``(i + 0.5) / fps`` but arrives ``offset_s`` (+ up to ``jitter_s``) later;
     ``drop`` random frames are missing (gaps in the frame numbers)."""
-    from motion.livelink.take import Take, save_take
-
     rng = rng or np.random.default_rng(0)
     n = targets.shape[0]
     keep = np.ones(n, dtype=bool)
@@ -258,15 +254,13 @@ def make_clips(
     progress: bool = False, eq: bool = False,
 ):
     """``count`` in-memory training clips (``train_visemes.Clip``: log-mel + 60 fps targets, all frames valid)."""
-    from motion.face.features import log_mel
-    from motion.face.train import Clip
+    from motion.face.features import log_mel  # features imports torch (~3 s): making takes needs none
+    from motion.face.train import Clip  # train imports torch (~3 s)
 
     rng = np.random.default_rng(seed)
     clips = []
     rng_iter = range(count)
     if progress:
-        from tqdm import tqdm
-
         rng_iter = tqdm(rng_iter, desc="synthesising")
     for i in rng_iter:
         u = random_utterance(rng, voices, augmented, eq=eq)

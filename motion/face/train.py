@@ -14,6 +14,7 @@ early when validation has not improved for ``patience`` evaluations.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import time
@@ -23,11 +24,14 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from bert_vits2.checkpoint import atomic_torch_save
+from bert_vits2.checkpoint import CheckpointError, atomic_torch_save, read_checkpoint
+from bert_vits2.checkpoint_files import prune_checkpoints
 from motion.arkit import INDEX, MOUTH_NAMES, NAMES, NUM_VALUES
 from motion.face.heads import FEATURE_FPS, build_head, count_parameters, head_config, lengths_mask
 from motion.face.model import latest_head_checkpoint
+from motion.face.prepare import read_filelist
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +113,6 @@ def channel_weights(head_weight: float, eye_weight: float) -> torch.Tensor:
 
 def load_clips(filelist: str | Path, kind: str) -> list[Clip]:
     """Clips from a prepared filelist for a head ``kind`` ('z' or 'mel')."""
-    from motion.face.prepare import read_filelist
-
     path = Path(filelist)
     if not path.is_file():
         raise TrainError(f"{path}: filelist not found; run `python motion/prepare_visemes.py` first")
@@ -294,7 +296,6 @@ def _setup_or_resume(config: dict[str, Any], lr: float, model_dir: Path, options
     latest = latest_head_checkpoint(model_dir) if options.resume else None
     if latest is None:
         return state
-    from bert_vits2.checkpoint import CheckpointError, read_checkpoint
 
     try:  # safe load with a one-line reason (not weights, truncated, a pickle that runs code)
         ckpt = read_checkpoint(latest)
@@ -331,7 +332,7 @@ def _open_tensorboard(model_dir: Path, options: TrainOptions):
     if not options.tensorboard:
         return None
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # tensorboard: ~5 s import, only with --tensorboard
 
         return SummaryWriter(str(model_dir / "eval_visemes"))
     except Exception as err:  # noqa: BLE001 - TensorBoard is optional
@@ -340,10 +341,6 @@ def _open_tensorboard(model_dir: Path, options: TrainOptions):
 
 
 def _progress_bar(epochs: range, progress: bool):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return epochs
     return tqdm(epochs, desc="visemes", disable=not progress)
 
 
@@ -489,8 +486,6 @@ def train_head(
 
 
 def _prune(model_dir: Path, keep: int) -> None:
-    from bert_vits2.checkpoint_files import prune_checkpoints
-
     prune_checkpoints(model_dir, keep, sort_by="step", prefixes=("V",))
 
 
@@ -530,14 +525,11 @@ def model_dir_for(model: str) -> Path:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """What ``train_ms.py --visemes`` does; returns the exit code."""
-    import json
-
     kind = args.head
     if kind == "auto":
         first = Path(args.train_list)
         if not first.is_file():
             raise TrainError(f"{first}: filelist not found; run `python motion/prepare_visemes.py` first")
-        from motion.face.prepare import read_filelist
 
         entries = read_filelist(first)
         kind = "z" if entries and all(e["z"] for e in entries) else "mel"

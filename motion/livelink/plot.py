@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bert_vits2.audio import load_audio
+from bert_vits2.fileio import atomic_write
 from motion.arkit import INDEX, NAMES
-from motion.livelink.take import Take, TakeError, load_take
+from motion.cli import refuse_overwriting_inputs
+from motion.livelink.take import Take, TakeError, load_take, resolve_stem
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +71,11 @@ def format_summary(s: dict, name: str) -> str:
 
 def plot_take(take: Take, out: str | Path | None, show: bool = False, title: str | None = None):
     """Draw the waveform and the main shapes on one time axis; saves a PNG to ``out`` (if given). Returns the figure."""
-    import matplotlib
+    import matplotlib  # matplotlib: ~0.4 s import (pyplot ~1.9 s), only when plotting
 
     if not show:
         matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after matplotlib.use(): the backend is chosen first
 
     t = take.times()
     rows = 1 + len(PANELS)
@@ -103,8 +106,6 @@ def plot_take(take: Take, out: str | Path | None, show: bool = False, title: str
                  + (" (red: gaps)" if gaps else ""), fontsize=10)
     fig.tight_layout()
     if out is not None:
-        from bert_vits2.fileio import atomic_write
-
         fmt = Path(out).suffix.lower().lstrip(".") or "png"
         with atomic_write(out, "wb") as f:  # a failed or interrupted plot never leaves half a PNG
             fig.savefig(f, dpi=90, format=fmt)
@@ -118,9 +119,6 @@ PLOT_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 
 def _check_plot_out(out: Path, src: Path, wav: str | None) -> None:
     """The picture must be an image file and never one of the take's own files."""
-    from motion.cli import refuse_overwriting_inputs
-    from motion.livelink.take import resolve_stem
-
     if out.suffix.lower() not in PLOT_FORMATS:
         raise ValueError(f"--out {out}: give an image file name ({', '.join(PLOT_FORMATS)})")
     if out.is_dir():
@@ -136,8 +134,6 @@ def run(args) -> int:
     try:
         take = load_take(args.take, fps=args.fps)
         if args.wav:
-            from bert_vits2.audio import load_audio
-
             take.audio, take.sample_rate = load_audio(args.wav, sample_rate=None)
     except (TakeError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

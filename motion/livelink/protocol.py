@@ -24,13 +24,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
 from bert_vits2.fileio import atomic_write, write_bytes_atomic
-from motion.arkit import NUM_VALUES
+from motion import playback
+from motion.arkit import NUM_VALUES, check_frames
 from motion.constants import LIVELINK_PORT as DEFAULT_PORT
 
 log = logging.getLogger(__name__)
@@ -436,9 +438,6 @@ class LiveLinkSender:
         audio. Frame numbers increment by one per frame from ``start_frame`` (also across loops). ``clock``/``sleep``
         replace the time source (tests and ``--dry-run`` use a virtual clock).
         """
-        from motion.arkit import check_frames
-        from motion.playback import AudioPlayer, MonotonicClock, run_schedule
-
         frames = check_frames(frames)
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
@@ -458,9 +457,9 @@ class LiveLinkSender:
                 if len(audio) < need:
                     audio = np.concatenate([audio, np.zeros(need - len(audio), np.float32)])
                 period = len(audio) / sample_rate
-            player = AudioPlayer(audio, sample_rate, device=audio_device, loop=loop)
+            player = playback.AudioPlayer(audio, sample_rate, device=audio_device, loop=loop)
             clock = player
-        clock = clock or MonotonicClock()
+        clock = clock or playback.MonotonicClock()
         sched_delay = max(0.0, delay_s)  # a negative delay only has a meaning against audio (handled above)
         counter = {"k": 0}
 
@@ -478,7 +477,7 @@ class LiveLinkSender:
         if player is not None:
             player.start()
         try:
-            sched = run_schedule(n, fps, send, clock=clock, delay_s=sched_delay, loop=loop, stop=stop, period_s=period, **kwargs)
+            sched = playback.run_schedule(n, fps, send, clock=clock, delay_s=sched_delay, loop=loop, stop=stop, period_s=period, **kwargs)
             if player is not None and not loop:
                 # Let the sound finish (it may outlast the frames) unless asked to stop.
                 while not player.finished.is_set() and not (stop is not None and stop.is_set()):
@@ -490,8 +489,6 @@ class LiveLinkSender:
 
     def set_rate(self, fps: float) -> None:
         """Declare ``fps`` in the packets (as N/1 for whole rates, else as a fraction over 1000)."""
-        from fractions import Fraction
-
         frac = Fraction(fps).limit_denominator(1000)
         self.fps_numerator, self.fps_denominator = frac.numerator, frac.denominator
 
@@ -658,8 +655,6 @@ def frames_to_packets(
     frames: np.ndarray, device_id: str, subject: str, fps: float = 60.0, start_frame: int = 0
 ) -> list[bytes]:
     """Encode a whole [T, 61] clip as consecutive packets (handy for tests and captures)."""
-    from fractions import Fraction
-
     frac = Fraction(fps).limit_denominator(1000)
     return [
         encode_packet(LiveLinkFrame(device_id, subject, start_frame + i, 0.0, frac.numerator, frac.denominator, row))

@@ -21,9 +21,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bert_vits2.audio import load_audio
 from motion.constants import TTS_SAMPLE_RATE as SAMPLE_RATE
 from motion.livelink import LiveLinkReceiver, PortInUseError, ReceiverThread
-from motion.livelink.take import Take, save_take
+from motion.livelink.partial import PartialTakeWriter, find_partials, finish_partial, recover_partials
+from motion.livelink.protocol import PacketTally
+from motion.livelink.take import Take, find_app_audio, import_app_take, new_take_stem, save_take
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,7 @@ class AudioSource:
 
 def _sounddevice():
     try:
-        import sounddevice as sd
+        import sounddevice as sd  # sounddevice: optional [record] extra, needs libportaudio
     except OSError as err:  # PortAudio missing
         raise NoInputDeviceError(
             f"the audio library is unavailable ({err}); install PortAudio (apt-get install libportaudio2) "
@@ -160,8 +163,6 @@ class FileAudioSource(AudioSource):
     """Plays a file in place of the microphone: blocks arrive in real time as a live input would, then silence."""
 
     def __init__(self, path: str | Path, sample_rate: int = SAMPLE_RATE, block: int = BLOCK) -> None:
-        from bert_vits2.audio import load_audio
-
         super().__init__()
         self.path = Path(path)
         self.sample_rate = int(sample_rate)
@@ -364,10 +365,6 @@ def record_take(
     ``stop`` or an error end the take early and what was captured is saved; further signals during the save are
     harmless. ``accept_device`` / ``accept_subject``: keep only frames from that phone / subject.
     """
-    from motion.livelink.partial import PartialTakeWriter, finish_partial
-    from motion.livelink.protocol import PacketTally
-    from motion.livelink.take import new_take_stem
-
     status = status or StatusLine()
     out = check_out_dir(out_dir)
     stem_path = Path(stem) if stem is not None else new_take_stem(out)
@@ -473,8 +470,6 @@ def describe(result: TakeResult) -> str:
 
 def import_take(csv: str | Path, audio: str | Path | None, out_dir: str | Path, offset_ms: float | None = None) -> Path:
     """Import a take the Live Link Face app recorded itself (CSV + its .mov or a wav) into ``out_dir``."""
-    from motion.livelink.take import find_app_audio, import_app_take, new_take_stem
-
     csv = Path(csv)
     audio = Path(audio) if audio else find_app_audio(csv)
     if audio is None:
@@ -497,8 +492,6 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
 
 def recover(folder: str | Path, say: Callable[[str], None]) -> int:
     """Finish the partial takes in ``folder`` (``--recover``); 0 when all were finished, 1 when one could not be."""
-    from motion.livelink.partial import recover_partials
-
     results = recover_partials(folder)
     if not results:
         say(f"no partial takes in {folder}")
@@ -533,7 +526,6 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.takes < 1:
             raise ValueError("--takes must be at least 1")
-        from motion.livelink.partial import find_partials
 
         if find_partials(args.out_dir):
             err(f"{args.out_dir} holds takes an earlier run could not finish; finishing them first")

@@ -25,6 +25,7 @@ from motion.inputs import load_npy
 from motion.livelink import LiveLinkSender, PacketLog, default_device_id
 from motion.livelink.take import Take, find_app_audio, import_app_take, load_take, resolve_stem
 from motion.playback import VirtualClock
+from motion.vtube_studio import open_sender
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,6 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> dict:
     if getattr(args, "vts", None) is not None:  # also drive a Live2D model in VTube Studio (--vts [HOST:PORT])
         if args.dry_run:
             raise ValueError("--vts sends to VTube Studio over the network; drop --dry-run or --vts")
-        from motion.vtube_studio import open_sender  # optional: needs the websockets package
-
         vts = open_sender(args.vts, clip.fps)
     sender = LiveLinkSender(args.host, args.port, args.subject, args.device_id or default_device_id(), transport=transport)
     if transport is not None and clock is None:

@@ -12,6 +12,7 @@ Face app itself (its CSV + the audio of its .mov) are imported into the same for
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import logging
 import math
@@ -22,11 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 
+from bert_vits2.audio import load_audio as load_audio_file  # load_take has a load_audio flag
+from bert_vits2.audio import write_wav_pcm16
 from bert_vits2.fileio import write_bytes_atomic as _atomic_write_bytes
-from motion.arkit import NAMES, check_frames
+from motion.arkit import NAMES, check_frames, reorder
 from motion.frames import frame_centres, interp_frames
 from motion.inputs import load_npy
+from motion.livelink.app_csv import parse_timecode, read_llf_csv
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +165,6 @@ class Take:
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
-    import io
-
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(arr, dtype=np.float32))
     return buf.getvalue()
@@ -182,8 +185,6 @@ def new_take_stem(out_dir: str | Path = DEFAULT_RECORDS, when: _dt.datetime | No
 
 def save_take(take: Take, out_dir: str | Path = DEFAULT_RECORDS, stem: str | Path | None = None) -> Path:
     """Write the take's .wav (if it has audio), .npy and .json atomically; returns the stem path. Never overwrites."""
-    from bert_vits2.audio import write_wav_pcm16
-
     frames = check_frames(take.frames, "take frames") if take.num_frames else np.zeros((0, len(NAMES)), np.float32)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -239,8 +240,6 @@ def load_take(path_or_stem: str | Path, fps: float | None = None, load_audio: bo
     frames = check_frames(frames, str(npy)) if frames.size else np.zeros((0, len(NAMES)), np.float32)
     names = meta.get("names")
     if names is not None and list(names) != list(NAMES):
-        from motion.arkit import reorder
-
         log.warning("%s: columns are not in Live Link wire order; reordering by name", js)
         frames = reorder(frames, names, NAMES)
     json_fps = meta.get("fps")
@@ -263,8 +262,6 @@ def load_take(path_or_stem: str | Path, fps: float | None = None, load_audio: bo
 
     audio, sr = None, None
     if load_audio and wav.exists():
-        import soundfile as sf
-
         try:
             audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
         except Exception as err:
@@ -314,7 +311,6 @@ def media_start_timecode_s(path: str | Path) -> float | None:
             rate = float(num) / float(den or 1)
     if not tc or not rate:
         return None
-    from motion.livelink.app_csv import parse_timecode
 
     try:
         h, m, s, ff = parse_timecode(tc)
@@ -330,14 +326,11 @@ def import_app_take(csv_path: str | Path, audio_path: str | Path | None = None, 
     Face frame times come from the CSV's timecodes. ``offset_s`` is when the first CSV row happens on the audio's
     time axis; by default it is read from the video's start timecode (ffprobe) and is 0 when there is none.
     """
-    from bert_vits2.audio import load_audio
-    from motion.livelink.app_csv import read_llf_csv
-
     csv_path = Path(csv_path)
     data = read_llf_csv(csv_path)
     audio, sr, offset_source = None, None, "manual" if offset_s is not None else "assumed 0"
     if audio_path is not None:
-        audio, sr = load_audio(audio_path, sample_rate)
+        audio, sr = load_audio_file(audio_path, sample_rate)
         if offset_s is None:
             start = media_start_timecode_s(audio_path)
             if start is not None and len(data.frame_numbers):

@@ -17,14 +17,18 @@ from typing import Any
 
 import numpy as np
 
+from bert_vits2.audio import AudioReadError, load_audio
 from bert_vits2.request import LANGUAGE_CHOICES, WEBUI_DEFAULTS, SynthesisError, SynthesisRequest
 from bert_vits2.synthesis import ModelFiles, Voice, find_model_files
 from motion.constants import DEFAULT_HOST, FACE_FPS, LIVELINK_PORT, VMC_PORT, WEBUI_PORT
 from motion.demo_voice import DemoVoice
 from motion.face.api import FaceMaker
+from motion.face.features import TTS_SAMPLE_RATE, load_tts_audio, posterior_from_generator
 from motion.face.outputs import new_request_dir, write_outputs
+from motion.face.streaming import piecewise_face
 from motion.send import Streamer
 from motion.webui.limits import Janitor, LimitError, RequestLimits, check_audio_seconds, check_text, check_upload
+from motion.webui.preview import PREVIEW_JS, empty_preview, preview_for, take_result, video_for
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +91,6 @@ class WebUIState:
     def posterior(self, voice: Any):
         """The voice's posterior encoder, needed only by a trained z head reading plain audio."""
         if isinstance(voice, Voice) and self.face.head_kind == "z":
-            from motion.face.features import posterior_from_generator
-
             return posterior_from_generator(voice.model, voice.hps.data, source=voice.files.checkpoint)
         return None
 
@@ -123,7 +125,7 @@ class Handlers:
         self.state = state
 
     def _error(self, message: str) -> Exception:
-        import gradio as gr
+        import gradio as gr  # gradio: optional [webui] extra, ~10 s import, only when the UI is built
 
         return gr.Error(message)
 
@@ -153,7 +155,7 @@ class Handlers:
             )
             result = voice.synthesize(request)
             check_audio_seconds(result.duration_s, state.limits, "the speech")
-            face = state.face.for_result(result)
+            face = piecewise_face(state.face, result)  # the face of a synthesis result, as the server streams it
         except (SynthesisError, ValueError, FileNotFoundError, RuntimeError) as err:
             raise self._error(str(err)) from None
         folder = new_request_dir(state.outputs)
@@ -169,7 +171,6 @@ class Handlers:
         """The same faces as ``wav_to_visemes.py`` (same reading, same FaceMaker): mono 44.1 kHz."""
         if not path:
             raise self._error("upload or record an audio file first")
-        from motion.face.features import TTS_SAMPLE_RATE, load_tts_audio
 
         state = self.state
         state.janitor.maybe_sweep()
@@ -195,7 +196,6 @@ class Handlers:
             raise self._error(f"port {port!r} is not a number (1-65535)") from None
         if not 1 <= port <= 65535:
             raise self._error(f"port {port} is out of range (1-65535)")
-        from bert_vits2.audio import AudioReadError, load_audio
 
         try:
             frames = np.load(last["npy"], allow_pickle=False)
@@ -211,8 +211,6 @@ class Handlers:
 
     def preview(self, last) -> str:
         """The canvas face of the last result, playing with its own audio player (motion/webui/preview.py)."""
-        from motion.webui.preview import preview_for
-
         try:
             return preview_for(last)
         except (OSError, ValueError) as err:
@@ -222,7 +220,6 @@ class Handlers:
         """An MP4 of the last result's face with its audio (ffmpeg)."""
         if not last:
             raise self._error("nothing to render yet: synthesise something (or convert an audio file) first")
-        from motion.webui.preview import video_for
 
         try:
             return str(video_for(last))
@@ -233,7 +230,6 @@ class Handlers:
         """Preview any take: its audio + a [T, 61] npy (rate from ``fps``) or a Live Link Face app CSV."""
         if not wav or not curves:
             raise self._error("upload the take's audio and its curves (.npy [T, 61] or the app's .csv)")
-        from motion.webui.preview import preview_for, take_result
 
         try:
             for upload in (wav, curves):
@@ -248,7 +244,7 @@ class Handlers:
         return self.state.streamer.last_message
 
     def speakers_for(self, voice_name):
-        import gradio as gr
+        import gradio as gr  # gradio: optional [webui] extra, ~10 s import, only when the UI is built
 
         voice = self.state.voices[voice_name]
         return gr.update(choices=list(voice.speakers), value=voice.speakers[0])
@@ -262,7 +258,7 @@ def _working(message: str = "working…"):
 def build_app(cfg: WebUIConfig | None = None, state: WebUIState | None = None):
     """The gradio Blocks of the UI (not launched)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    import gradio as gr
+    import gradio as gr  # gradio: optional [webui] extra, ~10 s import, only when the UI is built
 
     state = state or WebUIState(cfg or WebUIConfig())
     h = Handlers(state)
@@ -345,16 +341,12 @@ def _audio_tab(gr, h: Handlers, last, voice) -> None:
 
 
 def _clear_preview() -> str:
-    from motion.webui.preview import empty_preview
-
     return empty_preview("working…")
 
 
 def _preview_block(gr, h: Handlers, last, prefix: str):
     """The face drawn in the page (canvas + its own audio player: gradio's waveform player exposes no media element
     to follow) and an MP4 export button; returns the preview."""
-    from motion.webui.preview import PREVIEW_JS, empty_preview
-
     preview = gr.HTML(empty_preview(), js_on_load=PREVIEW_JS, elem_id=f"{prefix}-preview", label="Face")
     with gr.Row():
         video_go = gr.Button("Export video (MP4)", size="sm", elem_id=f"{prefix}-video-go")
