@@ -46,7 +46,6 @@ from motion.body.skeleton import (
     UNITY_BONES,
     BodyMotion,
     quat_mul,
-    quat_scale_angle,
     resample_motion,
     to_unity_positions,
     to_unity_quats,
@@ -204,18 +203,22 @@ def _hold_to(arr: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([arr, np.repeat(arr[-1:], n - arr.shape[0], axis=0)], axis=0)
 
 
-def _euler_quats(axis: int, degrees: np.ndarray) -> np.ndarray:
-    """Rotations of ``degrees`` [N] about Unity axis ``axis`` (0 x, 1 y, 2 z) as quaternions [N, 4]."""
-    half = np.radians(np.asarray(degrees, dtype=np.float64)) / 2.0
-    q = np.zeros(half.shape + (4,))
-    q[..., axis] = np.sin(half)
-    q[..., 3] = np.cos(half)
-    return q
-
-
 def _unity_euler(pitch_deg: np.ndarray, yaw_deg: np.ndarray, roll_deg: np.ndarray) -> np.ndarray:
-    """Unity's ``Quaternion.Euler(pitch, yaw, roll)``: roll about Z first, then pitch about X, then yaw about Y."""
-    return quat_mul(_euler_quats(1, yaw_deg), quat_mul(_euler_quats(0, pitch_deg), _euler_quats(2, roll_deg)))
+    """Unity's ``Quaternion.Euler(pitch, yaw, roll)`` [N, 4]: roll about Z first, then pitch about X, then yaw about Y
+    (the product ``q_yaw ⊗ q_pitch ⊗ q_roll`` written out, as this runs per frame in the server's push)."""
+    hp, hy, hr = (np.radians(np.asarray(a, dtype=np.float64)) / 2.0 for a in (pitch_deg, yaw_deg, roll_deg))
+    sx, cx, sy, cy, sz, cz = np.sin(hp), np.cos(hp), np.sin(hy), np.cos(hy), np.sin(hr), np.cos(hr)
+    x, y, z, w = cy * sx, sy * cx, -sy * sx, cy * cx  # q_yaw ⊗ q_pitch
+    return np.stack([x * cz + y * sz, y * cz - x * sz, w * sz + z * cz, w * cz - z * sz], axis=-1)
+
+
+def _scale_angle(q: np.ndarray, share: float) -> np.ndarray:
+    """``share`` of each unit quaternion's rotation about the same axis (``quat_scale_angle``, without a slerp)."""
+    q = np.where(q[..., 3:] < 0, -q, q)  # the short way round
+    half = np.arccos(np.clip(q[..., 3], -1.0, 1.0))
+    norm = np.linalg.norm(q[..., :3], axis=-1)
+    axis = np.divide(q[..., :3], norm[..., None], out=np.zeros_like(q[..., :3]), where=norm[..., None] > 1e-12)
+    return np.concatenate([axis * np.sin(share * half)[..., None], np.cos(share * half)[..., None]], axis=-1)
 
 
 def face_bone_rotations(face: np.ndarray, neck_share: float = NECK_SHARE) -> dict[str, np.ndarray]:
@@ -233,7 +236,7 @@ def face_bone_rotations(face: np.ndarray, neck_share: float = NECK_SHARE) -> dic
     face = np.asarray(face, dtype=np.float64)
     deg = lambda name: face[:, INDEX[name]] * 180.0  # noqa: E731
     head = _unity_euler(deg("HeadPitch"), deg("HeadYaw"), deg("HeadRoll"))
-    out = {"Neck": quat_scale_angle(head, neck_share), "Head": quat_scale_angle(head, 1.0 - neck_share)}
+    out = {"Neck": _scale_angle(head, neck_share), "Head": _scale_angle(head, 1.0 - neck_share)}
     for side in ("Left", "Right"):
         yaw = np.clip(deg(f"{side}EyeYaw"), -MAX_EYE_DEG, MAX_EYE_DEG)
         pitch = np.clip(deg(f"{side}EyePitch"), -MAX_EYE_DEG, MAX_EYE_DEG)
