@@ -62,7 +62,16 @@ def run_menu(package: str, tools: Mapping[str, tuple[str, str]], aliases: Mappin
     if name not in tools:
         print(f"python -m {package}: unknown tool {args[0]!r}; choose one of: {', '.join(tools)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(tools[name][0])
+    try:
+        module = importlib.import_module(tools[name][0])
+    except ModuleNotFoundError as err:
+        if err.name == tools[name][0]:
+            print(f"python -m {package}: the tool {name} ({err.name}.py) is not installed here; run it from the "
+                  f"repository folder, or reinstall: pip install -e .", file=sys.stderr)
+        else:  # one of the tool's optional dependencies (e.g. the server's fastapi)
+            print(f"python -m {package} {name}: needs the Python package {err.name!r}; install the project's extras "
+                  f"(pip install -e \".[all]\") or that package", file=sys.stderr)
+        return 2
     sys.argv = [f"python -m {package} {name}", *args[1:]]
     return int(module.main() or 0)
 

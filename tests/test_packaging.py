@@ -94,6 +94,18 @@ def test_python_m_lists_the_tools(package, tools, capsys):
     assert "unknown tool 'no-such-tool'" in err and "\n" == err[-1] and err.count("\n") == 1
 
 
+def test_menu_names_a_missing_tool_or_dependency(tmp_path, monkeypatch, capsys):
+    from bert_vits2.__main__ import run_menu
+
+    (tmp_path / "tool_needing_x.py").write_text("import package_that_is_not_there\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tools = {"gone": ("module_that_is_not_there", "x"), "needy": ("tool_needing_x", "y")}
+    assert run_menu("motion", tools, {}, ["gone"]) == 2
+    assert "the tool gone (module_that_is_not_there.py) is not installed here" in capsys.readouterr().err
+    assert run_menu("motion", tools, {}, ["needy", "--help"]) == 2
+    assert "needs the Python package 'package_that_is_not_there'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("module, file_name", sorted(SCRIPTS.items()))
 def test_every_cli_has_version_and_names_itself(module, file_name, monkeypatch, capsys):
     mod = importlib.import_module(module)
