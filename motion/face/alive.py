@@ -129,8 +129,8 @@ def speech_track(audio: np.ndarray | None, sample_rate: int, num_frames: int, fp
     win = max(2, int(round(2 * _ANALYSIS_SR / fps)) // 2 * 2)  # two face frames
     long_win = max(win, int(0.04 * _ANALYSIS_SR) // 2 * 2)  # 40 ms for the pitch
     energy_db, f0 = np.empty(n), np.empty(n)
-    for lo in range(0, n, 2048):  # in blocks: long audio never needs one huge window matrix
-        hi = min(n, lo + 2048)
+    for lo in range(0, n, 512):  # in blocks: long audio never needs one huge window matrix (FFTs of 512 x 1024)
+        hi = min(n, lo + 512)
         frames = _block_windows(a, lo, hi, fps, long_win)
         mid = frames.shape[1] // 2
         energy_db[lo:hi] = 10 * np.log10(np.mean(frames[:, mid - win // 2: mid + win // 2] ** 2, axis=1) + 1e-10)

@@ -52,9 +52,48 @@ class SpecParams:
 
 
 def load_tts_audio(path: str | os.PathLike, sample_rate: int = TTS_SAMPLE_RATE) -> np.ndarray:
-    """Any audio file (any rate, channels, wav/flac/mp3/...) -> mono float32 at ``sample_rate``."""
-    audio, _ = load_audio(path, sample_rate=sample_rate, mono=True)
-    return audio
+    """Any audio file (any rate, channels, wav/flac/mp3/...) -> mono float32 at ``sample_rate``.
+
+    Files libsndfile reads are read in blocks (channel mean, then soxr HQ as a stream), so a 10-minute stereo upload
+    never exists as a whole-length multichannel array; other formats (ffmpeg) go through ``load_audio``. The samples
+    are those of ``load_audio`` (soxr's stream and one-shot agree exactly: tests/test_face_blocks.py)."""
+    import soundfile as sf
+
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception:  # noqa: BLE001 - not a libsndfile format (m4a, video, ...): ffmpeg via load_audio
+        audio, _ = load_audio(path, sample_rate=sample_rate, mono=True)
+        return audio
+    with f:
+        return _read_mono_resampled(f, int(sample_rate))
+
+
+def _read_mono_resampled(f: Any, sample_rate: int, block: int = 1 << 18) -> np.ndarray:
+    """An open ``soundfile.SoundFile`` -> mono float32 at ``sample_rate``, one block of ``block`` frames at a time."""
+    import soxr
+
+    sr_in, total = int(f.samplerate), int(f.frames)
+    if total <= 0:  # a header without a frame count (rare): read it whole
+        data = f.read(dtype="float32", always_2d=True)
+        mono = np.ascontiguousarray(data.mean(axis=1), dtype=np.float32)
+        return soxr.resample(mono, sr_in, sample_rate, quality="HQ").astype(np.float32) if sr_in != sample_rate else mono
+    out = np.empty(int(np.ceil(total * sample_rate / sr_in)) + 16, dtype=np.float32)
+    stream = None if sr_in == sample_rate else soxr.ResampleStream(sr_in, sample_rate, 1, dtype="float32", quality="HQ")
+    n, read = 0, 0
+    while True:
+        data = f.read(block, dtype="float32", always_2d=True)
+        read += len(data)
+        last = len(data) < block or read >= total
+        mono = np.ascontiguousarray(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0], dtype=np.float32)
+        if stream is not None:
+            mono = stream.resample_chunk(mono, last=last)
+        if n + len(mono) > len(out):
+            out = np.concatenate([out[:n], np.empty(max(len(mono), len(out) // 8), np.float32)])
+        out[n: n + len(mono)] = mono
+        n += len(mono)
+        if last:
+            break
+    return out[:n].copy() if n < len(out) - 16 else out[:n]
 
 
 def _pad_short(audio: np.ndarray, n_fft: int) -> np.ndarray:
@@ -70,6 +109,60 @@ def num_feature_frames(num_samples: int, hop: int = HOP) -> int:
     return spectrogram_frames(max(num_samples, N_FFT), N_FFT, hop)
 
 
+#: frames per block when long audio is turned into features (about 6 s at 86.13 frames/s): a 10-minute clip never
+#: needs a whole-length STFT (1025 complex bins per frame) or posterior-encoder activations
+FEATURE_BLOCK_FRAMES = 512
+#: frames of context each side of a posterior-encoder block: its convolution stack sees 2 * 16 frames (16 layers of
+#: kernel 5), so 64 leaves every kept frame exactly as in the whole computation
+Z_CONTEXT_FRAMES = 64
+
+
+def _spectrogram_block(audio: np.ndarray, f0: int, f1: int, params: SpecParams) -> torch.Tensor:
+    """Linear magnitude spectrogram frames ``f0..f1`` of ``audio`` [1, n_fft//2+1, f1-f0], exactly the frames of
+    ``bert_vits2.mel_processing.spectrogram_torch`` on the whole clip (reflect padding taken from the clip's ends)."""
+    pad = (params.filter_length - params.hop_length) // 2
+    n = len(audio)
+    idx = np.arange(f0 * params.hop_length, (f1 - 1) * params.hop_length + params.filter_length) - pad
+    idx = np.abs(idx)  # reflect at the start (no repeated edge sample, as F.pad(mode="reflect"))
+    idx = np.where(idx >= n, 2 * (n - 1) - idx, idx)  # reflect at the end
+    y = torch.from_numpy(np.clip(audio[idx], -1.0, 1.0).astype(np.float32, copy=False))[None]
+    window = torch.hann_window(params.win_length, dtype=y.dtype)
+    stft = torch.stft(y, params.filter_length, hop_length=params.hop_length, win_length=params.win_length,
+                      window=window, center=False, normalized=False, onesided=True, return_complex=True)
+    return torch.view_as_real(stft).pow(2).sum(-1).add(1e-6).sqrt()
+
+
+def slaney_mel_basis(sampling_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
+                     fmax: float | None = None) -> np.ndarray:
+    """Slaney-style mel filterbank [n_mels, n_fft//2+1] (float32), the same numbers as ``librosa.filters.mel``
+    (htk=False, norm="slaney"; tests/test_face_blocks.py compares them). Computed here because importing librosa for
+    it costs the web UI process ~130 MB (scipy.signal, numba) for a 80 x 1025 table."""
+    fmax = float(sampling_rate) / 2 if fmax is None else float(fmax)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+
+    def hz_to_mel(f: float) -> float:
+        return f / f_sp if f < min_log_hz else min_log_mel + float(np.log(f / min_log_hz)) / logstep
+
+    mels = np.linspace(hz_to_mel(float(fmin)), hz_to_mel(fmax), n_mels + 2)
+    mel_f = f_sp * mels
+    log_t = mels >= min_log_mel
+    mel_f[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sampling_rate)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=np.float32)
+    for i in range(n_mels):
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
+    weights *= (2.0 / (mel_f[2: n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]
+    return weights
+
+
+def _blocks(total: int, block: int):
+    for f0 in range(0, total, block):
+        yield f0, min(total, f0 + block)
+
+
 def linear_spectrogram(audio: np.ndarray, params: SpecParams = SpecParams()) -> torch.Tensor:
     """Mono float32 audio at ``params.sampling_rate`` -> linear magnitude spectrogram [1, n_fft//2+1, frames]."""
     from bert_vits2.mel_processing import spectrogram_torch
@@ -79,17 +172,27 @@ def linear_spectrogram(audio: np.ndarray, params: SpecParams = SpecParams()) -> 
     return spectrogram_torch(y, params.filter_length, params.sampling_rate, params.hop_length, params.win_length, center=False)
 
 
-def log_mel(audio: np.ndarray, n_mels: int = DEFAULT_N_MELS, params: SpecParams = SpecParams()) -> np.ndarray:
-    """Mono float32 audio at 44.1 kHz -> level-normalised log-mel [n_mels, frames] at the z rate (mel-head input)."""
-    from bert_vits2.mel_processing import mel_spectrogram_torch
+def log_mel(audio: np.ndarray, n_mels: int = DEFAULT_N_MELS, params: SpecParams = SpecParams(),
+            block_frames: int = FEATURE_BLOCK_FRAMES) -> np.ndarray:
+    """Mono float32 audio at 44.1 kHz -> level-normalised log-mel [n_mels, frames] at the z rate (mel-head input).
 
-    y = torch.from_numpy(_pad_short(np.asarray(audio, dtype=np.float32), params.filter_length)).unsqueeze(0)
-    mel = mel_spectrogram_torch(
-        y.clamp(-1.0, 1.0), params.filter_length, n_mels, params.sampling_rate, params.hop_length, params.win_length,
-        0.0, None, center=False,
-    )[0].numpy()
+    Computed ``block_frames`` at a time (STFT frames are independent; only the level reference needs the whole clip,
+    and it is taken from the finished [n_mels, frames] array), so memory stays bounded on long audio."""
+    from bert_vits2.mel_processing import LOG_CLAMP, spectrogram_frames
+
+    a = _pad_short(np.asarray(audio, dtype=np.float32), params.filter_length)
+    total = spectrogram_frames(len(a), params.filter_length, params.hop_length)
+    mel = np.empty((n_mels, total), dtype=np.float32)
+    basis = torch.from_numpy(slaney_mel_basis(params.sampling_rate, params.filter_length, n_mels))
+    with torch.no_grad():
+        for f0, f1 in _blocks(total, max(1, int(block_frames))):  # as mel_processing.spec_to_mel_torch, per block
+            spec = _spectrogram_block(a, f0, f1, params)
+            mel[:, f0:f1] = torch.log(torch.clamp(torch.matmul(basis, spec), min=LOG_CLAMP))[0].numpy()
     ref = max(float(np.percentile(mel, 99)), MEL_REF_FLOOR)
-    return ((mel - ref) / MEL_SCALE + 1.0).astype(np.float32)
+    mel -= ref
+    mel /= MEL_SCALE
+    mel += 1.0
+    return mel
 
 
 # --- posterior encoder -------------------------------------------------------------------------------------------
@@ -113,17 +216,31 @@ class PosteriorEncoder:
         return int(proj.out_channels) // 2
 
     @torch.no_grad()
-    def encode(self, audio: np.ndarray, sample: bool = False, seed: int | None = None) -> np.ndarray:
-        """Mono audio at the TTS rate -> z [channels, frames]: the mean ``m`` or a sample ``m + eps * exp(logs)``."""
-        spec = linear_spectrogram(audio, self.spec)
-        lengths = torch.tensor([spec.shape[-1]], dtype=torch.long)
-        _, m, logs, _ = self.enc_q(spec, lengths, g=self.g)
-        if sample:
+    def encode(self, audio: np.ndarray, sample: bool = False, seed: int | None = None,
+               block_frames: int = FEATURE_BLOCK_FRAMES, context_frames: int = Z_CONTEXT_FRAMES) -> np.ndarray:
+        """Mono audio at the TTS rate -> z [channels, frames]: the mean ``m`` or a sample ``m + eps * exp(logs)``.
+
+        Long audio is encoded ``block_frames`` at a time with ``context_frames`` of spectrogram each side (more than the
+        encoder's receptive field), so each frame equals the whole-clip computation within float rounding."""
+        from bert_vits2.mel_processing import spectrogram_frames
+
+        a = _pad_short(np.asarray(audio, dtype=np.float32), self.spec.filter_length)
+        total = spectrogram_frames(len(a), self.spec.filter_length, self.spec.hop_length)
+        m = np.empty((self.out_channels, total), dtype=np.float32)
+        logs = np.empty_like(m) if sample else None
+        ctx = max(0, int(context_frames))
+        for f0, f1 in _blocks(total, max(1, int(block_frames))):
+            c0, c1 = max(0, f0 - ctx), min(total, f1 + ctx)
+            spec = _spectrogram_block(a, c0, c1, self.spec)
+            _, mb, lb, _ = self.enc_q(spec, torch.tensor([c1 - c0], dtype=torch.long), g=self.g)
+            m[:, f0:f1] = mb[0, :, f0 - c0: f1 - c0].numpy()
+            if logs is not None:
+                logs[:, f0:f1] = lb[0, :, f0 - c0: f1 - c0].numpy()
+        if sample:  # one draw over the whole [1, C, T], in the same order as before blocking
             gen = torch.Generator().manual_seed(seed) if seed is not None else None
-            z = m + torch.randn(m.shape, generator=gen) * torch.exp(logs)
-        else:
-            z = m
-        return z[0].numpy().astype(np.float32)
+            eps = torch.randn((1, *m.shape), generator=gen)[0].numpy()
+            return (m + eps * np.exp(logs)).astype(np.float32)
+        return m
 
 
 def posterior_from_generator(model: torch.nn.Module, data_params: Mapping[str, Any] | Any, speaker_id: int | None = None,
@@ -233,5 +350,6 @@ def load_exported_posterior(path: str | os.PathLike) -> PosteriorEncoder:
 __all__ = [
     "DEFAULT_N_MELS", "FEATURE_FPS", "HOP", "PosteriorEncoder", "PosteriorEncoderError", "SpecParams",
     "export_posterior", "export_posterior_from_checkpoint", "linear_spectrogram", "load_exported_posterior", "load_posterior_from_checkpoint",
-    "load_tts_audio", "log_mel", "num_feature_frames", "posterior_from_generator", "speaker_id_from_name",
+    "load_tts_audio", "log_mel", "num_feature_frames", "posterior_from_generator", "slaney_mel_basis",
+    "speaker_id_from_name",
 ]

@@ -20,17 +20,29 @@ from pathlib import Path
 
 import numpy as np
 
-from bert_vits2.fileio import write_json_atomic
+from bert_vits2.fileio import atomic_write
 from motion.arkit import NAMES
 from motion.face.render import COLORS
 
 __all__ = ["FACE_DRAW_JS", "PREVIEW_JS", "empty_preview", "preview_html", "write_preview_json"]
 
 
-def write_preview_json(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
-    """``{"names", "fps", "frames"}`` with values rounded to 1/1000 (small enough to fetch at once)."""
-    f = np.round(np.asarray(frames, dtype=np.float64), 3)
-    return write_json_atomic(path, {"names": list(NAMES), "fps": float(fps), "frames": f.tolist()}, indent=None)
+def write_preview_json(path: str | os.PathLike, frames: np.ndarray, fps: float, block: int = 2000) -> Path:
+    """``{"names", "fps", "frames"}`` with values rounded to 1/1000 (small enough to fetch at once).
+
+    Written ``block`` frames at a time (the same text as one ``json.dumps``): ten minutes of frames as one Python
+    list would take ~100 MB for a moment."""
+    frames = np.asarray(frames)
+    if frames.ndim != 2:
+        raise ValueError(f"face frames must be [T, 61], got shape {list(frames.shape)}")
+    head = json.dumps({"names": list(NAMES), "fps": float(fps)}, ensure_ascii=False)[:-1] + ', "frames": ['
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(head)
+        for i in range(0, len(frames), block):
+            rows = np.round(np.asarray(frames[i: i + block], dtype=np.float64), 3).tolist()
+            f.write((", " if i else "") + json.dumps(rows)[1:-1])
+        f.write("]}\n")
+    return Path(path)
 
 
 def _file_url(path: str | os.PathLike) -> str:
@@ -199,8 +211,13 @@ def preview_for(last: dict) -> str:
     if not last:
         return empty_preview()
     npy = Path(last["npy"])
-    face_json = write_preview_json(npy.with_name(npy.name.split(".")[0] + ".face.json"), np.load(npy),
-                                   float(last["fps"]))
+    frames = np.load(npy)
+    face_json = write_preview_json(npy.with_name(npy.name.split(".")[0] + ".face.json"), frames, float(last["fps"]))
+    if len(frames) > 20 * float(last["fps"]):  # the last step of a long request: give its freed memory back
+        from motion.face.api import release_memory
+
+        del frames
+        release_memory()
     return preview_html(face_json, last["wav"], label=npy.parent.name)
 
 
