@@ -16,7 +16,7 @@ import torch
 
 from bert_vits2.request import SynthesisError
 
-__all__ = ["PieceOutput", "StreamChunk", "SynthesisResult", "join_pieces"]
+__all__ = ["PieceOutput", "PiecePlan", "StreamChunk", "SynthesisResult", "join_pieces"]
 
 Z_FPS_DEFAULT = 44100 / 512
 
@@ -91,6 +91,48 @@ class SynthesisResult:
 
 
 @dataclass
+class PiecePlan:
+    """What is known of a piece before its audio is decoded: its phones and their times (the pause after it
+    included, as ``"_"``), its z and its length. A stream's first chunk of each piece carries it, so a face made from
+    phones or z can go out with the piece's first audio. Reads like a :class:`SynthesisResult` without audio."""
+
+    phones: list[str]
+    durations: np.ndarray
+    phone_langs: list[str]
+    num_samples: int
+    sample_rate: int
+    z: np.ndarray | None = None
+    z_fps: float = Z_FPS_DEFAULT
+    pieces: list[dict[str, Any]] = field(default_factory=list)
+    voice: str = ""
+    audio: None = None  # not decoded yet
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / float(self.sample_rate)
+
+    @classmethod
+    def of(cls, part: PieceOutput, num_audio: int, num_pause: int, sample_rate: int, hop: int | None,
+           voice: str = "") -> "PiecePlan":
+        """The plan of ``part`` with ``num_audio`` samples of speech and ``num_pause`` of pause after it."""
+        d = np.asarray(part.durations, dtype=np.float64)
+        if len(d) and abs(d.sum() - num_audio / sample_rate) > 1e-9:  # as join_pieces: phones cover the audio
+            d = d.copy()
+            d[-1] = max(0.0, d[-1] + num_audio / sample_rate - d.sum())
+        phones, langs = list(part.phones), list(part.phone_langs)
+        z = None if part.z is None else np.asarray(part.z, dtype=np.float32)
+        if num_pause:
+            phones.append("_")
+            langs.append(langs[-1] if langs else "zh")
+            d = np.concatenate([d, [num_pause / sample_rate]])
+            if z is not None and hop:
+                z = np.concatenate([z, np.zeros((z.shape[0], num_pause // hop), np.float32)], axis=1)
+        end = num_audio / sample_rate
+        return cls(phones, d, langs, num_audio + num_pause, int(sample_rate), z,
+                   (sample_rate / hop) if hop else Z_FPS_DEFAULT, [{**part.meta, "start_s": 0.0, "end_s": end}], voice)
+
+
+@dataclass
 class StreamChunk:
     """One chunk of a stream (``Voice.stream``): audio samples and their z frames, in order.
 
@@ -98,7 +140,8 @@ class StreamChunk:
     covers the same span (``z_start`` = its first frame; zeros in pauses). The chunk that completes a piece (its last
     audio, or the pause after it) carries ``piece_result``: that piece's own :class:`SynthesisResult` starting at
     ``piece_start`` samples. ``timings``: ``ready_s`` (seconds from the start of the stream until this chunk was
-    ready), ``decode_s`` (its HiFi-GAN time). The last chunk has ``last=True`` and no audio.
+    ready), ``decode_s`` (its HiFi-GAN time). The last chunk has ``last=True`` and no audio. The first chunk of a
+    piece carries ``piece_plan``: the piece's phones, times and z, known before its audio (:class:`PiecePlan`).
     """
 
     index: int
@@ -115,6 +158,7 @@ class StreamChunk:
     voice: str = ""
     piece_start: int = 0
     piece_result: SynthesisResult | None = None
+    piece_plan: PiecePlan | None = None
 
     @property
     def start_s(self) -> float:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from bert_vits2.request import SynthesisError
-from bert_vits2.results import PieceOutput, StreamChunk, SynthesisResult, join_pieces, pause_samples
+from bert_vits2.results import PieceOutput, PiecePlan, StreamChunk, SynthesisResult, join_pieces, pause_samples
 
 __all__ = [
     "DEFAULT_CONTEXT_FRAMES", "DEFAULT_FIRST_CHUNK_FRAMES", "DEFAULT_MAX_CHUNK_FRAMES", "StreamOptions", "WHOLE_PIECES",
@@ -178,12 +178,13 @@ class _Emitter:
         self.t_start = time.perf_counter()
 
     def chunk(self, audio: np.ndarray, z: np.ndarray | None, piece: int, text: str, pause: bool,
-              timings: dict[str, float], piece_start: int, piece_result: SynthesisResult | None) -> StreamChunk:
+              timings: dict[str, float], piece_start: int, piece_result: SynthesisResult | None,
+              piece_plan: PiecePlan | None = None) -> StreamChunk:
         ch = StreamChunk(
             index=self.index, piece=piece, audio=np.asarray(audio, dtype=np.float32), sample_rate=self.sr,
             start_sample=self.pos, z=z, z_start=(self.pos // self.step) if self.hop else 0, text=text, pause=pause,
             timings={**timings, "ready_s": time.perf_counter() - self.t_start}, voice=self.voice,
-            piece_start=piece_start, piece_result=piece_result,
+            piece_start=piece_start, piece_result=piece_result, piece_plan=piece_plan,
         )
         self.pos += len(ch.audio)
         self.index += 1
@@ -221,6 +222,8 @@ def _piece_chunks(part: PieceOutput, piece: int, em: _Emitter, dec: Callable[...
         def z_of(a: int, b: int) -> np.ndarray | None:  # a waveform piece with z (a pause): whole frames
             return part.z[:, a // step:b // step] if part.z is not None and em.hop else None
     n_pause = pause_samples(float(part.pause_after_s), em.sr, em.hop)
+    n_audio = (spans[-1][1] * step if part.latent is not None else spans[-1][1]) if spans else 0
+    plan: PiecePlan | None = PiecePlan.of(part, n_audio, n_pause, em.sr, em.hop, em.voice)
     decoded: list[np.ndarray] = []
 
     def finished() -> SynthesisResult:
@@ -238,10 +241,11 @@ def _piece_chunks(part: PieceOutput, piece: int, em: _Emitter, dec: Callable[...
         decoded.append(samples)
         timing = {"decode_s": time.perf_counter() - t0} if part.latent is not None else {}
         done = finished() if i == len(spans) - 1 and n_pause == 0 else None
-        yield em.chunk(samples, z_of(a, b), piece, part.text, False, timing, piece_start, done)
+        yield em.chunk(samples, z_of(a, b), piece, part.text, False, timing, piece_start, done, plan)
+        plan = None  # only the piece's first chunk carries it
     if n_pause > 0:
         zp = np.zeros((part.z.shape[0], n_pause // step), np.float32) if part.z is not None and em.hop else None
-        yield em.chunk(np.zeros(n_pause, np.float32), zp, piece, part.text, True, {}, piece_start, finished())
+        yield em.chunk(np.zeros(n_pause, np.float32), zp, piece, part.text, True, {}, piece_start, finished(), plan)
 
 
 def run_stream(

@@ -114,8 +114,9 @@ def test_voice_stream_face_equals_piecewise_face(voice):
     assert np.abs(face - whole.frames).max() < TOL
     starts = [c.face_start for c in chunks]
     assert starts == sorted(starts) and all(c.face_start + len(c.face) == n.face_start for c, n in zip(chunks, chunks[1:]))
-    # the default mel head reads the audio: the (float-rounding) audio difference must not show in the face either
-    maker2 = FaceMaker(alive=True, seed=1)
+    # the default mel head on the audio (a face that waits for each piece): the (float-rounding) audio difference must
+    # not show in the face either
+    maker2 = FaceMaker(alive=True, seed=1, result_source="audio")
     whole2 = piecewise_face(maker2, result)
     chunks2 = list(with_faces(voice.stream(TEXT, "alice", "ZH", split_sentences=True, seed=5),
                               face_function(maker2), 60.0))
@@ -267,3 +268,41 @@ def test_voice_stream_of_text_pieces_equals_whole_text(voice):
     assert held_back and all(held_back)  # speech started while the text was still arriving
     with pytest.raises(SynthesisError, match="mix"):
         next(voice.stream(iter(["[bob]<zh>你好。"]), None, "mix"))
+
+
+def test_face_from_phones_goes_out_with_each_chunk(voice):
+    """The default face of a synthesis result is made from the piece's phones (known before its audio is decoded):
+    each chunk leaves with its own frames, before the next chunk of the piece is decoded, and the frames equal the
+    finished result's face exactly. Lips are sealed on every bilabial."""
+    from motion.arkit import INDEX
+
+    maker = FaceMaker(seed=4)
+    assert maker.result_face == "phones" and not maker.result_needs_audio
+    result = voice.synthesize(TEXT, "alice", "ZH", split_sentences=True, seed=5)
+    whole = piecewise_face(maker, result).frames
+    pulled = []
+
+    def counted():
+        for c in voice.stream(TEXT, "alice", "ZH", split_sentences=True, seed=5, options=StreamOptions(4, 8)):
+            pulled.append(c.index)
+            yield c
+
+    faced = []
+    for fc in with_faces(counted(), face_function(maker), 60.0):
+        faced.append((fc, len(pulled)))
+    first, pulled_then = faced[0]
+    assert pulled_then == 1 and len(first.face) > 0  # chunk 0 left with its frames before chunk 1 was decoded
+    frames = np.concatenate([fc.face for fc, _ in faced])
+    assert frames.shape == whole.shape and np.array_equal(frames, whole)
+    for fc, _ in faced[:-1]:  # every chunk's frames are the ones whose centres lie in its audio
+        k0, k1 = fc.face_start, fc.face_start + len(fc.face)
+        assert k1 <= int(np.ceil(fc.chunk.end_s * 60 - 0.5 + 1e-9)) + 1 and k0 >= int(fc.chunk.start_s * 60 - 0.5)
+    # bilabials: MouthClose high / JawOpen low at the centre of every m / b / p phone of the result
+    starts = np.cumsum(result.durations) - result.durations
+    checked = 0
+    for ph, t0, d in zip(result.phones, starts, result.durations):
+        if ph in ("m", "b", "p") and d * 60 >= 1:
+            k = int((t0 + d / 2) * 60)
+            assert frames[k, INDEX["JawOpen"]] < 0.15, (ph, t0)
+            checked += 1
+    assert checked >= 2  # 们, 步, 吧

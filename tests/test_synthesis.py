@@ -82,7 +82,10 @@ def test_demo_voice_face_aligned_with_pauses():
     result = DemoVoice().synthesize("Hello there. How are you?", None, "EN", split_sentences=True, sentence_pause_s=0.4)
     face = FaceMaker(blink=False, use_default_head=False).for_result(result)
     _check_alignment(result, face, 0.4)
-    default = FaceMaker(blink=False).for_result(result)  # the shipped head reads the demo voice's audio
+    default = FaceMaker(blink=False).for_result(result)  # synthesis results: from the phones by default
+    assert default.source == "rule-based lip-sync from phone durations"
+    _check_alignment(result, default, 0.4)
+    default = FaceMaker(blink=False, result_source="audio").for_result(result)  # the shipped head reads the audio
     assert default.source.startswith("shipped default mel head")
     _check_alignment(result, default, 0.4)
     assert result.z is None and result.sample_rate == 22050
@@ -140,7 +143,7 @@ def test_write_outputs_and_audio_face(tmp_path):
     from motion.livelink.app_csv import read_csv
 
     result = DemoVoice().synthesize("你好", None, "ZH")
-    maker = FaceMaker()
+    maker = FaceMaker(result_source="audio")  # the result's face read from its audio, as any recording's
     face = maker.for_result(result)
     folder = new_request_dir(tmp_path)
     assert new_request_dir(tmp_path) != folder

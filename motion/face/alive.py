@@ -275,8 +275,32 @@ def _limit_rate(x: np.ndarray, max_step: float) -> np.ndarray:
     return out
 
 
+PAUSE_PHONES = frozenset({"_", "SP", "sp", "SIL", "sil", ",", ".", "!", "?", "…", "-", "'", "…"})
+
+
+def phone_track(phones: list[str], durations: np.ndarray, num_frames: int, fps: float) -> SpeechTrack:
+    """A :class:`SpeechTrack` from phones and their times instead of audio (a synthesis result's face, made before its
+    audio exists): speech where a phone is not a pause; an accent at the first phone after each pause (phrase
+    onsets, where speakers most often lift their brows and nod)."""
+    n = int(num_frames)
+    t = (np.arange(n) + 0.5) / fps
+    ends = np.cumsum(np.asarray(durations, dtype=np.float64))
+    idx = np.minimum(np.searchsorted(ends, t, side="right"), max(0, len(phones) - 1))
+    is_pause = np.array([p in PAUSE_PHONES for p in phones] or [True], bool)
+    speech = ~is_pause[idx] if len(phones) else np.zeros(n, bool)
+    accent = np.zeros(n)
+    onsets = [i for i in range(len(phones)) if not is_pause[i] and (i == 0 or is_pause[i - 1])]
+    for k, i in enumerate(onsets):
+        start = ends[i] - float(durations[i])
+        frame = int(start * fps)
+        if 0 <= frame < n:
+            accent = np.maximum(accent, (1.0 if k == 0 else 0.6) * _pulse(n, fps, start + 0.1, 0.05, 0.15))
+    return SpeechTrack(np.where(speech, -20.0, -120.0), speech, np.full(n, np.nan), accent * speech)
+
+
 def make_alive(frames: np.ndarray, fps: float, audio: np.ndarray | None = None, sample_rate: int = 44100,
-               options: AliveOptions | None = None, keep: set[str] | None = None, start_s: float = 0.0) -> np.ndarray:
+               options: AliveOptions | None = None, keep: set[str] | None = None, start_s: float = 0.0,
+               track: SpeechTrack | None = None) -> np.ndarray:
     """``frames`` ``[T, 61]`` with blinks, brows, nods and idle head/eye motion where the source is flat.
 
     ``audio`` (any rate, covering the frames' time span) drives pauses and accents; without it only the idle motion
@@ -284,7 +308,8 @@ def make_alive(frames: np.ndarray, fps: float, audio: np.ndarray | None = None, 
     an empty set for a source known not to predict any, e.g. the shipped default head, whose rotations are small
     noise around 0). A filled group becomes the source's median (its resting value) plus the added motion.
     ``start_s``: where these frames start in a longer stream made segment by segment; the idle head and eye motion and
-    the blink schedule are functions of the stream's time, so consecutive segments join up."""
+    the blink schedule are functions of the stream's time, so consecutive segments join up. ``track``: the speech
+    analysis to use instead of the audio's (:func:`phone_track` for a face made from phones)."""
     opts = options or AliveOptions()
     out = np.array(frames, dtype=np.float32, copy=True)
     if out.ndim != 2 or out.shape[1] != NUM_VALUES:
@@ -295,7 +320,7 @@ def make_alive(frames: np.ndarray, fps: float, audio: np.ndarray | None = None, 
     keep = predicted_groups(out) if keep is None else set(keep)
     if keep:
         log.debug("alive: the source predicts %s; kept", sorted(keep))
-    track = speech_track(audio, sample_rate, n, fps)
+    track = track if track is not None else speech_track(audio, sample_rate, n, fps)
     fill = [g for g, on in (("blinks", opts.blinks), ("brows", opts.brows), ("head", opts.head), ("eyes", opts.eyes))
             if on and g not in keep]
     for group in fill:

@@ -132,6 +132,10 @@ class FaceMaker:
     speaker: str | int | None = None
     alive: bool = True  # blinks at pauses, brows/nods on accents, idle head/eye motion (motion.face.alive)
     seed: int = 0  # makes the alive layer's motion reproducible
+    # the face of a synthesis result: "auto" (a trained z head reads z; a trained mel head reads the audio; else the
+    # phones), "phones" (lip-sync rules from the phones and their times: every /p b m/ sealed, ready before the audio
+    # is decoded) or "audio" (the default mel head on the audio, as for any recording)
+    result_source: str = "auto"
     model: Any = field(default=None, repr=False)  # motion.face.model.ExpressionModel of head_path
     _default: Any = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -187,7 +191,7 @@ class FaceMaker:
 
     def _finish(self, frames: np.ndarray, src_fps: float, duration_s: float, source: str,
                 audio: np.ndarray | None = None, sample_rate: int = TTS_SAMPLE_RATE, trained: bool = False,
-                start_s: float = 0.0) -> FaceResult:
+                start_s: float = 0.0, result: Any = None) -> FaceResult:
         """Resample to the output grid, add the alive layer (a trained head keeps the groups it predicts; the default
         head and the rules predict none), delay, post-process."""
         from motion.face.postprocess import postprocess, shift_frames
@@ -198,8 +202,13 @@ class FaceMaker:
         if self.alive:
             from motion.face.alive import AliveOptions, make_alive
 
+            track = None
+            if audio is None and result is not None:  # a face made before the audio: pauses from the phones
+                from motion.face.alive import phone_track
+
+                track = phone_track(result.phones, result.durations, n, self.fps)
             frames = make_alive(frames, self.fps, audio, sample_rate, AliveOptions(seed=int(self.seed), blinks=self.blink),
-                                keep=None if trained else set(), start_s=start_s)
+                                keep=None if trained else set(), start_s=start_s, track=track)
         frames = shift_frames(frames, self.delay_s, self.fps)
         frames = postprocess(frames, self.fps, blink=self.blink and not self.alive, do_mirror=self.mirror,
                              zero_rotations=self.zero_rotations)
@@ -217,20 +226,42 @@ class FaceMaker:
             release_memory()  # the STFT blocks of a long clip, before the head's blocks are allocated
         return self._predict(model, feats)
 
+    @property
+    def result_face(self) -> str:
+        """What the face of a synthesis result is made from: ``z``, ``audio`` or ``phones`` (see ``result_source``)."""
+        if self.result_source not in ("auto", "phones", "audio"):
+            raise FaceError(f"result_source must be auto, phones or audio, got {self.result_source!r}")
+        if self.result_source != "auto":
+            return self.result_source
+        return {"z": "z", "mel": "audio"}.get(self.head_kind or "", "phones")
+
+    @property
+    def result_needs_audio(self) -> bool:
+        """Whether a synthesis result's face waits for its audio (a mel head); otherwise a stream sends each chunk's
+        frames with the chunk (the face is made from the piece's phones or z before its audio is decoded)."""
+        return self.result_face == "audio"
+
     def for_result(self, result: Any, start_s: float = 0.0) -> FaceResult:
         """The face of a synthesis result (``bert_vits2.synthesis.SynthesisResult`` or the demo voice's), aligned with
         its audio; pauses between pieces stay neutral for head-made faces. ``start_s``: where this result starts in a
         stream made piece by piece (the alive layer's idle motion and blinks follow the stream's clock)."""
         t0 = time.perf_counter()
         z = getattr(result, "z", None)
-        if self.head_kind == "z" and z is not None and z.shape[0] == int(self.model.head.config["in_channels"]):
+        how = self.result_face
+        if how == "phones" or (how == "audio" and result.audio is None):
+            face = self._finish(rule_based_face(result, self.fps), self.fps, result.duration_s,
+                                "rule-based lip-sync from phone durations", None, result.sample_rate, start_s=start_s,
+                                result=result)
+        elif self.head_kind == "z" and z is not None and z.shape[0] == int(self.model.head.config["in_channels"]):
             raw = np.zeros((z.shape[1], self._num_values()), dtype=np.float32)
             for piece in result.pieces or [{"start_s": 0.0, "end_s": result.duration_s}]:
                 a, b = int(round(piece["start_s"] * result.z_fps)), int(round(piece["end_s"] * result.z_fps))
                 if b > a:
                     raw[a:b] = self._predict(self.model, z[:, a:b])
+            # the alive layer reads the phones here too, so a face made from z before the audio (a stream) is the
+            # same as the finished result's
             face = self._finish(raw, result.z_fps, result.duration_s, f"trained z head ({self.head_path.name})",
-                                result.audio, result.sample_rate, trained=True, start_s=start_s)
+                                None, result.sample_rate, trained=True, start_s=start_s, result=result)
         else:
             mel = self._mel_model()
             if mel is not None:

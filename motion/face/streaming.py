@@ -24,15 +24,27 @@ from bert_vits2.results import StreamChunk, SynthesisResult
 from motion.face.api import FaceMaker, FaceResult
 from motion.frames import frame_range, frames_on_grid, num_frames_for
 
-__all__ = ["AudioFaceStream", "FaceFrames", "FacedChunk", "face_for_audio_segmented", "face_function",
+__all__ = ["AudioFaceStream", "FaceFrames", "FacedChunk", "ResultFace", "face_for_audio_segmented", "face_function",
            "piecewise_face", "piecewise_frames", "with_faces"]
 
 FaceFn = Callable[[SynthesisResult], np.ndarray]
 
 
-def face_function(maker: FaceMaker) -> FaceFn:
-    """``SynthesisResult -> [T, 61]`` frames at ``maker.fps`` (``FaceMaker.for_result`` on one piece)."""
-    return lambda result: maker.for_result(result).frames
+class ResultFace:
+    """``maker``'s face of one piece (``FaceMaker.for_result``) as a stream needs it: ``needs_audio`` says whether it
+    waits for the piece's audio (a mel head) or is made from the piece's plan (phones, z) before the audio."""
+
+    def __init__(self, maker: FaceMaker) -> None:
+        self.maker = maker
+        self.needs_audio = maker.result_needs_audio
+
+    def __call__(self, result: Any) -> np.ndarray:
+        return self.maker.for_result(result).frames
+
+
+def face_function(maker: FaceMaker) -> ResultFace:
+    """``SynthesisResult`` (or ``PiecePlan``) ``-> [T, 61]`` frames at ``maker.fps``, for :func:`with_faces`."""
+    return ResultFace(maker)
 
 
 @dataclass
@@ -47,10 +59,14 @@ class FacedChunk:
 
 
 def with_faces(chunks: Iterable[StreamChunk], face: FaceFn, fps: float) -> Iterator[FacedChunk]:
-    """Attach faces to a voice's stream (see the module docstring). A piece's chunks wait for its face, so the
-    first audio comes after the first piece is decoded and its face computed (``timings["face_s"]``)."""
+    """Attach faces to a voice's stream (see the module docstring). A face made from the piece's plan (phones or z:
+    ``face.needs_audio`` false) goes out chunk by chunk with the audio, computed when the piece's first chunk comes
+    (``timings["face_s"]``); a face that reads audio holds the piece's chunks until the piece is decoded."""
     try:
-        yield from _faced(chunks, face, fps)
+        if getattr(face, "needs_audio", True):
+            yield from _faced(chunks, face, fps)
+        else:
+            yield from _faced_from_plans(chunks, face, fps)
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:
@@ -84,6 +100,30 @@ def _faced(chunks: Iterable[StreamChunk], face: FaceFn, fps: float) -> Iterator[
             done = max(done, k1)
         pending.clear()
         last_face = (local, ch.piece_start)
+
+
+def _faced_from_plans(chunks: Iterable[StreamChunk], face: FaceFn, fps: float) -> Iterator[FacedChunk]:
+    """Each chunk with its own frames, from the face of its piece's plan (made at the piece's first chunk)."""
+    done = 0
+    local: tuple[np.ndarray, int] | None = None  # the current piece's face and its start sample
+    for ch in chunks:
+        if ch.piece_plan is not None:
+            t0 = time.perf_counter()
+            local = (np.asarray(face(ch.piece_plan), dtype=np.float32), ch.piece_start)
+            ch.timings["face_s"] = time.perf_counter() - t0
+        if ch.last:
+            total = num_frames_for(ch.start_sample / ch.sample_rate, fps) if ch.start_sample else 0
+            k0, k1 = done, max(done, total)
+        else:
+            k0, k1 = frame_range(ch.start_sample, ch.end_sample, ch.sample_rate, fps)
+            k0 = max(k0, done)
+        frames = np.zeros((0, 61), np.float32)
+        if local is not None and k1 > k0:
+            frames = frames_on_grid(local[0], fps, local[1] / ch.sample_rate, k0, k1)
+        yield FacedChunk(ch, frames, k0, float(fps))
+        done = max(done, k1)
+        if ch.last:
+            return
 
 
 def piecewise_frames(result: SynthesisResult, face: FaceFn, fps: float) -> np.ndarray:

@@ -128,8 +128,12 @@ class BlockingStream:
 
         def close_iterator(_future: Any = None) -> None:
             close = getattr(self._it, "close", None)
-            if close is not None:
+            if close is None:
+                return
+            try:
                 self.executor.submit(close)
+            except RuntimeError:  # the pool is shut down (the server is stopping): no step runs, close it here
+                close()
 
         if self._inflight is not None and not self._inflight.done():
             self._inflight.add_done_callback(close_iterator)

@@ -14,7 +14,8 @@ from motion.face.streaming import face_function, with_faces
 from motion.server.config import ServerConfig
 from motion.server.errors import ApiError
 from motion.server.jobs import Admission, BlockingStream, JobPool
-from motion.server.registry import Entry, ModelRegistry
+from motion.server.registry import Entry, ModelRegistry, api_language
+from motion.server.system import usable_device
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +30,27 @@ class ServerState:
 
     def __init__(self, config: ServerConfig, registry: ModelRegistry | None = None) -> None:
         self.config = config
-        self.registry = registry or ModelRegistry(config.model_roots, config.bert_dir, config.precision)
+        self.registry = registry or ModelRegistry(config.model_roots, config.bert_dir, config.precision,
+                                                  base_dir=config.base_dir)
         self.admission = Admission(config.workers, config.max_queue)
         self.pool = JobPool(config.workers)
         self.face_maker = FaceMaker(head_path=config.head, alive=config.face_alive, seed=int(config.face_seed))
 
     def load_initial(self) -> None:
-        for d in self.config.model_dirs:
-            mid = self.registry.load_dir(d, device=self.config.device, language=self.config.language)
-            log.info("model %d: %s", mid, self.registry.get(mid).model_path)
+        """The configured voices (each with its own file, config, language and device; a device this machine lacks
+        falls back to the CPU with a warning), one warning line per voice that lacks BERT folders, then the demo
+        voice when asked for or when there is no other."""
+        for spec in self.config.model_specs():
+            what = f"{spec.source}.device" if spec.device else "the server's device (--device, config.yml server.device)"
+            device, _ = usable_device(spec.device or self.config.device, f"{what} for {spec.model}")
+            language = api_language(spec.language or self.config.language)
+            mid = self.registry.load_dir(spec.folder, device=device, language=language,
+                                         checkpoint=spec.checkpoint, config=spec.config)
+            entry = self.registry.get(mid)
+            log.info("model %d: %s (%s, %s)", mid, entry.model_path, entry.language, device)
+            missing = entry.missing_bert()
+            if missing:
+                log.warning("model %d (%s): %s", mid, entry.model_path, missing)
         if self.config.demo_voice or not self.config.model_dirs:
             language = "EN" if not self.config.model_dirs else self.config.language
             mid = self.registry.add_voice(DemoVoice(), "demo", "", "cpu", language)
