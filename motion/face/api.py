@@ -136,8 +136,13 @@ class FaceMaker:
     # phones), "phones" (lip-sync rules from the phones and their times: every /p b m/ sealed, ready before the audio
     # is decoded) or "audio" (the default mel head on the audio, as for any recording)
     result_source: str = "auto"
+    # an emotion on every face (motion.face.emotion): None, a name ("joy", "joy:0.7") or {name: weight 0..1}, scaled
+    # by emotion_intensity (0..2); lips still close on /p b m/ and JawOpen still follows the speech
+    emotion: Any = None
+    emotion_intensity: float = 1.0
     model: Any = field(default=None, repr=False)  # motion.face.model.ExpressionModel of head_path
     _default: Any = field(default=None, init=False, repr=False)
+    _emotion: Any = field(default=None, init=False, repr=False)  # the emotion's weights, read once
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -148,6 +153,12 @@ class FaceMaker:
         if not math.isfinite(float(self.delay_s)) or abs(float(self.delay_s)) > 10:
             raise FaceError(f"the delay must be within ±10 s, got {self.delay_s!r} s")
         self.fps = float(self.fps)
+        from motion.face.emotion import EmotionError, emotion_vector
+
+        try:
+            self._emotion = emotion_vector(self.emotion, self.emotion_intensity)
+        except EmotionError as e:
+            raise FaceError(str(e)) from None
         self.head_path = Path(self.head_path) if self.head_path else None
         if self.head_path is not None and self.model is None:
             from motion.face.model import ExpressionModel
@@ -193,7 +204,8 @@ class FaceMaker:
                 audio: np.ndarray | None = None, sample_rate: int = TTS_SAMPLE_RATE, trained: bool = False,
                 start_s: float = 0.0, result: Any = None) -> FaceResult:
         """Resample to the output grid, add the alive layer (a trained head keeps the groups it predicts; the default
-        head and the rules predict none), delay, post-process."""
+        head and the rules predict none), delay, post-process, add the emotion (last, so it is the same on every
+        source and a timeline applied later to emotion-free frames gives the same face)."""
         from motion.face.postprocess import postprocess, shift_frames
 
         n = num_frames_for(duration_s, self.fps)
@@ -212,6 +224,10 @@ class FaceMaker:
         frames = shift_frames(frames, self.delay_s, self.fps)
         frames = postprocess(frames, self.fps, blink=self.blink and not self.alive, do_mirror=self.mirror,
                              zero_rotations=self.zero_rotations)
+        if self._emotion is not None and np.any(self._emotion):
+            from motion.face.emotion import apply_emotion
+
+            frames = apply_emotion(frames, self._emotion)
         return FaceResult(frames, self.fps, source)
 
     def _predict(self, model: Any, features: np.ndarray) -> np.ndarray:

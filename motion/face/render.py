@@ -144,7 +144,8 @@ def face_shapes(values: Sequence[float] | np.ndarray, width: int, height: int) -
     # nose
     line([(0.0, -0.01), (0.012, 0.07), (0.0, 0.085)], 1.1, COLORS["nose"], 0.006)
     for side, sg in (("Left", 1.0), ("Right", -1.0)):
-        circle(sg * 0.02, 0.088 - 0.012 * g(f"NoseSneer{side}"), 0.008, 1.1, COLORS["nose"])
+        circle(sg * (0.02 + 0.004 * g(f"NoseSneer{side}")), 0.088 - 0.02 * g(f"NoseSneer{side}"), 0.008, 1.1,
+               COLORS["nose"])
     # mouth
     avg = lambda n: 0.5 * (g(n + "Left") + g(n + "Right"))  # noqa: E731
     pucker, funnel = g("MouthPucker"), g("MouthFunnel")
@@ -160,7 +161,7 @@ def face_shapes(values: Sequence[float] | np.ndarray, width: int, height: int) -
     for side in ("Left", "Right"):
         half_w[side] = 0.085 * max(0.3, 1.0 + 0.35 * g(f"MouthSmile{side}") + 0.35 * g(f"MouthStretch{side}")
                                    + 0.1 * g(f"MouthDimple{side}") - 0.45 * pucker - 0.3 * funnel)
-        corner_y[side] = yc - 0.025 * g(f"MouthSmile{side}") + 0.025 * g(f"MouthFrown{side}")
+        corner_y[side] = yc - 0.04 * g(f"MouthSmile{side}") + 0.04 * g(f"MouthFrown{side}")
 
     def curve(mid: float, shrink: float = 1.0) -> list[tuple[float, float]]:
         pts = []
@@ -171,7 +172,7 @@ def face_shapes(values: Sequence[float] | np.ndarray, width: int, height: int) -
             pts.append((x, corner_y[side] + (mid - corner_y[side]) * (1.0 - s * s)))
         return pts
 
-    up_in, lo_in = yc - 0.35 * aperture, yc + 0.65 * aperture
+    up_in, lo_in = yc - 0.35 * aperture - 0.015 * avg("MouthUpperUp"), yc + 0.65 * aperture  # a sneer lifts the lip
     poly(curve(up_in - t_up) + curve(lo_in + t_lo)[::-1], 1.0, COLORS["lip"])
     if aperture > 0.002:
         poly(curve(up_in) + curve(lo_in)[::-1], 1.0, COLORS["mouth"])

@@ -125,7 +125,7 @@ function faceShapes(v, I, W, H) {
           [sg * 0.165, -0.115 - 0.05 * outer + 0.01 * down]], 1, COLORS.brow, 0.018);
   }
   line([[0, -0.01], [0.012, 0.07], [0, 0.085]], 1.1, COLORS.nose, 0.006);
-  for (const [side, sg] of [['Left', 1], ['Right', -1]]) circle(sg * 0.02, 0.088 - 0.012 * g('NoseSneer' + side), 0.008, 1.1, COLORS.nose);
+  for (const [side, sg] of [['Left', 1], ['Right', -1]]) circle(sg * (0.02 + 0.004 * g('NoseSneer' + side)), 0.088 - 0.02 * g('NoseSneer' + side), 0.008, 1.1, COLORS.nose);
   const avg = (n) => 0.5 * (g(n + 'Left') + g(n + 'Right'));
   const pucker = g('MouthPucker'), funnel = g('MouthFunnel');
   const mx = 0.03 * (g('MouthLeft') - g('MouthRight')) + 0.015 * (g('JawLeft') - g('JawRight'));
@@ -139,13 +139,13 @@ function faceShapes(v, I, W, H) {
   for (const side of ['Left', 'Right']) {
     hw[side] = 0.085 * Math.max(0.3, 1 + 0.35 * g('MouthSmile' + side) + 0.35 * g('MouthStretch' + side)
                                 + 0.1 * g('MouthDimple' + side) - 0.45 * pucker - 0.3 * funnel);
-    cyy[side] = yc - 0.025 * g('MouthSmile' + side) + 0.025 * g('MouthFrown' + side);
+    cyy[side] = yc - 0.04 * g('MouthSmile' + side) + 0.04 * g('MouthFrown' + side);
   }
   const curve = (mid, shrink = 1) => { const pts = [];
     for (let k = 0; k <= 16; k++) { const s = -1 + 2 * k / 16, side = s > 0 ? 'Left' : 'Right';
       pts.push([mx + s * hw[side] * shrink, cyy[side] + (mid - cyy[side]) * (1 - s * s)]); }
     return pts; };
-  const upIn = yc - 0.35 * ap, loIn = yc + 0.65 * ap;
+  const upIn = yc - 0.35 * ap - 0.015 * avg('MouthUpperUp'), loIn = yc + 0.65 * ap;
   poly(curve(upIn - tUp).concat(curve(loIn + tLo).reverse()), 1, COLORS.lip);
   if (ap > 0.002) {
     poly(curve(upIn).concat(curve(loIn).reverse()), 1, COLORS.mouth);
