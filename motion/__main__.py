@@ -15,6 +15,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "plot_take": ("motion.plot_take", "plot a take (waveform, face shapes, gaps)"),
     "render_face": ("motion.render_face", "render a face animation with its audio as an MP4"),
     "tts2ue": ("motion.tts2ue", "stream face curves to Unreal Live Link (or VTube Studio) in sync with audio"),
+    "live_face": ("motion.live_face", "microphone (or a wav played live) -> face as you speak -> Live Link / VMC / take"),
     "vmc": ("motion.vmc_cli", "body motion and/or a face to a VMC app (VSeeFace, ...), or BVH"),
     "webui": ("webui", "the web UI: text -> speech + face, send to Unreal / VMC"),
     "server": ("server_fastapi", "the HTTP / WebSocket server (upstream endpoints + faces)"),

@@ -280,7 +280,7 @@ def test_demo_voice_websocket_and_audio_to_face(server):
 
     async def face_stream():
         async with websockets.connect(server.ws + "/ws/face", max_size=None) as ws:
-            await ws.send(json.dumps({"sample_rate": msgs[0]["sample_rate"], "audio_format": "s16"}))
+            await ws.send(json.dumps({"sample_rate": msgs[0]["sample_rate"], "audio_format": "s16", "mode": "segments"}))
             assert json.loads(await ws.recv())["type"] == "start"
             for i in range(0, len(pcm), 3000):
                 await ws.send(pcm[i:i + 3000].tobytes())

@@ -11,6 +11,7 @@ import asyncio
 import json
 import math
 import queue
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterator
 
 import numpy as np
@@ -271,9 +272,15 @@ async def _next_or(stream: Any, reader: asyncio.Future) -> Any:
 
 
 class FaceSession:
-    """``/ws/face``: a JSON header ``{"sample_rate": 44100, "audio_format": "s16"|"f32"}``, then binary PCM chunks
-    (mono), then ``{"type": "end"}``; the server sends ``face`` messages as segments complete and ``end`` after the
-    last."""
+    """``/ws/face``: a JSON header ``{"sample_rate": 44100, "audio_format": "s16"|"f32", "mode": "live"|"segments"}``,
+    then binary PCM chunks (mono), then ``{"type": "end"}``.
+
+    ``live`` (the default) answers each chunk with the frames whose audio (plus the causal head's lookahead) has
+    arrived (:class:`motion.face.live.LiveFace`), so a speaker's face follows within ``lookahead_s`` + one chunk +
+    compute; ``segments`` runs the offline face on segments cut at pauses or every 2 s (:class:`AudioFaceStream`:
+    the offline default head's quality, up to ~2 s later)."""
+
+    MODES = ("live", "segments")
 
     def __init__(self, ws: WebSocket, state: ServerState) -> None:
         self.ws, self.state = ws, state
@@ -284,34 +291,75 @@ class FaceSession:
     async def _body(self) -> None:
         head = await receive_json(self.ws, self.state.config.ws_idle_s)
         sr, fmt = head.get("sample_rate", 44100), head.get("audio_format", "s16")
+        mode = head.get("mode", "live")
         if isinstance(sr, bool) or not isinstance(sr, int) or not 8000 <= sr <= 192000 or fmt not in ("s16", "f32"):
             raise ApiError(400, "header: sample_rate a whole number 8000..192000 and audio_format s16 or f32")
+        if mode not in self.MODES:
+            raise ApiError(400, f"header: mode must be \"live\" (frames as the audio arrives) or \"segments\" "
+                                f"(the offline face per pause-cut segment), got {mode!r}")
+        dtype = "<i2" if fmt == "s16" else "<f4"
         async with self.state.admission.job("ws_face"):
-            stream = AudioFaceStream(self.state.face_maker, sr)
-            await self.ws.send_text(json.dumps({"type": "start", "fps": stream.fps}))
-            await self._feed(stream, sr, "<i2" if fmt == "s16" else "<f4")
+            if mode == "segments":
+                stream = AudioFaceStream(self.state.face_maker, sr)
+                await self.ws.send_text(json.dumps({"type": "start", "fps": stream.fps, "mode": mode}))
+                await self._feed(stream.feed, stream.close, sr, dtype)
+                return
+            live = await asyncio.to_thread(_live_face, sr)  # the causal head loads once per process (then cached)
+            await self.ws.send_text(json.dumps({"type": "start", "fps": FACE_FPS, "mode": mode,
+                                                "lookahead_s": live.lookahead_s, "names": list(NAMES)}))
+            frames_out = [0]
 
-    async def _feed(self, stream: AudioFaceStream, sr: int, dtype: str) -> None:
+            def feed(pcm: np.ndarray) -> list[Any]:
+                return _numbered(frames_out, live.feed(pcm))
+
+            await self._feed(feed, lambda: _numbered(frames_out, live.close()), sr, dtype, live=True)
+
+    async def _feed(self, feed: Callable[[np.ndarray], list[Any]], close: Callable[[], list[Any]], sr: int,
+                    dtype: str, live: bool = False) -> None:
         cfg, total = self.state.config, 0
+        # live: a thread of its own per step, not the synthesis pool (a busy pool would hold the frames back)
+        call = (lambda fn, *a: asyncio.to_thread(fn, *a)) if live else self.state.pool.call
         while True:
             msg = await _receive(self.ws, cfg.ws_idle_s)
             if msg.get("bytes") is not None:
                 pcm = _pcm(msg["bytes"], dtype)
                 total += len(pcm)
                 if total > cfg.max_audio_s * sr:
-                    raise ApiError(413, f"more than {cfg.max_audio_s:g} s of audio in one stream")
-                outs = await self.state.pool.call(stream.feed, pcm)
+                    raise ApiError(413, f"more than {cfg.max_audio_s:g} s of audio in one stream (the server's "
+                                        "--max-seconds): start a new stream")
+                outs = await call(feed, pcm)
             else:
                 kind = parse_object(msg.get("text") or "").get("type")
                 if kind != "end":
                     raise ApiError(400, f"unknown message type {kind!r}: send binary PCM, then {{\"type\": \"end\"}}")
-                outs = await self.state.pool.call(stream.close)
+                outs = await call(close)
             for o in outs:
                 await self.ws.send_text(face_message(o.start, o.frames))
             if msg.get("bytes") is None:
                 await self.ws.send_text(json.dumps({"type": "end", "samples": total}))
                 await self.ws.close()
                 return
+
+
+@dataclass
+class _Frames:
+    start: int
+    frames: np.ndarray
+
+
+def _numbered(counter: list[int], frames: np.ndarray) -> list[_Frames]:
+    """Live frames as one ``face`` message numbered on the stream's grid (none when there are no new frames)."""
+    if not len(frames):
+        return []
+    out = _Frames(counter[0], frames)
+    counter[0] += len(frames)
+    return [out]
+
+
+def _live_face(sample_rate: int) -> Any:
+    from motion.face.live import LiveFace  # torch + the causal head: loaded by the first live stream
+
+    return LiveFace(sample_rate=sample_rate)
 
 
 def _pcm(data: bytes, dtype: str) -> np.ndarray:

@@ -1,0 +1,207 @@
+"""``motion/live_face.py``: a wav played as if live -> Live Link packets at 60 fps within the stated latency, a take on
+disk, Ctrl-C keeps the take, and every user error (no microphone, an unreachable port, no output) is one line.
+
+The latency of a frame is measured here, not by the tool: the arrival time of its UDP packet at a local socket minus
+the time its centre's audio was "captured" (the file source's start ``t0``, same process and clock, + the centre).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import checkout_env
+
+from bert_vits2.audio import load_audio, write_wav_pcm16
+from motion.arkit import INDEX, NAMES
+from motion.livelink.app_csv import read_csv
+from motion.livelink.protocol import decode_packet
+
+FPS = 60
+#: a frame leaves at most this long after its audio (plus the head's lookahead) arrived: one 10 ms file block,
+#: compute and scheduling on a shared 2-core machine
+SLACK_S = 0.05
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory) -> tuple[Path, float]:
+    """eSpeak speech with 0.8 s of silence before, between and after (22.05 kHz mono)."""
+    from motion.espeak_tts import synthesize
+
+    a, sr, _ = synthesize("Hello there, how are you today?", voice="en-us")
+    z = np.zeros(int(0.8 * sr), np.float32)
+    path = tmp_path_factory.mktemp("live") / "speech.wav"
+    write_wav_pcm16(path, np.concatenate([z, a, z, a, z]), sr)
+    return path, (3 * len(z) + 2 * len(a)) / sr
+
+
+class _Udp:
+    """A local UDP receiver that stamps every packet's arrival (``time.perf_counter``)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.got: list[tuple[float, bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            self.got.append((time.perf_counter(), data))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def _parse(argv: list[str]):
+    from motion.live_face import build_parser
+
+    return build_parser().parse_args(argv)
+
+
+@pytest.mark.slow
+def test_wav_sends_livelink_at_60fps_within_the_stated_latency(speech_wav, tmp_path):
+    from motion.face.live_run import run_live
+
+    wav, duration = speech_wav
+    rx = _Udp()
+    try:
+        report = run_live(_parse(["--wav", str(wav), "--livelink", f"127.0.0.1:{rx.port}", "--out", str(tmp_path)]))
+        time.sleep(0.1)
+    finally:
+        rx.close()
+    assert report.lookahead_s <= 0.10 and report.t0 is not None
+    packets = [(t, decode_packet(d)) for t, d in rx.got if d]  # (the empty datagram is the reachability probe)
+    assert all(p.ok for _, p in packets)
+    numbers = [p.frame.frame_number for _, p in packets]
+    n = int(np.ceil(duration * FPS - 1e-9))
+    assert numbers == list(range(n)), "every frame of the 60 fps grid, once, in order"
+    arrival = np.array([t for t, _ in packets])
+    centre = report.t0 + (np.arange(n) + 0.5) / FPS
+    # the frames sent while the audio played (the last lookahead's frames follow close(), at the end)
+    live = centre + report.lookahead_s <= report.t0 + duration
+    latency = arrival[live] - centre[live]
+    assert latency.min() >= report.lookahead_s - 0.002, "no frame leaves before its lookahead audio arrived"
+    assert np.percentile(latency, 95) <= report.lookahead_s + SLACK_S, np.percentile(latency, [50, 95])
+    rate = (live.sum() - 1) / (arrival[live][-1] - arrival[live][0])
+    assert 57 <= rate <= 63
+    steps = np.diff(arrival[live])
+    assert np.percentile(steps, 95) < 0.05, "frames go out steadily, not in bursts"
+    # the take: wav + npy + app CSV + JSON, one stem
+    stem = report.take
+    audio, sr = load_audio(stem.with_suffix(".wav"), sample_rate=None)
+    src, _ = load_audio(wav, sample_rate=None)
+    assert sr == 22050 and len(audio) == len(src) and np.abs(audio - src).max() < 2e-4
+    frames = np.load(stem.with_suffix(".npy"))
+    assert frames.shape == (n, len(NAMES))
+    sent = np.stack([p.frame.values for _, p in packets])
+    assert np.abs(sent - frames).max() < 1e-6, "the take holds what was sent"
+    csv_frames, csv_fps = read_csv(stem.with_suffix(".csv"))
+    assert csv_fps == FPS and csv_frames.shape == frames.shape
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    assert meta["num_frames"] == n and meta["interrupted"] is False and meta["latency_ms"]["p95"] > 0
+    # the mouth moves with the speech and rests in the silences
+    jaw, t = frames[:, INDEX["JawOpen"]], (np.arange(n) + 0.5) / FPS
+    silent = (t > 0.25) & (t < 0.6)
+    assert jaw[silent].max() < 0.1 and jaw.max() > 0.2
+
+
+@pytest.mark.slow
+def test_no_realtime_runs_faster_than_real_time_with_the_same_frames(speech_wav, tmp_path):
+    from motion.face.live_run import run_live
+
+    wav, duration = speech_wav
+    t = time.perf_counter()
+    report = run_live(_parse(["--wav", str(wav), "--no-realtime", "--out", str(tmp_path)]))
+    assert time.perf_counter() - t < duration
+    assert report.frames == int(np.ceil(duration * FPS - 1e-9)) and report.latencies == []
+    assert np.load(report.take.with_suffix(".npy")).shape == (report.frames, len(NAMES))
+
+
+def _run(repo_root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(repo_root / "motion" / "live_face.py"), *args], capture_output=True,
+                          text=True, timeout=timeout, env=checkout_env())
+
+
+def _one_line(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("live_face.py: "), proc.stderr
+    assert "Traceback" not in proc.stderr and all(w in lines[0] for w in words), lines[0]
+
+
+def test_user_errors_are_one_line(repo_root, speech_wav, tmp_path):
+    wav, _ = speech_wav
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: the kernel refuses at once
+    _one_line(_run(repo_root, "--wav", str(wav), "--livelink", f"127.0.0.1:{port}"), "--livelink", "refused")
+    _one_line(_run(repo_root, "--wav", str(wav), "--vmc", "no-such-host.invalid:39539"), "--vmc", "unknown host")
+    _one_line(_run(repo_root, "--wav", str(wav)), "--livelink", "--out")
+    _one_line(_run(repo_root, "--wav", str(tmp_path / "missing.wav"), "--out", str(tmp_path)), "missing.wav")
+    _one_line(_run(repo_root, "--device", "no-such-microphone-here", "--out", str(tmp_path)), "--wav")
+    assert not list(tmp_path.iterdir()), "nothing written on an error"
+
+
+def test_listed_as_a_tool_and_answers_help(repo_root):
+    proc = subprocess.run([sys.executable, "-m", "motion"], capture_output=True, text=True, timeout=60,
+                          env=checkout_env(), cwd=repo_root)
+    assert "live_face" in proc.stdout
+    h = _run(repo_root, "--help")
+    assert h.returncode == 0 and "--livelink" in h.stdout and "--no-realtime" in h.stdout
+    text = (repo_root / "pyproject.toml").read_text()
+    assert 'bv2-live-face = "motion.live_face:main"' in text
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_keeps_the_take(repo_root, speech_wav, tmp_path):
+    """SIGINT while the file plays: exit 130, and the take holds the audio captured so far and its whole face."""
+    wav, duration = speech_wav
+    long = tmp_path / "long.wav"
+    audio, sr = load_audio(wav, sample_rate=None)
+    write_wav_pcm16(long, np.tile(audio, 4), sr)
+    out = tmp_path / "takes"
+    proc = subprocess.Popen([sys.executable, str(repo_root / "motion" / "live_face.py"), "--wav", str(long),
+                             "--out", str(out)], stderr=subprocess.PIPE, text=True, env=checkout_env())
+    lines: list[str] = []
+    try:
+        for line in proc.stderr:  # the first status line: a second of audio has streamed
+            lines.append(line)
+            if line.startswith("live:"):
+                break
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, "".join(lines) + rest
+    assert "Traceback" not in rest
+    takes = sorted(out.glob("*.npy"))
+    assert len(takes) == 1
+    stem = takes[0].with_suffix("")
+    got, sr2 = load_audio(stem.with_suffix(".wav"), sample_rate=None)
+    assert sr2 == sr and 1.0 < len(got) / sr < 4 * duration - 1.0
+    frames = np.load(stem.with_suffix(".npy"))
+    assert frames.shape == (int(np.ceil(len(got) / sr * FPS - 1e-9)), len(NAMES))
+    assert json.loads(stem.with_suffix(".json").read_text())["interrupted"] is True
+    assert stem.with_suffix(".csv").is_file()
+    assert not [p for p in out.iterdir() if p.suffix not in (".wav", ".npy", ".csv", ".json")], "no temp files left"
