@@ -185,7 +185,7 @@ def apply_emotion(frames: np.ndarray, weights: np.ndarray | EmotionSpec, intensi
     gap = jaw - close
     opened = np.clip((gap - _CLOSED) / 0.06, 0.0, 1.0)  # 0 where the lips touch, 1 where they are clearly apart
     sealing = np.clip(close / 0.08, 0.0, 1.0) * np.clip(1.0 - (gap - _CLOSED) / 0.04, 0.0, 1.0)
-    d_jaw = delta[:, _JAW]
+    d_jaw = delta[:, _JAW].copy()
     delta[:, _LIP_OPENING] *= (1.0 - sealing)[:, None]
     delta[:, _JAW] = 0.0
     out += delta

@@ -172,7 +172,7 @@ def face_shapes(values: Sequence[float] | np.ndarray, width: int, height: int) -
             pts.append((x, corner_y[side] + (mid - corner_y[side]) * (1.0 - s * s)))
         return pts
 
-    up_in, lo_in = yc - 0.35 * aperture - 0.015 * avg("MouthUpperUp"), yc + 0.65 * aperture  # a sneer lifts the lip
+    up_in, lo_in = yc - 0.35 * aperture - 0.025 * avg("MouthUpperUp"), yc + 0.65 * aperture  # a sneer lifts the lip
     poly(curve(up_in - t_up) + curve(lo_in + t_lo)[::-1], 1.0, COLORS["lip"])
     if aperture > 0.002:
         poly(curve(up_in) + curve(lo_in)[::-1], 1.0, COLORS["mouth"])

@@ -24,7 +24,7 @@ from bert_vits2.fileio import atomic_write
 from motion.arkit import NAMES
 from motion.face.render import COLORS
 
-__all__ = ["FACE_DRAW_JS", "PREVIEW_JS", "empty_preview", "preview_html", "write_preview_json"]
+__all__ = ["FACE_DRAW_JS", "LIVE_MIC_JS", "PREVIEW_JS", "empty_preview", "preview_html", "write_preview_json"]
 
 
 def write_preview_json(path: str | os.PathLike, frames: np.ndarray, fps: float, block: int = 2000) -> Path:
@@ -145,7 +145,7 @@ function faceShapes(v, I, W, H) {
     for (let k = 0; k <= 16; k++) { const s = -1 + 2 * k / 16, side = s > 0 ? 'Left' : 'Right';
       pts.push([mx + s * hw[side] * shrink, cyy[side] + (mid - cyy[side]) * (1 - s * s)]); }
     return pts; };
-  const upIn = yc - 0.35 * ap - 0.015 * avg('MouthUpperUp'), loIn = yc + 0.65 * ap;
+  const upIn = yc - 0.35 * ap - 0.025 * avg('MouthUpperUp'), loIn = yc + 0.65 * ap;
   poly(curve(upIn - tUp).concat(curve(loIn + tLo).reverse()), 1, COLORS.lip);
   if (ap > 0.002) {
     poly(curve(upIn).concat(curve(loIn).reverse()), 1, COLORS.mouth);
@@ -169,6 +169,73 @@ function drawFace(ctx, v, I, W, H) {
 }
 """.replace("__COLORS__", _COLORS_JS)
 _DRAW_JS = FACE_DRAW_JS  # the old private name
+
+#: ``bvfMic(wsUrl, on)``: the microphone mode of the web UI and the server's ``/live`` page. Captures the microphone
+#: (getUserMedia, no echo cancellation / noise suppression / gain control: they change the mouth's sound), posts its
+#: PCM in 512-sample float32 blocks (~11 ms at 48 kHz; a ScriptProcessor: an AudioWorklet would need a module URL that
+#: the ``/live`` page's CSP does not allow) over a ``/ws/face`` socket in live mode, and calls ``on.start(msg, rate)``,
+#: ``on.frames(start, frames)``, ``on.end(msg)``, ``on.error(text)``. Returns ``{stop(), sent}``; ``stop()`` sends
+#: ``end`` and the socket finishes with the last frames.
+LIVE_MIC_JS = r"""
+function bvfMic(wsUrl, on) {
+  const ctl = {ws: null, ac: null, stream: null, node: null, src: null, stopped: false, sent: 0};
+  const release = () => {
+    try { if (ctl.node) ctl.node.disconnect(); if (ctl.src) ctl.src.disconnect(); } catch (e) { /* gone */ }
+    if (ctl.stream) ctl.stream.getTracks().forEach((t) => t.stop());
+    if (ctl.ac) ctl.ac.close().catch(() => {});
+  };
+  const fail = (text) => {
+    if (ctl.stopped) return;
+    ctl.stopped = true; release();
+    try { if (ctl.ws) ctl.ws.close(); } catch (e) { /* closed */ }
+    on.error(text);
+  };
+  ctl.stop = () => {
+    if (ctl.stopped) return;
+    ctl.stopped = true; release();
+    if (ctl.ws && ctl.ws.readyState === WebSocket.OPEN) ctl.ws.send(JSON.stringify({type: 'end'}));
+    else if (ctl.ws) ctl.ws.close();
+  };
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    setTimeout(() => fail('the browser gives no microphone to this page (open it over https or on localhost)'), 0);
+    return ctl;
+  }
+  navigator.mediaDevices.getUserMedia({audio: {channelCount: 1, echoCancellation: false, noiseSuppression: false,
+                                               autoGainControl: false}})
+    .then((stream) => {
+      if (ctl.stopped) { stream.getTracks().forEach((t) => t.stop()); return; }
+      ctl.stream = stream;
+      const ac = ctl.ac = new (window.AudioContext || window.webkitAudioContext)();
+      const ws = ctl.ws = new WebSocket(wsUrl);
+      ws.binaryType = 'arraybuffer';
+      ws.onopen = () => {
+        ws.send(JSON.stringify({sample_rate: ac.sampleRate, audio_format: 'f32', mode: 'live'}));
+        ctl.src = ac.createMediaStreamSource(stream);
+        const node = ctl.node = ac.createScriptProcessor(512, 1, 1), mute = ac.createGain();
+        mute.gain.value = 0;  // the processor must reach the output to run; nothing is heard
+        node.onaudioprocess = (e) => {
+          if (ctl.stopped || ws.readyState !== WebSocket.OPEN) return;
+          const x = new Float32Array(e.inputBuffer.getChannelData(0));
+          ws.send(x.buffer); ctl.sent += x.length;
+        };
+        ctl.src.connect(node); node.connect(mute); mute.connect(ac.destination);
+        ac.resume();
+      };
+      ws.onmessage = (e) => {
+        if (typeof e.data !== 'string') return;
+        const m = JSON.parse(e.data);
+        if (m.type === 'start') on.start(m, ac.sampleRate);
+        else if (m.type === 'face') on.frames(m.start, m.frames);
+        else if (m.type === 'end') { on.end(m); ws.close(); }
+        else if (m.type === 'error') { ctl.stopped = false; fail(`error ${m.status}: ${m.detail}`); }
+      };
+      ws.onclose = (e) => { if (!ctl.stopped) fail(`the connection closed (${e.code}${e.reason ? ': ' + e.reason : ''})`); };
+    })
+    .catch((err) => fail('no microphone: ' + ((err && (err.message || err.name)) || err)
+                         + ' (allow the microphone for this page, or plug one in)'));
+  return ctl;
+}
+"""
 
 #: ``js_on_load`` of the preview component (``element``, ``watch`` are gradio's)
 PREVIEW_JS = FACE_DRAW_JS + r"""
