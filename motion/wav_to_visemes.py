@@ -6,6 +6,8 @@ needs the TTS model's posterior encoder (``--g-checkpoint`` + ``--config``, or a
 For each input it writes ``<name>.v.npy`` ([T, 61] float32, Live Link order), ``<name>.v.csv`` (the Live Link Face
 app's CSV format) and ``<name>.v.json`` (names, fps, frame count, model, offset), beside the input or in --out-dir
 (``<name>.<ext>.v.*`` when two inputs share a name). The web UI's Audio → face tab gives the same curves.
+``--emotion joy:0.7`` (or ``joy:0.5,surprise:0.3``) puts an emotion on the face (``motion.face.emotion``: joy, sadness,
+anger, surprise, fear, disgust; lips still close on /p b m/).
 ``--export-posterior post_enc.pth`` writes the posterior encoder of a G checkpoint alone (for other TTS engines).
 """
 
@@ -20,7 +22,17 @@ from bert_vits2.fileio import refuse_overwriting_inputs
 from motion.cli import run_cli
 from motion.face.api import FaceMaker
 from motion.face.convert import collect_inputs, convert_files, outputs_for
+from motion.face.emotion import EMOTIONS, EmotionError, parse_emotion
 from motion.inputs import cli_parser, finite_float, positive_float
+
+
+def emotion_arg(text: str) -> str:
+    """``joy``, ``joy:0.7`` or ``joy:0.5,surprise:0.3`` (checked here, so a typo is a usage error, not a traceback)."""
+    try:
+        parse_emotion(text)
+    except EmotionError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "predicts none (default on; --no-alive: only what the head predicts)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the alive motion (default 0: same input, same face)")
     ap.add_argument("--zero-rotations", action="store_true", help="set head/eye rotations to 0")
+    ap.add_argument("--emotion", type=emotion_arg, default=None, metavar="NAME[:WEIGHT][,NAME:WEIGHT]",
+                    help=f"an emotion on the face: {', '.join(EMOTIONS)}; weights 0..1, e.g. joy:0.7 (default none)")
+    ap.add_argument("--emotion-intensity", type=finite_float, default=1.0,
+                    help="scales the emotion, 0..2 (default 1)")
     ap.add_argument("--export-posterior", default=None, metavar="POST_ENC_PTH",
                     help="write the posterior encoder of --g-checkpoint to this file and exit")
     ap.add_argument("-q", "--quiet", action="store_true")
@@ -79,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give at least one audio file or folder")
     maker = FaceMaker(args.head, fps=args.fps, blink=args.blink, mirror=args.mirror,
                       zero_rotations=args.zero_rotations, delay_s=args.delay_ms / 1000.0,
-                      alive=args.alive, seed=args.seed,
+                      alive=args.alive, seed=args.seed, emotion=args.emotion,
+                      emotion_intensity=args.emotion_intensity,
                       g_checkpoint=args.g_checkpoint if args.head else None, config=args.config,
                       posterior=args.posterior, speaker=args.speaker)
     if maker.head_kind == "z" and maker.model.posterior is None:

@@ -272,3 +272,26 @@ def test_canvas_face_draws_the_same_emotions():
 
     assert corner_lift(lips[1 + EMOTIONS.index("joy")]) > corner_lift(lips[0]) + 10
     assert corner_lift(lips[1 + EMOTIONS.index("sadness")]) < corner_lift(lips[0]) - 10
+
+
+# --- everywhere ----------------------------------------------------------------------------------------------------
+
+
+def test_wav_to_visemes_emotion(demo_result, tmp_path, capsys):
+    from bert_vits2.audio import write_wav_pcm16
+    from motion import wav_to_visemes
+
+    wav = tmp_path / "speech.wav"
+    write_wav_pcm16(wav, demo_result.audio, demo_result.sample_rate)
+    assert wav_to_visemes.main([str(wav), "-o", str(tmp_path / "plain"), "-q"]) == 0
+    assert wav_to_visemes.main([str(wav), "-o", str(tmp_path / "joy"), "--emotion", "joy:0.7", "-q"]) == 0
+    plain, joy = np.load(tmp_path / "plain" / "speech.v.npy"), np.load(tmp_path / "joy" / "speech.v.npy")
+    assert np.allclose(joy, apply_emotion(plain, "joy:0.7"), atol=1e-5)
+    meta = json.loads((tmp_path / "joy" / "speech.v.json").read_text())
+    assert meta["emotion"]["weights"] == {"joy": 0.7}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        wav_to_visemes.main([str(wav), "--emotion", "rage"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "unknown emotion 'rage'" in err[-1] and "Traceback" not in "".join(err)

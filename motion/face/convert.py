@@ -53,6 +53,11 @@ def convert_file(maker, src: Path, out_dir: Path | None = None, unique_name: boo
         "offset_s": {"training": model.offset_s if model is not None else 0.0, "applied_delay": maker.delay_s},
         "postprocess": maker.post.as_dict(),
     }
+    emotion = getattr(maker, "emotion", None)
+    if emotion:
+        from motion.face.emotion import parse_emotion
+
+        meta["emotion"] = {"weights": parse_emotion(emotion), "intensity": maker.emotion_intensity}
     write_curve_files(npy, face.frames, face.fps, meta, csv, js)
     return npy, len(face.frames)
 
