@@ -5,6 +5,9 @@ The script asks for ``face: true, audio_format: "f32"``, plays each audio chunk 
 first at ``currentTime + LEAD``, each next at the running end time; after an underrun the clock ``t0`` moves with the
 audio so the face stays in step), sends ``{"type": "playing"}`` when playback starts, and on every animation frame draws
 face frame ``floor((currentTime - t0) * fps)`` of those received (holding the last one; the neutral face before start).
+**Microphone** streams the microphone to ``WS /ws/face`` (live mode; :data:`motion.webui.preview.LIVE_MIC_JS`) and
+draws the newest frame received on every animation frame (``#live``: state ``mic``, ``frames``, ``frame``, ``rate``,
+``lookahead``, ``mic-jaw``: the JawOpen of the last 1200 frames received, the first being frame ``mic-start``).
 A ``?token=`` in the page's address is passed on to the WebSocket (and ``/models/info``); the page itself holds no
 secret. Progress for tests and tools is in ``#live``'s data attributes: ``state`` (idle / connecting / streaming /
 done / error), ``frames``, ``frame`` (drawn, -1 = neutral), ``samples``, ``time`` (s played), ``rate``, ``end-frames``,
@@ -60,6 +63,8 @@ canvas { border-radius: 8px; display: block; }
     <label style="display:flex;gap:6px;align-items:center"><input id="split" type="checkbox" checked>
       split at sentence ends</label>
     <div class="row"><button id="speak">Speak</button><button id="stop" disabled>Stop</button></div>
+    <div class="row"><button id="mic" title="your microphone drives the face live (WS /ws/face)">Microphone</button>
+      <button id="micstop" disabled>Stop microphone</button></div>
   </div>
   <div><canvas id="face" width="360" height="360" style="width:360px;height:360px"></canvas>
     <div id="status">Type a text and press Speak.</div></div>
@@ -74,7 +79,7 @@ const root = $('live'), canvas = $('face'), g2d = canvas.getContext('2d'), statu
 const token = new URLSearchParams(location.search).get('token') || '';
 const index = (names) => { const I = {}; names.forEach((n, i) => { I[n] = i; }); return I; };
 const NEUTRAL = new Array(NAMES.length).fill(0);
-let run = null, ac = null, drawn = '';
+let run = null, ac = null, drawn = '', mic = null;
 
 const setState = (s, msg) => { root.dataset.state = s; if (msg !== undefined) statusEl.textContent = msg; };
 const busy = (b) => { $('speak').disabled = b; $('stop').disabled = !b; };
@@ -83,6 +88,15 @@ const here = (path) => new URL(path, location.href);  // relative: works behind 
 function paint() {
   const r = run;
   let v = NEUTRAL, I = index(NAMES), k = -1, t = 0;
+  if (mic) {  // live: the newest frame received
+    k = mic.last;
+    if (k >= 0) { v = mic.frame; I = mic.I; }
+    const key = 'mic:' + mic.id + ':' + k;
+    if (key !== drawn) { drawFace(g2d, v, I, canvas.width, canvas.height); drawn = key; }
+    root.dataset.frame = String(k);
+    requestAnimationFrame(paint);
+    return;
+  }
   if (r && r.t0 !== null) {
     t = ac.currentTime - r.t0;
     const want = Math.floor(t * r.fps);
@@ -207,6 +221,53 @@ function stop() {
   setState('idle', 'stopped');
 }
 
+function micUrl() {
+  const url = here('ws/face');
+  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.search = token ? '?token=' + encodeURIComponent(token) : '';
+  url.hash = '';
+  return url.href;
+}
+
+function micStart() {  // the microphone -> /ws/face (live mode) -> the newest frame on every animation frame
+  if (run) stop();
+  if (mic) micStop();
+  const m = {id: (mic ? mic.id : 0) + 1, last: -1, frame: null, I: index(NAMES), frames: 0, jaw: [], ctl: null};
+  mic = m;
+  $('mic').disabled = true; $('micstop').disabled = false; $('speak').disabled = true;
+  for (const [k, v] of [['frames', 0], ['micJaw', ''], ['micStart', 0], ['lookahead', '']]) root.dataset[k] = String(v);
+  setState('mic-connecting', 'asking for the microphone…');
+  m.ctl = bvfMic(micUrl(), {
+    start: (msg, rate) => {
+      if (msg.names) m.I = index(msg.names);
+      root.dataset.rate = String(rate); root.dataset.lookahead = String(msg.lookahead_s);
+      setState('mic', `live · microphone at ${rate} Hz · the face follows ~${Math.round(1000 * msg.lookahead_s)} ms `
+        + `(lookahead) + ${Math.round(512000 / rate)} ms (one block) + compute behind your voice`);
+    },
+    frames: (start, frames) => {
+      if (mic !== m || !frames.length) return;
+      const J = m.I.JawOpen;
+      for (const f of frames) m.jaw.push(Math.round(1000 * f[J]) / 1000);
+      if (m.jaw.length > 1200) { root.dataset.micStart = String(start + frames.length - 1200); m.jaw.splice(0, m.jaw.length - 1200); }
+      m.last = start + frames.length - 1; m.frame = frames[frames.length - 1]; m.frames += frames.length;
+      root.dataset.frames = String(m.frames); root.dataset.micJaw = m.jaw.join(',');
+    },
+    end: (msg) => { if (mic === m) { setState('done', `microphone stopped · ${(msg.samples / Number(root.dataset.rate || 1)).toFixed(1)} s, ${m.frames} frames`); micDone(); } },
+    error: (text) => { if (mic === m) { setState('error', text); micDone(); } },
+  });
+}
+
+function micDone() {
+  $('mic').disabled = false; $('micstop').disabled = true; $('speak').disabled = false;
+  mic = null;
+}
+
+function micStop() {
+  if (!mic) return;
+  mic.ctl.stop();
+  setState('mic-stopping', 'stopping the microphone…');
+}
+
 function loadSpeakers() {  // optional: the loaded models' speakers for the speaker box
   fetch(here('models/info'), {headers: token ? {Authorization: 'Bearer ' + token} : {}})
     .then((resp) => (resp.ok ? resp.json() : null)).then((info) => {
@@ -218,6 +279,8 @@ function loadSpeakers() {  // optional: the loaded models' speakers for the spea
 
 $('speak').addEventListener('click', speak);
 $('stop').addEventListener('click', stop);
+$('mic').addEventListener('click', micStart);
+$('micstop').addEventListener('click', micStop);
 $('model').addEventListener('change', loadSpeakers);
 loadSpeakers();
 requestAnimationFrame(paint);
@@ -231,6 +294,6 @@ requestAnimationFrame(paint);
 def live_page_html() -> str:
     """The page (built on first use, the same for every request: nothing request-specific or secret is in it)."""
     from motion.arkit import NAMES
-    from motion.webui.preview import FACE_DRAW_JS
+    from motion.webui.preview import FACE_DRAW_JS, LIVE_MIC_JS
 
-    return _PAGE.replace("__DRAW__", FACE_DRAW_JS).replace("__NAMES__", json.dumps(list(NAMES)))
+    return _PAGE.replace("__DRAW__", FACE_DRAW_JS + LIVE_MIC_JS).replace("__NAMES__", json.dumps(list(NAMES)))

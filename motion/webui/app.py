@@ -20,15 +20,17 @@ import numpy as np
 from bert_vits2.audio import AudioReadError, load_audio
 from bert_vits2.request import LANGUAGE_CHOICES, WEBUI_DEFAULTS, SynthesisError, SynthesisRequest
 from bert_vits2.synthesis import ModelFiles, Voice, find_model_files
+from motion.arkit import NAMES
 from motion.constants import DEFAULT_HOST, FACE_FPS, LIVELINK_PORT, VMC_PORT, WEBUI_PORT
 from motion.demo_voice import DemoVoice
-from motion.face.api import FaceMaker
+from motion.face.api import FaceMaker, FaceResult
+from motion.face.emotion import EMOTIONS, EmotionError, EmotionTimeline, describe_weights, parse_emotion_tags
 from motion.face.features import TTS_SAMPLE_RATE, load_tts_audio, posterior_from_generator
 from motion.face.outputs import new_request_dir, write_outputs
 from motion.face.streaming import piecewise_face
 from motion.send import Streamer
 from motion.webui.limits import Janitor, LimitError, RequestLimits, check_audio_seconds, check_text, check_upload
-from motion.webui.preview import PREVIEW_JS, empty_preview, preview_for, take_result, video_for
+from motion.webui.preview import MIC_JS, PREVIEW_JS, empty_preview, mic_html, preview_for, take_result, video_for
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,10 @@ class Handlers:
         return str(paths["wav"]), str(paths["png"]), files, last
 
     def tts(self, voice_name, text, speaker, language, sdp, noise, noise_w, length, style_text, style_weight,
-            split_para, split_sent, para_pause, sent_pause):
+            split_para, split_sent, para_pause, sent_pause, emotion="neutral", emotion_weight=1.0):
+        """Text → speech with a face. Emotion tags in the text (``[joy]``, ``[sadness:0.5]``, ``[neutral]``) are
+        removed before synthesis and move the face from where they stand; ``emotion`` (× ``emotion_weight``) is the
+        face's emotion before the first tag."""
         state = self.state
         voice = state.voices.get(voice_name)
         if voice is None:
@@ -148,14 +153,24 @@ class Handlers:
         except LimitError as err:
             raise self._error(str(err)) from None
         try:
+            marks = parse_emotion_tags(text or "")
+            initial = {emotion: float(emotion_weight)} if emotion and emotion != "neutral" else None
+            timeline = EmotionTimeline(marks, initial) if (marks.has_tags or initial) else None
+        except EmotionError as err:
+            raise self._error(str(err)) from None
+        try:
             request = SynthesisRequest(
-                text, speaker or None, language, sdp, noise, noise_w, length, style_text or None, style_weight,
+                marks.text, speaker or None, language, sdp, noise, noise_w, length, style_text or None, style_weight,
                 split_paragraphs=bool(split_para), split_sentences=bool(split_sent), paragraph_pause_s=para_pause,
                 sentence_pause_s=sent_pause, peak_normalize=isinstance(voice, Voice),  # upstream web UI's output level
             )
             result = voice.synthesize(request)
             check_audio_seconds(result.duration_s, state.limits, "the speech")
             face = piecewise_face(state.face, result)  # the face of a synthesis result, as the server streams it
+            if timeline is not None:  # the tags' and the control's emotion, placed by the result's pieces
+                face = FaceResult(timeline.add_result(result).apply(face.frames, face.fps), face.fps,
+                                  f"{face.source}, emotion from {describe_weights(initial or {})}"
+                                  f"{f' with {len(marks.marks)} tag(s)' if marks.has_tags else ''}")
         except (SynthesisError, ValueError, FileNotFoundError, RuntimeError) as err:
             raise self._error(str(err)) from None
         folder = new_request_dir(state.outputs)
@@ -273,6 +288,8 @@ def build_app(cfg: WebUIConfig | None = None, state: WebUIState | None = None):
             voice = _tts_tab(gr, state, h, last)
         with gr.Tab("Audio → face"):
             _audio_tab(gr, h, last, voice)
+        with gr.Tab("Microphone (live)"):
+            _mic_tab(gr)
         with gr.Tab("Preview a take"):
             _take_tab(gr, h, last)
         with gr.Tab("Send"):
@@ -306,6 +323,11 @@ def _tts_tab(gr, state: WebUIState, h: Handlers, last):
                 split_sent = gr.Checkbox(False, label="Split by sentence")
                 para_pause = gr.Slider(0, 10, WEBUI_DEFAULTS["paragraph_pause_s"], step=0.1, label="Pause between paragraphs (s)")
                 sent_pause = gr.Slider(0, 5, WEBUI_DEFAULTS["sentence_pause_s"], step=0.1, label="Pause between sentences (s)")
+            with gr.Accordion("Emotion", open=False):
+                emotion = gr.Dropdown(["neutral", *EMOTIONS], value="neutral", label="Emotion of the face",
+                                      info="tags in the text change it as it is spoken: [joy], [sadness:0.5], "
+                                           "[neutral] (never spoken)", elem_id="tts-emotion")
+                emotion_weight = gr.Slider(0, 1, 0.8, step=0.05, label="Emotion strength", elem_id="tts-emotion-weight")
             go = gr.Button("Synthesize", variant="primary", elem_id="tts-go")
         with gr.Column():
             status = gr.Markdown(elem_id="tts-status")
@@ -316,7 +338,7 @@ def _tts_tab(gr, state: WebUIState, h: Handlers, last):
                             elem_id="tts-files")
     voice.change(h.speakers_for, voice, speaker)
     inputs = [voice, text, speaker, language, sdp, noise, noise_w, length, style_text, style_weight, split_para,
-              split_sent, para_pause, sent_pause]
+              split_sent, para_pause, sent_pause, emotion, emotion_weight]
     go.click(_clear_preview, None, preview, queue=False)
     go.click(_working, None, [audio_out, plot, files, status]).then(
         h.tts, inputs, [audio_out, plot, files, status, last]).success(h.preview, last, preview, queue=False)
@@ -353,6 +375,80 @@ def _preview_block(gr, h: Handlers, last, prefix: str):
         video = gr.File(label="Video", elem_id=f"{prefix}-video", height=90)
     video_go.click(h.video, last, video)
     return preview
+
+
+def _mic_tab(gr) -> None:
+    gr.Markdown("Speak into your microphone: the face follows your voice live (the browser streams the microphone "
+                "to this web UI's `/ws/face` socket, which answers with face frames as the audio arrives). Nothing is "
+                "recorded; use `python motion/live_face.py --out DIR` to keep a take or drive Unreal / VMC.")
+    gr.HTML(mic_html(), js_on_load=MIC_JS, elem_id="mic-live", label="Live face")
+
+
+LIVE_IDLE_S = 60.0
+"""A microphone socket that sends nothing for this long is closed (a tab left open with a dead microphone)."""
+
+
+async def live_face_socket(ws) -> None:
+    """``WS /ws/face`` of the web UI (live mode only; the server's protocol): a JSON header ``{"sample_rate",
+    "audio_format": "f32"|"s16"}``, binary mono PCM, ``{"type": "end"}``; answers ``start``, ``face`` messages
+    (frames ``start ..`` of the 60 fps grid) as the audio arrives and ``end``. Each step runs in a thread so the
+    page stays served; a bad message gets ``{"type": "error", "status": 400, "detail"}`` and a close."""
+    import asyncio
+    import json
+
+    from starlette.websockets import WebSocketDisconnect
+
+    async def receive() -> dict:
+        msg = await asyncio.wait_for(ws.receive(), LIVE_IDLE_S)
+        if msg["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect()
+        return msg
+
+    await ws.accept()
+    try:
+        head = json.loads((await receive()).get("text") or "null")
+        sr = head.get("sample_rate") if isinstance(head, dict) else None
+        fmt = head.get("audio_format", "f32") if isinstance(head, dict) else None
+        if isinstance(sr, bool) or not isinstance(sr, int) or not 8000 <= sr <= 192000 or fmt not in ("s16", "f32"):
+            raise ValueError("the first message must be {\"sample_rate\": 8000..192000, \"audio_format\": "
+                             "\"f32\" or \"s16\"}")
+        from motion.face.live import LiveFace  # torch + the causal head: loaded by the first microphone
+
+        live = await asyncio.to_thread(LiveFace, sample_rate=sr)
+        dtype, done = np.dtype("<i2" if fmt == "s16" else "<f4"), 0
+        await ws.send_text(json.dumps({"type": "start", "fps": FACE_FPS, "mode": "live",
+                                       "lookahead_s": live.lookahead_s, "names": list(NAMES)}))
+        while True:
+            msg = await receive()
+            if msg.get("bytes") is not None:
+                data = msg["bytes"]
+                if len(data) % dtype.itemsize:
+                    raise ValueError(f"a binary message must hold whole {dtype.itemsize}-byte samples")
+                pcm = np.frombuffer(data, dtype=dtype)
+                if dtype.kind == "f" and not np.isfinite(pcm).all():
+                    raise ValueError("the f32 audio holds NaN or infinite samples")
+                frames, ended = await asyncio.to_thread(live.feed, pcm), False
+            elif (json.loads(msg.get("text") or "null") or {}).get("type") == "end":
+                frames, ended = await asyncio.to_thread(live.close), True
+            else:
+                raise ValueError("send binary PCM, then {\"type\": \"end\"}")
+            if len(frames):
+                await ws.send_text(json.dumps({"type": "face", "start": done,
+                                               "frames": np.round(np.asarray(frames, np.float64), 4).tolist()}))
+                done += len(frames)
+            if ended:
+                await ws.send_text(json.dumps({"type": "end", "frames": done}))
+                await ws.close()
+                return
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    except (ValueError, AttributeError, asyncio.TimeoutError) as err:
+        detail = str(err) if not isinstance(err, asyncio.TimeoutError) else f"nothing received for {LIVE_IDLE_S:g} s"
+        try:
+            await ws.send_text(json.dumps({"type": "error", "status": 400, "detail": detail}))
+            await ws.close(code=1008)
+        except (RuntimeError, WebSocketDisconnect, OSError):
+            pass
 
 
 def _take_tab(gr, h: Handlers, last) -> None:
@@ -393,10 +489,13 @@ def _send_tab(gr, h: Handlers, last) -> None:
 
 def launch(app, host: str = DEFAULT_HOST, port: int = WEBUI_PORT, share: bool = False, block: bool = True):
     """Serve ``app`` (analytics off, only the outputs folder exposed besides gradio's own)."""
+    from starlette.routing import WebSocketRoute
+
     state: WebUIState = app.webui_state
     return app.launch(server_name=host, server_port=port, share=share, allowed_paths=[str(state.outputs)],
                       prevent_thread_lock=not block, show_error=True, quiet=True,
-                      max_file_size=int(state.cfg.max_upload_mb * 1e6))
+                      max_file_size=int(state.cfg.max_upload_mb * 1e6),
+                      app_kwargs={"routes": [WebSocketRoute("/ws/face", live_face_socket)]})  # the microphone mode
 
 
-__all__ = ["DEMO_LABEL", "Handlers", "WebUIConfig", "WebUIState", "build_app", "launch"]
+__all__ = ["DEMO_LABEL", "Handlers", "WebUIConfig", "WebUIState", "build_app", "launch", "live_face_socket"]

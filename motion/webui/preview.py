@@ -24,7 +24,7 @@ from bert_vits2.fileio import atomic_write
 from motion.arkit import NAMES
 from motion.face.render import COLORS
 
-__all__ = ["FACE_DRAW_JS", "LIVE_MIC_JS", "PREVIEW_JS", "empty_preview", "preview_html", "write_preview_json"]
+__all__ = ["FACE_DRAW_JS", "LIVE_MIC_JS", "MIC_JS", "PREVIEW_JS", "mic_html", "empty_preview", "preview_html", "write_preview_json"]
 
 
 def write_preview_json(path: str | os.PathLike, frames: np.ndarray, fps: float, block: int = 2000) -> Path:
@@ -269,6 +269,79 @@ if (typeof watch === 'function') watch('value', bvfSetup);
 new MutationObserver(bvfSetup).observe(element, {childList: true, subtree: true});
 """
 
+
+
+def mic_html(size: int = 360) -> str:
+    """The web UI's microphone mode: a ``size`` px canvas, start/stop buttons and a status line (:data:`MIC_JS`)."""
+    return (f'<div class="bvf-mic" data-state="idle" data-frames="0" data-frame="-1" data-names="'
+            f'{html.escape(json.dumps(list(NAMES)), quote=True)}">'
+            '<div style="display:flex;gap:8px;margin-bottom:6px"><button class="bvf-mic-go lg secondary">Start the '
+            'microphone</button><button class="bvf-mic-stop lg secondary" disabled>Stop</button></div>'
+            f'<canvas width="{int(size)}" height="{int(size)}" style="width:{int(size)}px;height:{int(size)}px;'
+            'border-radius:8px;display:block"></canvas>'
+            '<div class="bvf-info" style="font-size:12px;opacity:.7">Press start and speak: the face follows your '
+            'voice.</div></div>')
+
+
+#: ``js_on_load`` of the microphone component: the microphone -> this app's ``WS /ws/face`` (live mode, served by the
+#: same web server: :func:`motion.webui.app.live_face_socket`) -> the newest frame drawn on every animation frame.
+#: The box's data attributes are those of the server's ``/live`` page (``state``, ``frames``, ``frame``, ``rate``,
+#: ``lookahead``, ``mic-jaw``, ``mic-start``).
+MIC_JS = FACE_DRAW_JS + LIVE_MIC_JS + r"""
+(function () {
+  const box = element.querySelector('.bvf-mic');
+  if (!box || box.dataset.ready === '1') return;
+  box.dataset.ready = '1';
+  const canvas = box.querySelector('canvas'), g2d = canvas.getContext('2d'), info = box.querySelector('.bvf-info');
+  const go = box.querySelector('.bvf-mic-go'), halt = box.querySelector('.bvf-mic-stop');
+  const index = (names) => { const I = {}; names.forEach((n, i) => { I[n] = i; }); return I; };
+  const NAMES = JSON.parse(box.dataset.names), NEUTRAL = new Array(NAMES.length).fill(0);
+  let mic = null, drawn = '';
+  const base = (window.gradio_config && window.gradio_config.root) ? window.gradio_config.root.replace(/\/$/, '') + '/'
+    : location.href;
+  const wsUrl = () => {
+    const u = new URL('ws/face', base);
+    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:'; u.search = ''; u.hash = '';
+    return u.href;
+  };
+  const say = (state, text) => { box.dataset.state = state; info.textContent = text; };
+  const paint = () => {
+    const k = mic ? mic.last : -1, key = (mic ? mic.id : 0) + ':' + k;
+    if (key !== drawn) {
+      drawFace(g2d, k >= 0 ? mic.frame : NEUTRAL, k >= 0 ? mic.I : index(NAMES), canvas.width, canvas.height);
+      drawn = key; box.dataset.frame = String(k);
+    }
+    requestAnimationFrame(paint);
+  };
+  const done = () => { go.disabled = false; halt.disabled = true; };
+  go.addEventListener('click', () => {
+    const m = {id: (mic ? mic.id + 1 : 1), last: -1, frame: null, I: index(NAMES), frames: 0, jaw: [], rate: 0};
+    mic = m; go.disabled = true; halt.disabled = false;
+    for (const [k, v] of [['frames', 0], ['micJaw', ''], ['micStart', 0], ['lookahead', '']]) box.dataset[k] = String(v);
+    say('mic-connecting', 'asking for the microphone…');
+    m.ctl = bvfMic(wsUrl(), {
+      start: (msg, rate) => {
+        if (msg.names) m.I = index(msg.names);
+        m.rate = rate; box.dataset.rate = String(rate); box.dataset.lookahead = String(msg.lookahead_s);
+        say('mic', `live · ${rate} Hz · the face follows ~${Math.round(1000 * msg.lookahead_s)} ms (lookahead) + `
+          + `${Math.round(512000 / rate)} ms (one block) + compute behind your voice`);
+      },
+      frames: (start, frames) => {
+        if (mic !== m || !frames.length) return;
+        const J = m.I.JawOpen;
+        for (const f of frames) m.jaw.push(Math.round(1000 * f[J]) / 1000);
+        if (m.jaw.length > 1200) { box.dataset.micStart = String(start + frames.length - 1200); m.jaw.splice(0, m.jaw.length - 1200); }
+        m.last = start + frames.length - 1; m.frame = frames[frames.length - 1]; m.frames += frames.length;
+        box.dataset.frames = String(m.frames); box.dataset.micJaw = m.jaw.join(',');
+      },
+      end: (msg) => { if (mic === m) { say('done', `stopped · ${(msg.samples / (m.rate || 1)).toFixed(1)} s, ${m.frames} frames`); done(); } },
+      error: (text) => { if (mic === m) { say('error', text); done(); } },
+    });
+  });
+  halt.addEventListener('click', () => { if (mic) { mic.ctl.stop(); say('mic-stopping', 'stopping…'); } });
+  requestAnimationFrame(paint);
+})();
+"""
 
 # --- what the web UI's handlers call ---------------------------------------------------------------------------
 
