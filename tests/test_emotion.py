@@ -295,3 +295,43 @@ def test_wav_to_visemes_emotion(demo_result, tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "unknown emotion 'rage'" in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_web_ui_emotion_control_and_tags(tmp_path, monkeypatch):
+    import gradio as gr
+
+    from motion import espeak_tts
+    from motion.demo_voice import DemoVoice
+    from motion.webui.app import DEMO_LABEL, WebUIConfig, build_app
+
+    cfg = WebUIConfig(model_dir=str(tmp_path / "none"), bert_dir=str(tmp_path / "none"),
+                      outputs_dir=str(tmp_path / "out"))
+    app = build_app(cfg)
+    h = app.webui_handlers
+    takes: dict = {}  # eSpeak NG varies by a few samples from call to call: one take per text
+    real = espeak_tts.synthesize
+    monkeypatch.setattr(espeak_tts, "synthesize", lambda *a, **k: takes.setdefault((a, tuple(k.items())), real(*a, **k)))
+
+    def tts(text, emotion="neutral", weight=1.0):
+        *_, md, last = h.tts(DEMO_LABEL, text, None, "EN", 0.2, 0.6, 0.8, 1.0, "", 0.7, False, True, 0.5, 0.3,
+                             emotion, weight)
+        return np.load(last["npy"]), md
+
+    plain, _ = tts("Good morning. It rained all day.")
+    tagged, md = tts("[joy] Good morning. [sadness:0.6] It rained all day.", "anger", 0.5)
+    assert tagged.shape == plain.shape, md  # the tags were not spoken: the same speech
+    assert "2 tag(s)" in md
+    spoken = DemoVoice().synthesize("Good morning. It rained all day.", None, "EN", split_sentences=True,
+                                    sentence_pause_s=0.3)
+    k = (np.arange(len(tagged)) + 0.5) / FPS
+    first, second = spoken.pieces
+    in_first = (k > first["start_s"] + 0.35) & (k < first["end_s"])
+    in_second = (k > second["start_s"] + 0.35) & (k < second["end_s"])
+    diff = tagged - plain
+    assert diff[in_first, INDEX["MouthSmileLeft"]].min() > 0.5 and diff[in_second, INDEX["MouthFrownLeft"]].min() > 0.3
+    assert abs(diff[in_second, INDEX["MouthSmileLeft"]]).max() < 1e-5
+    assert diff[:3, INDEX["BrowDownLeft"]].min() > 0.3  # the control's anger before the first tag
+    control, _ = tts("Good morning. It rained all day.", "surprise", 0.8)
+    assert (control - plain)[:, INDEX["EyeWideLeft"]].min() > 0.4
+    with pytest.raises(gr.Error, match="joy"):
+        tts("[joy:5] too much")
