@@ -4,8 +4,10 @@ and WebSocket, and turned into a :class:`~bert_vits2.request.SynthesisRequest` f
 Upstream's names map to the request's fields through :data:`bert_vits2.request.HTTP_API_NAMES` (``noise`` ->
 ``noise_scale``, ``noisew`` -> ``noise_scale_w``, ``length`` -> ``length_scale``, ``auto_split`` -> ``split_sentences``),
 and the defaults are upstream's HTTP API defaults (:data:`bert_vits2.request.HTTP_API_DEFAULTS`). Parameters upstream
-accepts for other model versions (``style``, ``emotion``, ``reference_audio``, ``auto_translate``) are accepted and
-ignored, as upstream's v2.3 path ignores them; so is ``style_weight`` when there is no ``style_text`` (clients made for
+accepts for other model versions (``style``, ``reference_audio``, ``auto_translate``) are accepted and ignored, as
+upstream's v2.3 path ignores them; ``emotion`` puts one of the face's emotions on the face when it names one
+(``joy``, ``sadness:0.5``, ... see :mod:`motion.face.emotion`) and is ignored otherwise (upstream's v2.1/2.2 emotion);
+emotion tags in the text (``[joy]``, ``[sadness:0.5]``, ``[neutral]``) are removed before synthesis and move the face; so is ``style_weight`` when there is no ``style_text`` (clients made for
 Style-Bert-VITS2, such as SillyTavern's SBVits2, send a style-vector weight of 0..20 under that name).
 """
 
@@ -36,9 +38,29 @@ class ApiSynthesis:
     speaker_id: Any = None
     language: Any = None  # None: the model's language
     fields: dict[str, Any] = field(default_factory=dict)
+    emotion: Any = None  # the face's emotion before the text's first tag (one of ours; anything else is ignored)
 
     def with_text(self, text: Any) -> "ApiSynthesis":
-        return ApiSynthesis(text, self.model_id, self.speaker_name, self.speaker_id, self.language, self.fields)
+        return ApiSynthesis(text, self.model_id, self.speaker_name, self.speaker_id, self.language, self.fields,
+                            self.emotion)
+
+    def emotion_timeline(self) -> Any:
+        """The face's emotion over time (:class:`motion.face.emotion.EmotionTimeline`) from the text's tags and
+        ``emotion``, or None when there is neither. An ``emotion`` that names none of ours (upstream's emotion of
+        v2.1/2.2 models) is ignored, as before; a bad tag is a 400."""
+        from motion.face.emotion import EmotionError, EmotionTimeline, parse_emotion, parse_emotion_tags
+
+        initial = None
+        if isinstance(self.emotion, (str, dict)) and self.emotion:
+            try:
+                initial = parse_emotion(self.emotion) or None
+            except EmotionError:
+                initial = None
+        try:
+            marks = parse_emotion_tags(self.text if isinstance(self.text, str) else "")
+        except EmotionError as err:
+            raise ApiError(400, str(err)) from None
+        return EmotionTimeline(marks, initial) if (marks.has_tags or initial) else None
 
     @classmethod
     def from_json(cls, msg: Mapping[str, Any]) -> "ApiSynthesis":
@@ -46,7 +68,7 @@ class ApiSynthesis:
         names = {**HTTP_API_NAMES, **{k: k for k in ("sdp_ratio", "style_text", "style_weight", "seed")}}
         fields = {names[k]: v for k, v in msg.items() if k in names}
         return cls(msg.get("text"), msg.get("model_id", 0), msg.get("speaker_name"), msg.get("speaker_id"),
-                   msg.get("language"), fields)
+                   msg.get("language"), fields, msg.get("emotion"))
 
     def resolve(self, registry: ModelRegistry, max_chars: int) -> tuple[Entry, SynthesisRequest]:
         """The model entry and the validated request (400/404/413 :class:`ApiError` s naming the parameter)."""
@@ -54,6 +76,10 @@ class ApiSynthesis:
             raise ApiError(400, "text is empty: pass text=... (query, form field for POST, or the WebSocket message)")
         if not isinstance(self.text, str):
             raise ApiError(400, f"text must be a string, got {type(self.text).__name__}")
+        text = self.emotion_timeline()
+        text = text.marks.text if text is not None else self.text  # emotion tags are never spoken
+        if not text.strip():
+            raise ApiError(400, "text has only emotion tags: give something to say after [joy] etc.")
         style = self.fields.get("style_text")
         total = len(self.text) + (len(style) if isinstance(style, str) else 0)
         fields = self.fields
@@ -70,7 +96,7 @@ class ApiSynthesis:
         if self.language is not None and not isinstance(self.language, str):
             raise ApiError(400, "language must be a string: ZH, JP, EN, mix or auto")
         try:
-            request = SynthesisRequest.for_http_api(self.text, speaker=speaker,
+            request = SynthesisRequest.for_http_api(text, speaker=speaker,
                                                     language=self.language or entry.language, **fields)
         except SynthesisError as err:
             raise ApiError(400, _api_names(str(err))) from None
@@ -104,15 +130,17 @@ def api_query(
     style_weight: float = Query(_D["style_weight"], description="style text weight 0..1 (ignored without style_text)"),
     seed: int | None = Query(None, description="random seed 0..2^63-1 (a reproducible result)"),
     style: str | None = Query(None, description="ignored: Style-Bert-VITS2's style name (a v2.3 voice has one style)"),
-    emotion: str | None = Query(None, description="ignored: upstream's emotion for v2.1/2.2 models"),
+    emotion: str | None = Query(None, description="the face's emotion: joy, sadness, anger, surprise, fear, disgust "
+                                "(name:weight, e.g. joy:0.7; tags in the text change it: [joy], [sadness:0.5], "
+                                "[neutral]); other values (upstream's v2.1/2.2 emotion) are ignored"),
     auto_translate: str | None = Query(None, description="ignored: upstream translates through an online service"),
 ) -> ApiSynthesis:
     """The synthesis query parameters of every HTTP route (a FastAPI dependency); ``text`` is read by the route.
-    ``style``, ``emotion`` and ``auto_translate`` are declared only so that the API docs name them as ignored."""
-    del style, emotion, auto_translate
+    ``style`` and ``auto_translate`` are declared only so that the API docs name them as ignored."""
+    del style, auto_translate
     fields = {"sdp_ratio": sdp_ratio, "noise_scale": noise, "noise_scale_w": noisew, "length_scale": length,
               "split_sentences": auto_split, "style_text": style_text, "style_weight": style_weight, "seed": seed}
-    return ApiSynthesis(None, model_id, speaker_name, speaker_id, language, fields)
+    return ApiSynthesis(None, model_id, speaker_name, speaker_id, language, fields, emotion)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from bert_vits2.streaming import WHOLE_PIECES
+from motion.face.emotion import with_emotion
 from motion.server.docs import ERROR_RESPONSES, binary, errors
 from motion.server.encode import STREAM_FORMATS, face_payload, pcm_bytes, wav_bytes, wav_header
 from motion.server.errors import ApiError
@@ -79,12 +80,14 @@ async def _collect(state: ServerState, request: Request, api: ApiSynthesis, with
     """All chunks of one job (each piece decoded in one call: the samples of ``synthesize``); cancelled when the
     client disconnects."""
     entry, req = api.resolve(state.registry, state.config.max_chars)
+    emotion = api.emotion_timeline() if with_face else None  # the emotion parameter and the text's tags
 
     async def work() -> list[Any]:
         async with state.admission.job("http"):
             stream = state.synthesis(entry, req, with_face, WHOLE_PIECES)
             try:
-                return [item async for item in stream]
+                items = [item async for item in stream]
+                return list(with_emotion(items, emotion)) if emotion is not None else items
             finally:
                 stream.close()
 
@@ -250,4 +253,3 @@ def live_router() -> APIRouter:
         return HTMLResponse(live_page_html(), headers=LIVE_PAGE_HEADERS)
 
     return router
-

@@ -20,6 +20,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from bert_vits2.synthesis import STREAMED_TEXT
 from motion.arkit import NAMES
 from motion.constants import LIVELINK_PORT, VMC_PORT
+from motion.face.emotion import EmotionStream
 from motion.face.streaming import AudioFaceStream
 from motion.server.encode import audio_message, face_message, pcm_bytes
 from motion.server.errors import ApiError, Cancelled, as_api_error, error_body
@@ -145,7 +146,10 @@ class VoiceSession:
         streamed = self._text_stream(msg)
         if streamed:
             msg = {**msg, "text": STREAMED_TEXT}
-        entry, request = ApiSynthesis.from_json(msg).resolve(self.state.registry, cfg.max_chars)
+        api = ApiSynthesis.from_json(msg)
+        entry, request = api.resolve(self.state.registry, cfg.max_chars)
+        timeline = api.emotion_timeline() if opts.face else None  # the emotion parameter and the text's tags
+        self.emotion = EmotionStream(timeline) if timeline is not None else None
         self.pusher = self._pusher(opts)
         async with self.state.admission.job("ws_voice"):
             await self.ws.send_text(json.dumps({
@@ -191,7 +195,9 @@ class VoiceSession:
         t0 = asyncio.get_running_loop().time()
         try:
             while (item := await _next_or(stream, reader)) is not _END:
-                await self._send(item, opts)
+                emotion = getattr(self, "emotion", None)
+                for out in (emotion.feed(item) if emotion is not None else [item]):
+                    await self._send(out, opts)
             await self.ws.send_text(json.dumps({
                 "type": "end", "samples": self.sent_samples, "frames": self.sent_frames,
                 "elapsed_s": round(asyncio.get_running_loop().time() - t0, 4)}))
