@@ -318,9 +318,9 @@ def test_web_ui_emotion_control_and_tags(tmp_path, monkeypatch):
         return np.load(last["npy"]), md
 
     plain, _ = tts("Good morning. It rained all day.")
-    tagged, md = tts("[joy] Good morning. [sadness:0.6] It rained all day.", "anger", 0.5)
+    tagged, md = tts("Good morning. [sadness:0.6] It rained all day.", "joy", 1.0)  # the control until a tag
     assert tagged.shape == plain.shape, md  # the tags were not spoken: the same speech
-    assert "2 tag(s)" in md
+    assert "1 tag(s)" in md
     spoken = DemoVoice().synthesize("Good morning. It rained all day.", None, "EN", split_sentences=True,
                                     sentence_pause_s=0.3)
     k = (np.arange(len(tagged)) + 0.5) / FPS
@@ -330,8 +330,59 @@ def test_web_ui_emotion_control_and_tags(tmp_path, monkeypatch):
     diff = tagged - plain
     assert diff[in_first, INDEX["MouthSmileLeft"]].min() > 0.5 and diff[in_second, INDEX["MouthFrownLeft"]].min() > 0.3
     assert abs(diff[in_second, INDEX["MouthSmileLeft"]]).max() < 1e-5
-    assert diff[:3, INDEX["BrowDownLeft"]].min() > 0.3  # the control's anger before the first tag
+    first_tag, _ = tts("[anger:0.5] Good morning. It rained all day.", "joy", 1.0)
+    assert (first_tag - plain)[:, INDEX["BrowDownLeft"]].min() > 0.3  # a tag before the first word: from the start
+    assert abs((first_tag - plain)[:, INDEX["MouthSmileLeft"]]).max() < 1e-5
     control, _ = tts("Good morning. It rained all day.", "surprise", 0.8)
     assert (control - plain)[:, INDEX["EyeWideLeft"]].min() > 0.4
     with pytest.raises(gr.Error, match="joy"):
         tts("[joy:5] too much")
+
+
+def test_server_emotion_parameter_and_tags(monkeypatch):
+    pytest.importorskip("fastapi")
+    from starlette.testclient import TestClient
+
+    from motion import espeak_tts
+    from motion.server import ServerConfig, create_app
+
+    takes: dict = {}  # one eSpeak take per text: the requests below say the same words
+    real = espeak_tts.synthesize
+    monkeypatch.setattr(espeak_tts, "synthesize", lambda *a, **k: takes.setdefault((a, tuple(k.items())), real(*a, **k)))
+    app = create_app(ServerConfig(demo_voice=True, workers=1, max_queue=4))
+    with TestClient(app) as client:
+        def face(text: str, **extra) -> np.ndarray:
+            r = client.get("/voice/face", params={"text": text, "auto_split": "true", "language": "EN",
+                                                  "format": "json", **extra})
+            assert r.status_code == 200, r.text
+            return np.asarray(r.json()["curves"])
+
+        plain = face("Hello there. Bye now.")
+        tagged = face("[joy] Hello there. [sadness:0.5] Bye now.")
+        assert tagged.shape == plain.shape  # the tags were not spoken
+        diff = tagged - plain
+        assert diff[:20, INDEX["MouthSmileLeft"]].min() > 0.3
+        assert diff[-20:, INDEX["MouthFrownLeft"]].min() > 0.2 and abs(diff[-20:, INDEX["MouthSmileLeft"]]).max() < 1e-5
+        assert (face("Hello there. Bye now.", emotion="surprise:0.8") - plain)[:, INDEX["EyeWideLeft"]].min() > 0.4
+        assert np.array_equal(face("Hello there. Bye now.", emotion="7"), plain)  # upstream's emotion: ignored
+        r = client.get("/voice/face", params={"text": "[joy:9] Hi.", "format": "json"})
+        assert r.status_code == 400 and "joy" in r.text
+        with client.websocket_connect("/ws/voice") as ws:
+            ws.send_text(json.dumps({"text": "[joy] Hello there. [sadness:0.5] Bye now.", "auto_split": True,
+                                     "language": "EN", "emotion": "anger:0.2"}))
+            frames = []
+            while True:
+                msg = ws.receive()
+                if msg.get("text") is None:
+                    continue
+                m = json.loads(msg["text"])
+                if m["type"] == "face":
+                    assert m["start"] == len(frames)
+                    frames += m["frames"]
+                if m["type"] in ("end", "error"):
+                    assert m["type"] == "end", m
+                    break
+        streamed = np.asarray(frames)
+        whole = face("[joy] Hello there. [sadness:0.5] Bye now.", emotion="anger:0.2")
+        assert streamed.shape == whole.shape and np.abs(streamed - whole).max() < 1e-3
+        assert (streamed - tagged)[:, INDEX["BrowDownLeft"]].min() > -1e-3

@@ -31,7 +31,7 @@ from motion.arkit import INDEX, NUM_BLENDSHAPES, NUM_VALUES
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ALIASES", "EMOTIONS", "EmotionError", "EmotionMarks", "EmotionTimeline", "RAMP_S", "TARGETS",
+__all__ = ["ALIASES", "EMOTIONS", "EmotionError", "EmotionMarks", "EmotionStream", "EmotionTimeline", "RAMP_S", "TARGETS",
            "apply_emotion", "emotion_vector", "parse_emotion", "parse_emotion_tags", "strip_emotion_tags",
            "with_emotion"]
 
@@ -268,7 +268,7 @@ class EmotionTimeline:
     ``initial``: the emotion before the first tag (the UI's control, the request's ``emotion``). Pieces are added in
     order with :meth:`add_piece` (text as spoken, start and end in seconds; a whole result: :meth:`add_result`); a
     tag takes effect where it stands in its piece (by characters) and ramps over ``ramp_s`` from the weights of that
-    moment. The weights at a time depend only on the tags before it, so a stream (piece by piece) and the whole
+    moment (a tag before the first word sets the starting emotion). The weights at a time depend only on the tags before it, so a stream (piece by piece) and the whole
     result get the same face."""
 
     def __init__(self, marks: EmotionMarks | str, initial: EmotionSpec = None, intensity: float = 1.0,
@@ -314,9 +314,11 @@ class EmotionTimeline:
     def weights(self, times_s: np.ndarray) -> np.ndarray:
         """``[T, len(EMOTIONS)]`` weights at ``times_s`` (times the intensity)."""
         t = np.asarray(times_s, dtype=np.float64).reshape(-1)
-        out = np.broadcast_to(self.initial, (len(t), len(EMOTIONS))).astype(np.float32)
-        value = self.initial.astype(np.float64)
         events = sorted(self.events, key=lambda e: e[0])
+        value = self.initial.astype(np.float64)
+        while events and events[0][0] <= 0.0:  # a tag before the first word: the face starts with it (no ramp)
+            value = events.pop(0)[1].astype(np.float64)
+        out = np.broadcast_to(value, (len(t), len(EMOTIONS))).astype(np.float32)
         for i, (t0, target) in enumerate(events):
             t1 = events[i + 1][0] if i + 1 < len(events) else math.inf
             start = value
@@ -340,36 +342,51 @@ class EmotionTimeline:
         return apply_emotion(f, self.frame_weights(start_frame, len(f), fps))
 
 
-def with_emotion(faced: Iterable[Any], timeline: EmotionTimeline) -> Iterator[Any]:
-    """A stream's faced chunks (:func:`motion.face.streaming.with_faces`) with the timeline's emotion on their frames.
+class EmotionStream:
+    """The timeline's emotion on a stream's faced chunks (:func:`motion.face.streaming.with_faces`), one at a time.
 
     A piece's tags are placed when its plan or result comes (its text and length); chunks of a piece not placed yet
     wait for it (a face made from audio already holds them until then), so every frame gets the weights of its time
-    and the joins between chunks are continuous."""
-    held: list[Any] = []
+    and the joins between chunks are continuous. :meth:`feed` returns the chunks ready to go, in order."""
 
-    def placed(fc: Any) -> Any:
-        fc.face = timeline.apply(fc.face, fc.face_fps, fc.face_start) if len(fc.face) else fc.face
+    def __init__(self, timeline: EmotionTimeline) -> None:
+        self.timeline = timeline
+        self._held: list[Any] = []
+        self._known: set[int] = set()
+
+    def _placed(self, fc: Any) -> Any:
+        if len(fc.face):
+            fc.face = self.timeline.apply(fc.face, fc.face_fps, fc.face_start)
         return fc
 
-    known: set[int] = set()
+    def feed(self, fc: Any) -> list[Any]:
+        ch = fc.chunk
+        info = ch.piece_plan if ch.piece_plan is not None else ch.piece_result
+        if info is not None and ch.piece not in self._known:
+            meta = (info.pieces or [{}])[0]
+            start = ch.piece_start / float(ch.sample_rate)
+            end = start + float(meta.get("end_s", info.duration_s))
+            self.timeline.add_piece(str(meta.get("text", ch.text)), start, end, key=ch.piece)
+            self._known.add(ch.piece)
+        self._held.append(fc)
+        if ch.last or ch.piece in self._known:
+            return self.flush()
+        return []
+
+    def flush(self) -> list[Any]:
+        """Every held chunk (the end of the stream)."""
+        out = [self._placed(h) for h in self._held]
+        self._held.clear()
+        return out
+
+
+def with_emotion(faced: Iterable[Any], timeline: EmotionTimeline) -> Iterator[Any]:
+    """A stream's faced chunks with the timeline's emotion on their frames (see :class:`EmotionStream`)."""
+    stream = EmotionStream(timeline)
     try:
         for fc in faced:
-            ch = fc.chunk
-            info = ch.piece_plan if ch.piece_plan is not None else ch.piece_result
-            if info is not None and ch.piece not in known:
-                meta = (info.pieces or [{}])[0]
-                start = ch.piece_start / float(ch.sample_rate)
-                end = start + float(meta.get("end_s", info.duration_s))
-                timeline.add_piece(str(meta.get("text", ch.text)), start, end, key=ch.piece)
-                known.add(ch.piece)
-            held.append(fc)
-            if ch.last or ch.piece in known:
-                for h in held:
-                    yield placed(h)
-                held.clear()
-        for h in held:
-            yield placed(h)
+            yield from stream.feed(fc)
+        yield from stream.flush()
     finally:
         close = getattr(faced, "close", None)
         if close is not None:
