@@ -253,3 +253,4 @@ def live_router() -> APIRouter:
         return HTMLResponse(live_page_html(), headers=LIVE_PAGE_HEADERS)
 
     return router
+
