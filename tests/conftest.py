@@ -165,14 +165,61 @@ def build_synthesizer(cfg: dict, n_speakers: int | None = None, checkpoint: Path
     return model
 
 
+_PORTS_HANDED_OUT: set[tuple[str, int]] = set()
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux: ip_local_port_range; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(kind: str = "tcp") -> int:
-    """A port on 127.0.0.1 that nothing listens on right now (``kind``: "tcp" for servers, "udp" for Live Link/VMC)."""
+    """A port on 127.0.0.1 that nothing listens on right now (``kind``: "tcp" for servers, "udp" for Live Link/VMC).
+
+    For callers that must pass a port number on (a child process, a CLI): where the code under test can bind port 0
+    and report the port, do that instead. Why not bind port 0 here: a port the kernel hands out for port 0 goes back
+    to its ephemeral pool on close, where the next port-0 bind or outgoing connection (of any test or process) may
+    take it before the caller binds it. So the port is drawn at random from the 10000 ports below the ephemeral range,
+    which the kernel never hands out by itself, is checked free by binding it, and is never handed out twice by this
+    process; only another explicit bind of the same port can still collide (see ``start_on_free_port`` to retry).
+    """
+    import random
     import socket
 
     sock_type = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
-    with socket.socket(socket.AF_INET, sock_type) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    high = _ephemeral_low()
+    low = max(1024, high - 10_000)
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(low, high)
+        if (kind, port) in _PORTS_HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, sock_type) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_HANDED_OUT.add((kind, port))
+        return port
+    raise RuntimeError(f"no free {kind} port found in {low}-{high - 1} on 127.0.0.1")
+
+
+def start_on_free_port(start, kind: str = "tcp", attempts: int = 5) -> int:
+    """Call ``start(port)`` with a ``free_port`` until it does not fail with ``OSError`` (address in use: another
+    process took the port between the check and the bind); returns the port it started on."""
+    for attempt in range(attempts):
+        port = free_port(kind)
+        try:
+            start(port)
+        except OSError:
+            if attempt == attempts - 1:
+                raise
+            continue
+        return port
+    raise AssertionError("unreachable")
 
 
 #: Debian's Chromium for the browser tests (never ``playwright install``) and its headless flags

@@ -48,6 +48,7 @@ def test_padding_never_changes_the_valid_frames(make, channels):
 
 
 def test_mel_head_output_ranges():
+    torch.manual_seed(0)  # the weights and the input are random: seeded, so the sign check below cannot flake
     head = MelHead(n_mels=40, channels=[8, 16], rnn_hidden=32).eval()
     with torch.no_grad():
         y = head(10 * torch.randn(2, 40, 30))

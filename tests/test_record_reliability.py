@@ -287,17 +287,17 @@ def test_frames_validated_on_receipt():
     assert tally.add(bytes(nan), 0.0).reason.startswith("bad values")
 
 
-def test_record_accepts_only_the_configured_subject(packets, wav, tmp_path):
+def test_record_accepts_only_the_configured_subject(packets, wav, tmp_path, monkeypatch):
     out = tmp_path / "rec"
     rx = LiveLinkReceiver("127.0.0.1", 0)
     result = {}
     src = recorder.FileAudioSource(wav)
+    recording = threading.Event()  # set once the take records (packets queued before it are drained)
+    monkeypatch.setattr(recorder, "STAGE_HOOK", lambda stage: stage == "recording" and recording.set())
     th = threading.Thread(target=lambda: result.update(r=recorder.record_take(
         src, rx, 1.0, out, say=lambda m: None, accept_subject="LLV Default Device")))
     th.start()
-    deadline = time.time() + 30
-    while src.first_sample_time is None and time.time() < deadline:  # recording (queued packets were drained)
-        time.sleep(0.01)
+    assert recording.wait(30), "the take never started recording"
     bad = np.full(61, 0.5, np.float32)
     bad[0] = 3.4e38
     _send([_frame(np.full(61, 0.9), subject="Intruder"), _frame(bad, subject="LLV Default Device")] + packets[:10],

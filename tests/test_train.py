@@ -46,7 +46,7 @@ def _clean_env_and_threads():
 
 def _tiny_config(bv2_ref: Path, root: Path) -> dict:
     cfg = json.loads((bv2_ref / "config.json").read_text())
-    cfg["train"].update(log_interval=1, eval_interval=12, seed=1234, epochs=1000, batch_size=2, learning_rate=1e-3,
+    cfg["train"].update(log_interval=1, eval_interval=6, seed=1234, epochs=1000, batch_size=2, learning_rate=1e-3,
                         segment_size=1024, skip_optimizer=False, keep_ckpts=1,
                         bucket_boundaries=[8, 400])
     cfg["data"].update(training_files=str(root / "train.list"), validation_files=str(root / "val.list"),
@@ -176,19 +176,23 @@ def test_missing_wavlm_stops_with_a_clear_message(dataset, tmp_path):
 def test_train_resume_interrupt_and_synthesize(dataset, tmp_path):
     model_dir = tmp_path / "models"
     config = str(dataset / "config.json")
-    code = run_training(TrainOptions(config, str(model_dir), num_workers=0, max_steps=24, progress=False))
+    # 12 steps (about 4 epochs): enough for the mel loss and the reconstruction to improve measurably (measured on the
+    # 2-core CI box: reconstruction mel L1 STEP12) and for a pruned step-6 set; 24 steps proved nothing more
+    code = run_training(TrainOptions(config, str(model_dir), num_workers=0, max_steps=12, progress=False))
     assert code == 0
-    # keep_ckpts=1: the step-12 set is pruned, the final set (step 24) stays
-    assert sorted(p.name for p in model_dir.glob("*_*.pth")) == ["DUR_24.pth", "D_24.pth", "G_24.pth", "WD_24.pth"]
+    # keep_ckpts=1: the step-6 set is pruned, the final set (step 12) stays
+    assert sorted(p.name for p in model_dir.glob("*_*.pth")) == ["DUR_12.pth", "D_12.pth", "G_12.pth", "WD_12.pth"]
     tags = ["loss/g/mel", "loss/g/kl", "loss/g/dur", "loss/g/fm", "loss/g/gen", "loss/g/lm", "loss/g/lm_gen",
             "loss/g/dur_gen", "loss/d/total", "loss/wd", "loss/dur_disc", "loss/g/total"]
     for tag in tags:
         values = _scalars(model_dir, tag)
-        assert len(values) == 24 and all(np.isfinite(v) for _, v in values), tag
+        assert len(values) == 12 and all(np.isfinite(v) for _, v in values), tag
     mel = [v for _, v in _scalars(model_dir, "loss/g/mel")]
-    assert np.median(mel[-6:]) < np.median(mel[:6]), mel
+    assert np.median(mel[-4:]) < np.median(mel[:4]), mel
     hps = load_hparams(config)
-    start, end = _reconstruction_mel_loss(hps, None), _reconstruction_mel_loss(hps, model_dir / "G_24.pth")
+    start, end = _reconstruction_mel_loss(hps, None), _reconstruction_mel_loss(hps, model_dir / "G_12.pth")
+    print(f"\nreconstruction mel L1: fresh {start:.4f}, after 12 steps {end:.4f} ({end / start:.1%}); "
+          f"mel loss first/last 4 steps {np.median(mel[:4]):.3f}/{np.median(mel[-4:]):.3f}")
     assert end < 0.95 * start, (start, end)
     noise = [v for _, v in _scalars(model_dir, "mas_noise_scale")]
     assert noise[0] > noise[-1] > 0  # noise-scaled MAS decays per step
@@ -196,7 +200,7 @@ def test_train_resume_interrupt_and_synthesize(dataset, tmp_path):
     assert lrs[-1] < lrs[0]  # ExponentialLR steps per epoch
     assert list((model_dir / "eval").glob("events.out.tfevents.*"))  # validation audio/mel written
 
-    ckpt = read_checkpoint(model_dir / "G_24.pth")
+    ckpt = read_checkpoint(model_dir / "G_12.pth")
     assert set(ckpt) == {"model", "iteration", "optimizer", "learning_rate"}
     assert not any(k.startswith("module.") for k in ckpt["model"]) and ckpt["learning_rate"] == 1e-3
     epoch_saved = ckpt["iteration"]
@@ -218,17 +222,17 @@ def test_train_resume_interrupt_and_synthesize(dataset, tmp_path):
     finally:
         train_mod._Trainer.train_step = original
     assert code == 130
-    assert latest_checkpoint_path(model_dir) == str(model_dir / "G_27.pth")
-    assert read_checkpoint(model_dir / "G_27.pth")["iteration"] >= epoch_saved
+    assert latest_checkpoint_path(model_dir) == str(model_dir / "G_15.pth")
+    assert read_checkpoint(model_dir / "G_15.pth")["iteration"] >= epoch_saved
     steps = [s for s, _ in _scalars(model_dir, "loss/g/mel")]
-    assert steps[-3:] == [25, 26, 27]
+    assert steps[-3:] == [13, 14, 15]
 
     # every checkpoint loads strictly into fresh networks; G synthesizes
-    net_g, _ = load_model_for_inference(config, model_dir / "G_27.pth")
+    net_g, _ = load_model_for_inference(config, model_dir / "G_15.pth")
     slm = hps.model.slm
     for net, name in ((MultiPeriodDiscriminator(), "D"), (DurationDiscriminator(32, 32, 3, 0.1, gin_channels=16), "DUR"),
                       (WavLMDiscriminator(slm.hidden, slm.nlayers, slm.initial_channel), "WD")):
-        load_checkpoint(model_dir / f"{name}_27.pth", net, strict=True)
+        load_checkpoint(model_dir / f"{name}_15.pth", net, strict=True)
     val = TextAudioSpeakerDataset(hps.data.validation_files, hps, shuffle_seed=None)
     x, x_len, _, _, _, _, sid, tone, lang, bert, ja, en = collate_batch([val[0]])
     with torch.no_grad():
@@ -384,6 +388,7 @@ def test_disk_full_during_save_says_so_and_publishes_nothing(dataset, tmp_path, 
     assert _ckpt_names(model_dir) == []
 
 
+@pytest.mark.slow  # trains: 5-9 s on 2 cores
 def test_non_finite_loss_stops_naming_step_and_files(dataset, tmp_path, monkeypatch):
     config = _config_copy(dataset, tmp_path, eval_interval=2)
     original = train_mod._Trainer.train_step
@@ -405,6 +410,7 @@ def test_non_finite_loss_stops_naming_step_and_files(dataset, tmp_path, monkeypa
     assert not list((tmp_path / "models").glob("G_*.pth"))
 
 
+@pytest.mark.slow  # trains: 5-9 s on 2 cores
 def test_bad_lines_stop_training_before_step_one_unless_skipped(dataset, tmp_path, monkeypatch):
     lines = (dataset / "train.list").read_text(encoding="utf-8").splitlines()
     wav, _, rest = lines[0].partition("|")

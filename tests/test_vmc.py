@@ -59,9 +59,12 @@ class RecordingDispatcher(Dispatcher):
     def __init__(self) -> None:
         super().__init__()
         self.packets: list[tuple[float, bytes]] = []
+        self.arrived = threading.Condition()  # notified per datagram: waiting needs no polling loop
 
     def call_handlers_for_packet(self, data, client_address):
-        self.packets.append((time.perf_counter(), data))
+        with self.arrived:
+            self.packets.append((time.perf_counter(), data))
+            self.arrived.notify_all()
         return super().call_handlers_for_packet(data, client_address)
 
 
@@ -118,9 +121,8 @@ def _decode(disp: RecordingDispatcher, expected: int):
 
 
 def _wait_for(disp: RecordingDispatcher, n: int) -> None:
-    deadline = time.time() + 2.0
-    while len(disp.packets) < n and time.time() < deadline:
-        time.sleep(0.01)
+    with disp.arrived:
+        disp.arrived.wait_for(lambda: len(disp.packets) >= n, timeout=2.0)
 
 
 def test_loopback_body_and_face(receiver, joints):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BROWSER_MARKS, chromium_page, free_port
+from conftest import BROWSER_MARKS, chromium_page, start_on_free_port
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
@@ -38,8 +38,7 @@ def servers(bv2_ref, tmp_path_factory):
         ("bv2", WebUIConfig(model_dir=str(voice_dir), outputs_dir=str(root / "out_bv2"), use_default_head=False)),
     ):
         app = build_app(cfg)
-        port = free_port()
-        launch(app, "127.0.0.1", port, block=False)
+        port = start_on_free_port(lambda p, app=app: launch(app, "127.0.0.1", p, block=False))
         apps.append(app)
         urls[name] = (f"http://127.0.0.1:{port}/", app.webui_state)
     yield urls

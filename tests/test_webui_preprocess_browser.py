@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BROWSER_MARKS, chromium_page, free_port
+from conftest import BROWSER_MARKS, chromium_page, start_on_free_port
 
 from bert_vits2.preprocess_ui import PreprocessSteps
 
@@ -57,8 +57,7 @@ def served(bv2_ref, repo_root, tmp_path, monkeypatch):
         _wav(dataset / "audios" / "raw" / "amy" / f"{i:03d}.wav", 0.4 + 0.1 * i)
     steps = PreprocessSteps(repo_root / "configs" / "config.json", tmp_path / "config.yml")
     app = build_app(steps, "Data/mydata")
-    port = free_port()
-    launch(app, "127.0.0.1", port, block=False)
+    port = start_on_free_port(lambda p: launch(app, "127.0.0.1", p, block=False))
     yield f"http://127.0.0.1:{port}/", dataset, bert_root, tmp_path
     app.close()
 
