@@ -176,8 +176,9 @@ def test_missing_wavlm_stops_with_a_clear_message(dataset, tmp_path):
 def test_train_resume_interrupt_and_synthesize(dataset, tmp_path):
     model_dir = tmp_path / "models"
     config = str(dataset / "config.json")
-    # 12 steps (about 4 epochs): enough for the mel loss and the reconstruction to improve measurably (measured on the
-    # 2-core CI box: reconstruction mel L1 STEP12) and for a pruned step-6 set; 24 steps proved nothing more
+    # 12 steps (about 4 epochs) are enough for the mel loss and the reconstruction to improve measurably and for a
+    # pruned step-6 set (measured: reconstruction mel L1 2.604 -> 2.164, 83 % of the fresh model's, asserted < 95 %;
+    # median mel loss of the first/last 4 steps 103.1/96.7); the 24 steps run before proved nothing more
     code = run_training(TrainOptions(config, str(model_dir), num_workers=0, max_steps=12, progress=False))
     assert code == 0
     # keep_ckpts=1: the step-6 set is pruned, the final set (step 12) stays
