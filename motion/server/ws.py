@@ -20,7 +20,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from bert_vits2.synthesis import STREAMED_TEXT
 from motion.arkit import NAMES
 from motion.constants import LIVELINK_PORT, VMC_PORT
-from motion.face.emotion import EmotionStream
+from motion.face.emotion import EmotionMarks, EmotionStream, EmotionTimeline, streamed_tags
 from motion.face.streaming import AudioFaceStream
 from motion.server.encode import audio_message, face_message, pcm_bytes
 from motion.server.errors import ApiError, Cancelled, as_api_error, error_body
@@ -149,6 +149,13 @@ class VoiceSession:
         api = ApiSynthesis.from_json(msg)
         entry, request = api.resolve(self.state.registry, cfg.max_chars)
         timeline = api.emotion_timeline() if opts.face else None  # the emotion parameter and the text's tags
+        if streamed:  # tags in streamed text: removed as the text comes (never spoken), placed by the sentences
+            if timeline is None and opts.face:
+                timeline = EmotionTimeline(EmotionMarks(""))
+            marks = EmotionMarks("")
+            if timeline is not None:
+                timeline.marks = marks
+            streamed["text_pieces"] = streamed_tags(streamed["text_pieces"], marks)
         self.emotion = EmotionStream(timeline) if timeline is not None else None
         self.pusher = self._pusher(opts)
         async with self.state.admission.job("ws_voice"):
