@@ -386,3 +386,39 @@ def test_server_emotion_parameter_and_tags(monkeypatch):
         whole = face("[joy] Hello there. [sadness:0.5] Bye now.", emotion="anger:0.2")
         assert streamed.shape == whole.shape and np.abs(streamed - whole).max() < 1e-3
         assert (streamed - tagged)[:, INDEX["BrowDownLeft"]].min() > -1e-3
+
+
+def test_server_streamed_text_tags_are_not_spoken():
+    pytest.importorskip("fastapi")
+    from starlette.testclient import TestClient
+
+    from motion.server import ServerConfig, create_app
+
+    def ws_voice(client, pieces: list[str]) -> tuple[int, np.ndarray]:
+        with client.websocket_connect("/ws/voice") as ws:
+            ws.send_text(json.dumps({"text_stream": True, "language": "EN", "emotion": "surprise:0.5"}))
+            for p in pieces:
+                ws.send_text(json.dumps({"type": "text", "text": p}))
+            ws.send_text(json.dumps({"type": "end_text"}))
+            frames, samples = [], 0
+            while True:
+                msg = ws.receive()
+                if msg.get("text") is None:
+                    continue
+                m = json.loads(msg["text"])
+                if m["type"] == "face":
+                    frames += m["frames"]
+                if m["type"] in ("end", "error"):
+                    assert m["type"] == "end", m
+                    samples = m["samples"]
+                    break
+        return samples, np.asarray(frames)
+
+    app = create_app(ServerConfig(demo_voice=True, workers=1, max_queue=4))
+    with TestClient(app) as client:
+        plain_n, plain = ws_voice(client, ["Hello there. ", "Bye now."])
+        n, face = ws_voice(client, ["Hello [jo", "y:0.9] there. [sad", "ness] Bye now."])
+    assert abs(n - plain_n) < 0.01 * plain_n  # the same words (eSpeak varies by a few samples), no tags read out
+    k = (np.arange(len(face)) + 0.5) / FPS
+    assert face[k < 0.15, INDEX["EyeWideLeft"]].min() > 0.25  # the emotion parameter before the first tag
+    assert face[:, INDEX["MouthSmileLeft"]].max() > 0.6 and face[-20:, INDEX["MouthFrownLeft"]].min() > 0.5

@@ -32,7 +32,7 @@ from motion.arkit import INDEX, NUM_BLENDSHAPES, NUM_VALUES
 log = logging.getLogger(__name__)
 
 __all__ = ["ALIASES", "EMOTIONS", "EmotionError", "EmotionMarks", "EmotionStream", "EmotionTimeline", "RAMP_S", "TARGETS",
-           "apply_emotion", "emotion_vector", "parse_emotion", "parse_emotion_tags", "strip_emotion_tags",
+           "apply_emotion", "emotion_vector", "parse_emotion", "parse_emotion_tags", "streamed_tags", "strip_emotion_tags",
            "with_emotion"]
 
 EmotionSpec = None | str | Mapping[str, float]
@@ -216,8 +216,7 @@ class EmotionMarks:
 
 def _tag_weights(body: str) -> dict[str, float] | None:
     """The weights of a tag's body, or None when it names something else (a ``[speaker]`` of the mix syntax)."""
-    names = [p.partition(":")[0].strip().lower() for p in re.split(r"[,+]", body)]
-    if not all(n == "neutral" or _canonical(n) is not None for n in names):
+    if _known_names(body) is None:
         return None
     try:
         return parse_emotion(body)
@@ -257,6 +256,48 @@ def parse_emotion_tags(text: str) -> EmotionMarks:
 def strip_emotion_tags(text: str) -> str:
     """``text`` without its emotion tags (what the voice says)."""
     return parse_emotion_tags(text).text
+
+
+def streamed_tags(pieces: Iterable[str], marks: EmotionMarks, hold_chars: int = 64) -> Iterator[str]:
+    """Text arriving in pieces (a language model's tokens) without its emotion tags, which are added to ``marks``
+    (its ``text`` grows by what is yielded). A tag split between pieces (``[jo`` + ``y]``) is held until it closes (an
+    unclosed ``[`` is held for at most ``hold_chars``). A tag with a bad weight is dropped with a warning: a stream
+    has no one-line answer to give mid-way."""
+    buf = ""
+
+    def keep(tag: re.Match) -> str:
+        try:
+            _tag_weights(tag.group(1))
+        except EmotionError as e:
+            log.warning("%s: the tag is dropped", e)
+            return ""
+        return tag.group(0)
+
+    def emit(part: str) -> str:
+        m = parse_emotion_tags(_TAG.sub(keep, part))
+        offset = len(marks.text)
+        marks.text += m.text  # the text first: a reader placing pieces sees the marks' positions inside it
+        marks.marks.extend((offset + p, w) for p, w in m.marks)
+        return m.text
+
+    for piece in pieces:
+        buf += piece
+        i = buf.rfind("[")
+        cut = i if (i >= 0 and "]" not in buf[i:] and len(buf) - i <= hold_chars) else len(buf)
+        if cut:
+            text = emit(buf[:cut])
+            buf = buf[cut:]
+            if text:
+                yield text
+    if buf:
+        text = emit(buf)
+        if text:
+            yield text
+
+
+def _known_names(body: str) -> list[str] | None:
+    names = [p.partition(":")[0].strip().lower() for p in re.split(r"[,+]", body)]
+    return names if all(n == "neutral" or _canonical(n) is not None for n in names) else None
 
 
 # --- emotion over time ----------------------------------------------------------------------------------------------
