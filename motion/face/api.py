@@ -142,7 +142,6 @@ class FaceMaker:
     emotion_intensity: float = 1.0
     model: Any = field(default=None, repr=False)  # motion.face.model.ExpressionModel of head_path
     _default: Any = field(default=None, init=False, repr=False)
-    _emotion: Any = field(default=None, init=False, repr=False)  # the emotion's weights, read once
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -156,7 +155,7 @@ class FaceMaker:
         from motion.face.emotion import EmotionError, emotion_vector
 
         try:
-            self._emotion = emotion_vector(self.emotion, self.emotion_intensity)
+            emotion_vector(self.emotion, self.emotion_intensity)  # a bad emotion is refused here, in one line
         except EmotionError as e:
             raise FaceError(str(e)) from None
         self.head_path = Path(self.head_path) if self.head_path else None
@@ -224,10 +223,14 @@ class FaceMaker:
         frames = shift_frames(frames, self.delay_s, self.fps)
         frames = postprocess(frames, self.fps, blink=self.blink and not self.alive, do_mirror=self.mirror,
                              zero_rotations=self.zero_rotations)
-        if self._emotion is not None and np.any(self._emotion):
-            from motion.face.emotion import apply_emotion
+        if self.emotion:  # read here, so an emotion set on a shared maker later applies too
+            from motion.face.emotion import EmotionError, apply_emotion, emotion_vector
 
-            frames = apply_emotion(frames, self._emotion)
+            try:
+                weights = emotion_vector(self.emotion, self.emotion_intensity)
+            except EmotionError as e:
+                raise FaceError(str(e)) from None
+            frames = apply_emotion(frames, weights)
         return FaceResult(frames, self.fps, source)
 
     def _predict(self, model: Any, features: np.ndarray) -> np.ndarray:
