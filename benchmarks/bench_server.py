@@ -83,14 +83,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(folder: Path, port: int, threads: int) -> subprocess.Popen:
+def start_server(folder: Path, port: int, threads: int, precision: str = "fp32") -> subprocess.Popen:
     import httpx
 
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "server_fastapi.py"), "--model-dir", str(folder), "--port", str(port),
          "--workers", "2", "--max-queue", "64", "--max-chars", "2000", "--log-level", "warning",
-         "-y", str(folder / "none.yml")], env=env, cwd=str(ROOT))
+         "--precision", precision, "-y", str(folder / "none.yml")], env=env, cwd=str(ROOT))
     t0 = time.time()
     while True:
         if proc.poll() is not None:
@@ -132,6 +132,59 @@ async def ws_once(url: str, text: str, face: bool) -> tuple[float, float, float]
                 return first, time.perf_counter() - t0, samples / sr
 
 
+CLAUSE = "今天天气很好，我们走。"  # a first clause of about 10 characters
+SENTENCE = "今天天气很好，我们一起去公园散步吧，湖边的柳树已经发芽了。"  # a first sentence of about 30
+
+
+async def ws_text_stream_once(url: str, text: str, face: bool, token_chars: int = 2) -> float:
+    """Seconds from the last token of the first sentence to the first audio, text streamed in token by token (as a
+    chatbot sends it); the rest of the text follows once audio has started."""
+    import websockets
+
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.send(json.dumps({"text_stream": True, "speaker_id": 0, "face": face, "seed": 1, "language": "ZH"}))
+        first_end = next(i for i, ch in enumerate(text) if ch in "。！？") + 1
+        for i in range(0, first_end, token_chars):
+            await ws.send(json.dumps({"type": "text", "text": text[i:min(i + token_chars, first_end)]}))
+        t0 = time.perf_counter()
+        while not isinstance(await ws.recv(), bytes):
+            pass
+        first = time.perf_counter() - t0
+        await ws.send(json.dumps({"type": "text", "text": text[first_end:]}))
+        await ws.send(json.dumps({"type": "end_text"}))
+        while True:
+            m = await ws.recv()
+            if isinstance(m, str) and json.loads(m)["type"] in ("end", "error"):
+                return first
+
+
+def ttfa(folder: Path, threads: int, repeats: int, precisions: list[str]) -> None:
+    """Time to first audio, warm: a ~10-character first clause and a ~30-character first sentence, with and without
+    faces, per server precision; and for text streamed in token by token."""
+    print("\n== time to first audio (WebSocket, warm, median of %d) ==" % repeats)
+    print(f"{'precision':<10} {'first piece':<22} {'faces':<6} {'first audio':>12} {'whole':>9}")
+    for precision in precisions:
+        port = free_port()
+        ws = f"ws://127.0.0.1:{port}/ws/voice"
+        proc = start_server(folder, port, threads, precision)
+        try:
+            for _ in range(2):
+                asyncio.run(ws_once(ws, SENTENCE, True))  # warm-up (two lengths)
+                asyncio.run(ws_once(ws, CLAUSE, False))
+            for name, text in (("clause (10 chars)", CLAUSE), ("sentence (30 chars)", SENTENCE)):
+                for face in (False, True):
+                    rows = [asyncio.run(ws_once(ws, text, face)) for _ in range(repeats)]
+                    print(f"{precision:<10} {name:<22} {'on' if face else 'off':<6} {med([r[0] for r in rows]):>10.3f} s"
+                          f" {med([r[1] for r in rows]):>7.3f} s", flush=True)
+            for face in (False, True):
+                rows = [asyncio.run(ws_text_stream_once(ws, CLAUSE + SENTENCE, face)) for _ in range(repeats)]
+                print(f"{precision:<10} {'streamed text, 1st':<22} {'on' if face else 'off':<6} {med(rows):>10.3f} s "
+                      "(from the first sentence's last token)", flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
 def http_stream_once(base: str, text: str) -> tuple[float, float]:
     import httpx
 
@@ -153,6 +206,16 @@ def voice_once(client, base: str, text: str) -> float:
     return (len(r.content) - 44) / 2 / 44100
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def med(xs):
     return statistics.median(xs)
 
@@ -166,6 +229,8 @@ def main() -> None:
     ap.add_argument("--bert", choices=("full", "tiny"), default="full")
     ap.add_argument("--ref", default=str(ROOT.parent / "shared" / "reference" / "bv2"))
     ap.add_argument("--skip-batch", action="store_true", help="skip the in-process Voice.synthesize reference")
+    ap.add_argument("--ttfa-only", action="store_true", help="only the time-to-first-audio table (fp32 and auto)")
+    ap.add_argument("--precisions", default="fp32,auto", help="server precisions for the time-to-first-audio table")
     args = ap.parse_args()
 
     import httpx
@@ -174,6 +239,11 @@ def main() -> None:
     t = time.time()
     folder = make_voice(tmp / "voice", Path(args.ref), args.bert)
     print(f"voice folder written in {time.time() - t:.1f} s (BERT: {args.bert})", flush=True)
+    print(f"CPU: {cpu_name()}, {args.threads} threads, load average {os.getloadavg()[0]:.1f}", flush=True)
+    if args.ttfa_only:
+        ttfa(folder, args.threads, args.repeats, args.precisions.split(","))
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
 
     batch = {}
     if not args.skip_batch:
