@@ -132,7 +132,22 @@ class MicSource:
                                      "or use --wav FILE") from None
         except OSError:
             pass
-        self.mic = MicrophoneSource(device, sample_rate)
+        class _LowLatencyMic(MicrophoneSource):  # 10 ms blocks and PortAudio's low-latency setting
+            def start(self) -> None:  # pragma: no cover - needs a sound card
+                from motion.livelink.recorder import _sounddevice
+
+                sd = _sounddevice()
+                self.check()
+                try:
+                    self._stream = sd.InputStream(samplerate=self.sample_rate, channels=1, dtype="float32",
+                                                  blocksize=max(64, self.sample_rate // 100), latency="low",
+                                                  device=self.device, callback=self._callback)
+                    self._stream.start()
+                except sd.PortAudioError as err:
+                    raise NoInputDeviceError(f"cannot open {self.device_name!r} at {self.sample_rate} Hz mono ({err}); "
+                                             f"is another program using it? try --sample-rate 44100") from err
+
+        self.mic = _LowLatencyMic(device, sample_rate)
         self.name = self.mic.check()  # no microphone: NoInputDeviceError, before anything is loaded
         self.sample_rate = int(sample_rate)
         self.realtime = True

@@ -372,7 +372,7 @@ def _numbered(counter: list[int], frames: np.ndarray) -> list[_Frames]:
 def _live_face(sample_rate: int) -> Any:
     from motion.face.live import LiveFace  # torch + the causal head: loaded by the first live stream
 
-    return LiveFace(sample_rate=sample_rate)
+    return LiveFace(sample_rate=sample_rate, threads=None)  # keep the server's torch threads (synthesis uses them)
 
 
 def _pcm(data: bytes, dtype: str) -> np.ndarray:

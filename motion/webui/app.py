@@ -414,7 +414,7 @@ async def live_face_socket(ws) -> None:
                              "\"f32\" or \"s16\"}")
         from motion.face.live import LiveFace  # torch + the causal head: loaded by the first microphone
 
-        live = await asyncio.to_thread(LiveFace, sample_rate=sr)
+        live = await asyncio.to_thread(LiveFace, sample_rate=sr, threads=None)  # the UI's torch threads stay
         dtype, done = np.dtype("<i2" if fmt == "s16" else "<f4"), 0
         await ws.send_text(json.dumps({"type": "start", "fps": FACE_FPS, "mode": "live",
                                        "lookahead_s": live.lookahead_s, "names": list(NAMES)}))
