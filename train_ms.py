@@ -1,7 +1,8 @@
 """Training launcher: ``python train_ms.py -m MODEL -c CONFIG [--visemes]``.
 
 ``--visemes`` trains only the expression head (the TTS model is frozen and untouched) and exits when that training
-ends; without it this runs Bert-VITS2 TTS training. The two modes share ``-m/--model`` and ``-c/--config`` and never
+ends (``--visemes --causal``: a causal head for live faces, motion/face/live.py); without it this runs Bert-VITS2 TTS
+training. The two modes share ``-m/--model`` and ``-c/--config`` and never
 fall through into each other.
 """
 

@@ -10,6 +10,13 @@ parameters, 1.5 MB) trains for a fixed number of epochs on CPU. See motion/asset
 
     python scripts/train_default_head.py                       # writes motion/face/assets/default_mel_head.pth
     python scripts/train_default_head.py --clips 200 --neural-clips 40 --epochs 2 --out /tmp/head.pth   # a quick try
+    python scripts/train_default_head.py --causal          # writes motion/face/assets/default_causal_head.pth
+
+``--causal`` trains the live head (``motion/face/live.py``): a causal CRNN (causal convolutions, unidirectional GRU,
+4 frames = 46 ms of right context) distilled from the offline default head: eSpeak NG clips (training voices, the
+same augmentation), the student reads the online log-mel (``OnlineLogMel``: the level reference of the audio so far)
+and learns the offline head's 60 fps output on the same audio; validation on the held-out eSpeak NG voices. It stops
+after ``--max-minutes`` (a hard CPU budget) and is stored in float16 (a few hundred KB).
 """
 
 from __future__ import annotations
@@ -26,8 +33,80 @@ import torch
 from motion.inputs import cli_parser
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "motion" / "face" / "assets" / "default_mel_head.pth"
+CAUSAL_OUT = DEFAULT_OUT.with_name("default_causal_head.pth")
 HEAD = {"type": "mel", "n_mels": 80, "channels": [16, 32], "rnn_hidden": 64, "rnn_layers": 2, "fc_hidden": 64,
         "dropout": 0.1}
+CAUSAL_HEAD = {**HEAD, "causal": True, "lookahead_frames": 4, "dropout": 0.0}
+
+
+def _distil_clips(count: int, seed: int, voices: tuple[str, ...], augmented: bool, teacher, desc: str) -> list:
+    """eSpeak NG clips: the online log-mel as input, the offline ``teacher``'s 60 fps face on the same audio as target."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from motion.face.features import online_log_mel
+    from motion.face.synth_data import random_utterance
+    from motion.face.train import Clip
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in tqdm(range(count), desc=desc):
+        u = random_utterance(rng, voices, augmented, eq=augmented)
+        face = teacher.audio_to_frames(u.audio, 60.0, len(u.targets))
+        out.append(Clip(f"{u.voice}-{i}", online_log_mel(u.audio, CAUSAL_HEAD["n_mels"]), face.astype(np.float32),
+                        np.ones(len(face), bool)))
+    return out
+
+
+def train_causal(args: argparse.Namespace) -> int:
+    """``--causal``: distil the offline default head into the causal live head (see the module docstring)."""
+    from bert_vits2.checkpoint import atomic_torch_save
+    from motion.face.model import ExpressionModel
+    from motion.face.synth_data import HELD_OUT_VOICES, TRAIN_VOICES
+    from motion.face.train import EVAL_NAMES, TrainOptions, train_head
+
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    teacher = ExpressionModel.load()
+    out = args.out if args.out != DEFAULT_OUT else CAUSAL_OUT
+    cache = torch.load(args.clips_cache, weights_only=True) if args.clips_cache and args.clips_cache.exists() else {}
+    key = [args.clips, args.val_clips, args.seed, "causal-v1"]
+    if isinstance(cache, dict) and list(cache.get("key", [])) == key:
+        train, val = _unpack(cache["train"]), _unpack(cache["val"])
+    else:
+        train = _distil_clips(args.clips, args.seed, TRAIN_VOICES, True, teacher, "train clips")
+        val = _distil_clips(args.val_clips, args.seed + 1, HELD_OUT_VOICES, False, teacher, "held-out clips")
+        if args.clips_cache:
+            atomic_torch_save({"key": key, "train": _pack(train), "val": _pack(val)}, args.clips_cache)
+    made_s = time.time() - t0
+    logging.info("%d + %d clips ready after %.0f s", len(train), len(val), made_s)
+    opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, crop_s=3.0, learning_rate=args.lr,
+                        eval_interval=1, patience=0, seed=args.seed, num_threads=args.threads, resume=False,
+                        tensorboard=False, keep_checkpoints=1, feature_noise=0.02, head_weight=0.0, eye_weight=0.0,
+                        lip_gap_weight=args.lip_gap_weight, max_minutes=args.max_minutes)
+    with tempfile.TemporaryDirectory() as tmp:
+        res = train_head(train, val, dict(CAUSAL_HEAD), tmp, opts,
+                         {"kind": "mel", "fps": 44100 / 512, "n_mels": CAUSAL_HEAD["n_mels"], "norm": "online"})
+        ckpt = torch.load(res.best_path, map_location="cpu", weights_only=True)
+    asset = {
+        "model": {k: (v.half() if v.is_floating_point() else v) for k, v in ckpt["model"].items()},
+        "head_config": ckpt["head_config"], "feature": ckpt["feature"], "names": ckpt["names"],
+        "epoch": ckpt["epoch"], "step": ckpt["step"], "offset_s": 0.0,
+        "val_metrics": {"loss": ckpt["val_metrics"]["loss"], "r": ckpt["val_metrics"]["r"]},
+        "training": {"script": "scripts/train_default_head.py --causal", "teacher": "default_mel_head.pth",
+                     "clips": args.clips, "val_clips": args.val_clips, "epochs_run": res.epochs_run,
+                     "stopped": res.stopped, "seed": args.seed, "lip_gap_weight": args.lip_gap_weight,
+                     "voices": list(TRAIN_VOICES), "val_voices": list(HELD_OUT_VOICES),
+                     "data_minutes": round(made_s / 60, 1), "minutes": round((time.time() - t0) / 60, 1)},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(asset, out)
+    r = ckpt["val_metrics"]["r"]
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} KB) after {(time.time() - t0) / 60:.1f} min "
+          f"({res.epochs_run} epochs, {res.stopped}); best epoch {ckpt['epoch']}, val loss "
+          f"{ckpt['val_metrics']['loss']:.5f}")
+    print("held-out Pearson r vs the offline head: " + ", ".join(f"{n} {r[n]:.3f}" for n in EVAL_NAMES if n in r))
+    return 0
 
 
 def _pack(clips: list) -> list[dict]:
@@ -58,9 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--seed", type=int, default=20250801)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                    help="where to write the head (default: default_mel_head.pth, with --causal default_causal_head.pth)")
+    ap.add_argument("--causal", action="store_true",
+                    help="train the causal live head by distilling the offline default head (eSpeak NG clips only)")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="stop training after this many minutes (the clips' synthesis not counted)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.causal:
+        return train_causal(args)
     from bert_vits2.checkpoint import atomic_torch_save
     from motion.face.synth_data import HELD_OUT_VOICES, NEURAL_TRAIN_VOICES, TRAIN_VOICES, make_clips
     from motion.face.train import EVAL_NAMES, TrainOptions, train_head

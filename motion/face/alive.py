@@ -30,7 +30,7 @@ from motion.arkit import INDEX, NUM_VALUES
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AliveOptions", "GROUPS", "MAX_HEAD_DEG_PER_S", "SpeechTrack", "blink_times", "make_alive",
+__all__ = ["AliveOptions", "AliveStream", "GROUPS", "MAX_HEAD_DEG_PER_S", "SpeechTrack", "blink_times", "make_alive",
            "predicted_groups", "speech_track"]
 
 #: channel groups that are filled (or kept) together
@@ -395,3 +395,224 @@ def make_alive(frames: np.ndarray, fps: float, audio: np.ndarray | None = None, 
     out[:, :52] = np.clip(out[:, :52], 0.0, 1.0)
     out[:, 52:] = np.clip(out[:, 52:], -1.0, 1.0)
     return out
+
+
+# --- online (live faces) ------------------------------------------------------------------------------------------
+
+
+class _Pulses:
+    """Bumps (:func:`_pulse` shapes) scheduled on the stream's clock, summed or max-ed frame by frame; finished ones
+    are dropped, so the list stays short however long the stream runs."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[float, float, float, float]] = []  # (centre_s, rise_s, fall_s, amplitude)
+
+    def add(self, centre_s: float, rise_s: float, fall_s: float, amp: float) -> None:
+        self.items.append((centre_s, rise_s, fall_s, amp))
+
+    def at(self, t: np.ndarray, combine: str = "sum") -> np.ndarray:
+        out = np.zeros(len(t))
+        for c, r, f, a in self.items:
+            d = t - c
+            v = np.zeros(len(t))
+            up, down = (d > -r) & (d <= 0), (d > 0) & (d < f)
+            v[up] = 0.5 - 0.5 * np.cos(np.pi * (d[up] + r) / r)
+            v[down] = 0.5 + 0.5 * np.cos(np.pi * d[down] / f)
+            out = np.maximum(out, a * v) if combine == "max" else out + a * v
+        if len(t):
+            self.items = [p for p in self.items if p[0] + p[2] > t[-1]]
+        return out
+
+
+class AliveStream:
+    """:func:`make_alive` for a live stream: blinks, brows, nods, idle head and eye motion decided frame by frame from
+    the audio heard so far (plus the few ms past each frame's centre that a live face waits for anyway).
+
+    Same rates and limits as offline: blinks about ``blinks_per_minute`` (a renewal process, at least 1.2 s apart,
+    moved into a pause that starts within 0.9 s); accents (level above its 1 s running average, pitch above the
+    running median) lift the brows and nod the head, starting when the accent peak is heard; the idle head and eye
+    motion are the same functions of the stream's time as offline; the head turns at most
+    :data:`MAX_HEAD_DEG_PER_S` (0.5 deg per frame at 60 fps). Differences from offline, as the future is unknown: a
+    gesture starts at its peak instead of rising to it, the speech threshold and accent scale are running estimates,
+    and a filled group rests at a running average of the source instead of its median.
+
+    :meth:`push_audio` the 44.1 kHz mono samples as they arrive, then :meth:`apply` the next frames (in order)."""
+
+    def __init__(self, fps: float = 60.0, options: AliveOptions | None = None, keep: set[str] | None = None,
+                 sample_rate: int = 44100) -> None:
+        self.fps = float(fps)
+        self.opts = options or AliveOptions()
+        self.keep = set(keep or ())
+        self.sr = int(sample_rate)
+        self.frame = 0  # next frame index
+        self.audio = np.zeros(0, np.float32)  # samples audio_start.. (a short tail)
+        self.audio_start = 0
+        self.audio_total = 0
+        self.closed = False
+        seeds = np.random.SeedSequence(int(self.opts.seed)).spawn(4)
+        self.rng_blink, self.rng_brow, self.rng_head, self.rng_eye = (np.random.default_rng(s) for s in seeds)
+        # the idle head: three sums of slow sinusoids, drawn as make_alive draws them
+        self.idle = []
+        for amp in (self.opts.head_deg, self.opts.head_deg * 0.5, self.opts.head_deg * 0.4):
+            f, ph, w = self.rng_head.uniform(0.05, 0.3, 3), self.rng_head.uniform(0, 2 * np.pi, 3), self.rng_head.uniform(0.5, 1.0, 3)
+            self.idle.append((amp, f, ph, w))
+        self.head_prev: np.ndarray | None = None
+        # speech / accent statistics (running)
+        self.peak_db, self.floor_db = -60.0, -60.0
+        self.level_avg, self.f0_avg, self.accent_ref = None, None, 0.0
+        self.acc_hist = [0.0, 0.0]
+        self.last_peak_t = -10.0
+        self.in_pause_frames = 0
+        # blinks
+        mean = 60.0 / self.opts.blinks_per_minute if self.opts.blinks_per_minute > 0 else float("inf")
+        self.blink_mean = mean
+        self.next_blink = float(self.rng_blink.uniform(0.3, min(mean, 2.5))) if np.isfinite(mean) else float("inf")
+        self.last_blink = -10.0
+        self.blinks, self.brows, self.nods = _Pulses(), _Pulses(), _Pulses()
+        # eyes
+        self.gaze_t = float(self.rng_eye.uniform(0.5, 1.5))
+        self.gaze_from, self.gaze_to, self.gaze_start = (0.0, 0.0), (0.0, 0.0), -1.0
+        self.rest: np.ndarray | None = None
+
+    def push_audio(self, samples: np.ndarray) -> None:
+        """More mono samples at ``sample_rate`` (only the last fraction of a second is kept)."""
+        a = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self.audio = np.concatenate([self.audio, a])
+        self.audio_total += len(a)
+        keep_from = int(max(0, (self.frame / self.fps - 0.1) * self.sr))
+        if keep_from > self.audio_start + self.sr:
+            self.audio = self.audio[keep_from - self.audio_start:].copy()
+            self.audio_start = keep_from
+
+    def _measure(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(level dB, log2 pitch or nan) at frame centres ``t`` from the audio so far (windows as offline)."""
+        half, lhalf = max(1, int(self.sr / self.fps)), int(0.02 * self.sr)
+        c = (t * self.sr).astype(np.int64)
+        idx = c[:, None] + np.arange(-lhalf, lhalf)[None, :] - self.audio_start
+        w = np.zeros(idx.shape, np.float32)
+        ok = (idx >= 0) & (idx < len(self.audio))
+        w[ok] = self.audio[idx[ok]]
+        mid = w[:, lhalf - half: lhalf + half] if half < lhalf else w
+        db = 10 * np.log10(np.mean(mid.astype(np.float64) ** 2, axis=1) + 1e-10)
+        step = self.sr / _ANALYSIS_SR
+        f0 = _pitch(w[:, (np.arange(int(w.shape[1] / step)) * step).astype(np.int64)])
+        return db, np.log2(f0)
+
+    def _analyse(self, db: float, lf: float) -> tuple[bool, float]:
+        """(speech, accent) of one frame from its level and pitch; updates the running statistics."""
+        dt = 1.0 / self.fps
+        self.peak_db = max(db, self.peak_db - 3.0 * dt)  # loud level, slowly forgotten
+        self.floor_db = min(db, self.floor_db + 1.0 * dt) if db > -100 else self.floor_db
+        thr = max(self.peak_db - 35.0, self.floor_db + 10.0)
+        speech = db > thr
+        level = db if speech else thr
+        self.level_avg = level if self.level_avg is None else self.level_avg + (level - self.level_avg) * dt
+        accent = max(0.0, (level - self.level_avg) / 6.0)
+        if speech and np.isfinite(lf):
+            self.f0_avg = lf if self.f0_avg is None else self.f0_avg + (lf - self.f0_avg) * dt * 0.5
+            accent += max(0.0, 12 * (lf - self.f0_avg) / 4.0)
+        return bool(speech), accent if speech else 0.0
+
+    def _gestures(self, t: float, speech: bool, accent: float) -> None:
+        opts = self.opts
+        # accents: a local maximum of the (lightly smoothed) accent strength, 0.6 s apart at least
+        a = 0.7 * self.acc_hist[-1] + 0.3 * accent
+        prev2, prev = self.acc_hist
+        self.acc_hist = [prev, a]
+        self.accent_ref = max(prev, self.accent_ref * (1.0 - 0.05 / self.fps))
+        if (prev >= prev2 and prev > a and self.accent_ref > 1e-6 and prev > 0.35 * self.accent_ref
+                and t - self.last_peak_t >= 0.6):
+            self.last_peak_t = t
+            s = min(1.0, prev / self.accent_ref)
+            if opts.brows and "brows" not in self.keep:
+                amp = opts.brow_raise * s * float(self.rng_brow.uniform(0.7, 1.1))
+                if self.rng_brow.random() < 0.8:
+                    self.brows.add(t + 0.15, 0.15, 0.45, amp)
+            if opts.head and "head" not in self.keep:
+                self.nods.add(t + 0.2, 0.2, 0.35, opts.nod_deg * s * float(self.rng_head.uniform(0.7, 1.1)))
+        # blinks: due at next_blink; moved into a pause within 0.9 s (a phrase end first)
+        self.in_pause_frames = 0 if speech else self.in_pause_frames + 1
+        if opts.blinks and "blinks" not in self.keep and t >= self.last_blink + 1.2:
+            pause_start = self.in_pause_frames == int(0.15 * self.fps)  # a pause of 150 ms has begun
+            due = t >= self.next_blink
+            early = pause_start and self.next_blink - t <= 0.9
+            late = due and (not speech or t >= self.next_blink + 0.9)
+            if early or late:
+                self.blinks.add(t + 0.07, 0.07, 0.16, float(self.rng_blink.uniform(0.9, 1.0)))
+                self.last_blink = t
+                gap = 1.2 * 0.6 + float(self.rng_blink.gamma(2.0, (self.blink_mean - 1.2 * 0.6) / 2.0))
+                self.next_blink = t + max(gap, 1.2)
+
+    def apply(self, frames: np.ndarray) -> np.ndarray:
+        """The next ``[n, 61]`` frames of the stream with the alive motion added (groups in ``keep`` untouched)."""
+        out = np.array(frames, dtype=np.float32, copy=True)
+        n = len(out)
+        if n == 0:
+            return out
+        opts = self.opts
+        t = (self.frame + np.arange(n) + 0.5) / self.fps
+        fill = [g for g, on in (("blinks", opts.blinks), ("brows", opts.brows), ("head", opts.head),
+                                ("eyes", opts.eyes)) if on and g not in self.keep]
+        idx = [INDEX[name] for g in fill for name in GROUPS[g]]
+        db, lf = self._measure(t)
+        for j in range(n):  # the group's resting value: a 2 s running average of the source
+            self.rest = out[j].astype(np.float64) if self.rest is None else self.rest + (out[j] - self.rest) / (2.0 * self.fps)
+            out[j, idx] = self.rest[idx]
+            speech, accent = self._analyse(float(db[j]), float(lf[j]))
+            self._gestures(float(t[j]), speech, accent)
+        if "blinks" in fill:
+            curve = self.blinks.at(t, "max")
+            for name in GROUPS["blinks"]:
+                out[:, INDEX[name]] = np.maximum(out[:, INDEX[name]], curve)
+        if "brows" in fill:
+            r = self.brows.at(t, "max")
+            out[:, INDEX["BrowInnerUp"]] += r
+            out[:, INDEX["BrowOuterUpLeft"]] += 0.8 * r
+            out[:, INDEX["BrowOuterUpRight"]] += 0.8 * r
+        yaw = pitch = np.zeros(n)
+        if "head" in fill:
+            deg = [amp * (w[None, :] * np.sin(2 * np.pi * f[None, :] * t[:, None] + ph[None, :])).sum(1) / w.sum() * 1.6
+                   for amp, f, ph, w in self.idle]
+            deg[1] = deg[1] + self.nods.at(t)
+            target = np.stack(deg, 1)
+            step = MAX_HEAD_DEG_PER_S / self.fps
+            lim = np.empty_like(target)
+            prev = target[0] if self.head_prev is None else self.head_prev
+            for j in range(n):
+                prev = prev + np.clip(target[j] - prev, -step, step)
+                lim[j] = prev
+            self.head_prev = prev
+            yaw, pitch = lim[:, 0], lim[:, 1]
+            for k, name in enumerate(("HeadYaw", "HeadPitch", "HeadRoll")):
+                out[:, INDEX[name]] += (lim[:, k] / 180.0).astype(np.float32)
+        if "eyes" in fill:
+            gy, gp = np.zeros(n), np.zeros(n)
+            for j in range(n):
+                while t[j] >= self.gaze_t:
+                    self.gaze_from = self._gaze(self.gaze_t)
+                    self.gaze_to = (float(self.rng_eye.normal(0, 2.5)), float(self.rng_eye.normal(0, 1.5)))
+                    self.gaze_start = self.gaze_t
+                    self.gaze_t += float(self.rng_eye.uniform(0.8, 3.0))
+                gy[j], gp[j] = self._gaze(float(t[j]))
+            eye_yaw, eye_pitch = gy - 0.6 * yaw, gp - 0.6 * pitch
+            for side in ("Left", "Right"):
+                out[:, INDEX[f"{side}EyeYaw"]] += (eye_yaw / 180.0).astype(np.float32)
+                out[:, INDEX[f"{side}EyePitch"]] += (eye_pitch / 180.0).astype(np.float32)
+            look_left, look_right = np.clip(eye_yaw / 30.0, 0, 1), np.clip(-eye_yaw / 30.0, 0, 1)
+            out[:, INDEX["EyeLookOutLeft"]] += look_left
+            out[:, INDEX["EyeLookInRight"]] += look_left
+            out[:, INDEX["EyeLookInLeft"]] += look_right
+            out[:, INDEX["EyeLookOutRight"]] += look_right
+            for side in ("Left", "Right"):
+                out[:, INDEX[f"EyeLookDown{side}"]] += np.clip(eye_pitch / 25.0, 0, 1)
+                out[:, INDEX[f"EyeLookUp{side}"]] += np.clip(-eye_pitch / 25.0, 0, 1)
+        self.frame += n
+        out[:, :52] = np.clip(out[:, :52], 0.0, 1.0)
+        out[:, 52:] = np.clip(out[:, 52:], -1.0, 1.0)
+        return out
+
+    def _gaze(self, t: float) -> tuple[float, float]:
+        ramp = float(np.clip((t - self.gaze_start) / 0.05, 0, 1))
+        ramp = 0.5 - 0.5 * np.cos(np.pi * ramp)
+        return (self.gaze_from[0] + (self.gaze_to[0] - self.gaze_from[0]) * ramp,
+                self.gaze_from[1] + (self.gaze_to[1] - self.gaze_from[1]) * ramp)

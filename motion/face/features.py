@@ -195,6 +195,117 @@ def log_mel(audio: np.ndarray, n_mels: int = DEFAULT_N_MELS, params: SpecParams 
     return mel
 
 
+# --- incremental log-mel (live faces) ----------------------------------------------------------------------------
+
+#: histogram of log-mel values the online level reference is taken from (natural log units)
+_HIST_LO, _HIST_HI, _HIST_STEP = -14.0, 6.0, 0.05
+#: the online reference forgets old audio with this half-life (s), so it follows a speaker who gets louder or quieter
+ONLINE_REF_HALF_LIFE_S = 60.0
+
+
+class OnlineLogMel:
+    """The log-mel of :func:`log_mel`, computed as audio arrives (mono float32 at 44.1 kHz, any chunk sizes).
+
+    Frames are the same STFT frames (the start reflected as in the whole-clip computation; a frame leaves once the
+    2048 samples of its window are in, i.e. 1024 samples after its centre; :meth:`finish` adds the last frames with the
+    end reflected). Only the level reference differs, as the whole clip is not known yet: instead of the clip's 99th
+    percentile it is the 99th percentile of every value so far (a fixed histogram, old frames fading with a half-life
+    of :data:`ONLINE_REF_HALF_LIFE_S`), never below ``MEL_REF_FLOOR``, updated frame by frame. Everything is per frame,
+    so the features do not depend on how the audio was chunked; memory is a few thousand samples and the histogram."""
+
+    def __init__(self, n_mels: int = DEFAULT_N_MELS, params: SpecParams = SpecParams()) -> None:
+        self.n_mels = int(n_mels)
+        self.params = params
+        self.basis = torch.from_numpy(slaney_mel_basis(params.sampling_rate, params.filter_length, self.n_mels))
+        self.window = torch.hann_window(params.win_length)
+        self.buf = np.zeros(0, np.float32)  # samples buf_start.. of the audio
+        self.buf_start = 0
+        self.total = 0  # samples received
+        self.frames_out = 0
+        self.hist = np.zeros(int(round((_HIST_HI - _HIST_LO) / _HIST_STEP)) + 1, np.float64)
+        self.decay = 0.5 ** (1.0 / (ONLINE_REF_HALF_LIFE_S * params.fps))
+        self.finished = False
+
+    @property
+    def pad(self) -> int:
+        return (self.params.filter_length - self.params.hop_length) // 2
+
+    def _frames(self, f0: int, f1: int, n: int | None) -> np.ndarray:
+        """Raw log-mel frames f0..f1 from the buffer (``n``: the audio's final length for the end reflection)."""
+        from bert_vits2.mel_processing import LOG_CLAMP
+
+        hop, nfft = self.params.hop_length, self.params.filter_length
+        idx = np.arange(f0 * hop, (f1 - 1) * hop + nfft) - self.pad
+        idx = np.abs(idx)
+        if n is not None:
+            idx = np.where(idx >= n, 2 * (n - 1) - idx, idx)
+        y = torch.from_numpy(np.clip(self.buf[idx - self.buf_start], -1.0, 1.0))[None]
+        with torch.no_grad():
+            stft = torch.stft(y, nfft, hop_length=hop, win_length=self.params.win_length, window=self.window,
+                              center=False, normalized=False, onesided=True, return_complex=True)
+            spec = torch.view_as_real(stft).pow(2).sum(-1).add(1e-6).sqrt()
+            return torch.log(torch.clamp(torch.matmul(self.basis, spec), min=LOG_CLAMP))[0].numpy()
+
+    def _normalise(self, mel: np.ndarray) -> np.ndarray:
+        out = np.empty_like(mel)
+        nb = len(self.hist)
+        bins = np.clip(np.round((mel - _HIST_LO) / _HIST_STEP).astype(np.int64), 0, nb - 1)
+        for j in range(mel.shape[1]):
+            self.hist *= self.decay
+            self.hist += np.bincount(bins[:, j], minlength=nb)
+            cum = np.cumsum(self.hist)
+            k = int(np.searchsorted(cum, 0.99 * cum[-1]))
+            ref = max(_HIST_LO + k * _HIST_STEP, MEL_REF_FLOOR)
+            out[:, j] = (mel[:, j] - ref) / MEL_SCALE + 1.0
+        return out
+
+    def _trim(self) -> None:
+        keep_from = max(0, self.frames_out * self.params.hop_length - self.pad - self.params.filter_length)
+        if keep_from > self.buf_start + 4 * self.params.filter_length:
+            self.buf = self.buf[keep_from - self.buf_start:].copy()
+            self.buf_start = keep_from
+
+    def push(self, audio: np.ndarray) -> np.ndarray:
+        """New samples -> the level-normalised frames ``[n_mels, m]`` now complete (m may be 0)."""
+        if self.finished:
+            raise RuntimeError("OnlineLogMel: push after finish")
+        a = np.asarray(audio, dtype=np.float32).reshape(-1)
+        self.buf = np.concatenate([self.buf, a]) if len(self.buf) else a.copy()
+        self.total += len(a)
+        hop, nfft = self.params.hop_length, self.params.filter_length
+        ready = (self.total + self.pad - nfft) // hop + 1 if self.total + self.pad >= nfft else 0
+        if ready <= self.frames_out:
+            return np.zeros((self.n_mels, 0), np.float32)
+        mel = self._frames(self.frames_out, ready, None)
+        self.frames_out = ready
+        self._trim()
+        return self._normalise(mel)
+
+    def finish(self) -> np.ndarray:
+        """The last frames (end reflected; audio shorter than one window padded with zeros, as :func:`log_mel`)."""
+        from bert_vits2.mel_processing import spectrogram_frames
+
+        self.finished = True
+        n = self.total
+        if n < self.params.filter_length:
+            self.buf = np.concatenate([self.buf, np.zeros(self.params.filter_length - n, np.float32)])
+            n = self.params.filter_length
+        total = spectrogram_frames(n, self.params.filter_length, self.params.hop_length)
+        if total <= self.frames_out:
+            return np.zeros((self.n_mels, 0), np.float32)
+        mel = self._frames(self.frames_out, total, n)
+        self.frames_out = total
+        return self._normalise(mel)
+
+
+def online_log_mel(audio: np.ndarray, n_mels: int = DEFAULT_N_MELS, chunk: int = 1 << 16) -> np.ndarray:
+    """Whole mono 44.1 kHz audio -> the features :class:`OnlineLogMel` gives for it (training a causal head)."""
+    om = OnlineLogMel(n_mels)
+    a = np.asarray(audio, dtype=np.float32)
+    parts = [om.push(a[i:i + chunk]) for i in range(0, len(a), chunk)] + [om.finish()]
+    return np.concatenate(parts, axis=1)
+
+
 # --- posterior encoder -------------------------------------------------------------------------------------------
 
 
@@ -348,8 +459,8 @@ def load_exported_posterior(path: str | os.PathLike) -> PosteriorEncoder:
 
 
 __all__ = [
-    "DEFAULT_N_MELS", "FEATURE_FPS", "HOP", "PosteriorEncoder", "PosteriorEncoderError", "SpecParams",
+    "DEFAULT_N_MELS", "FEATURE_FPS", "HOP", "ONLINE_REF_HALF_LIFE_S", "OnlineLogMel", "PosteriorEncoder", "PosteriorEncoderError", "SpecParams",
     "export_posterior", "export_posterior_from_checkpoint", "linear_spectrogram", "load_exported_posterior", "load_posterior_from_checkpoint",
-    "load_tts_audio", "log_mel", "num_feature_frames", "posterior_from_generator", "slaney_mel_basis",
+    "load_tts_audio", "log_mel", "num_feature_frames", "online_log_mel", "posterior_from_generator", "slaney_mel_basis",
     "speaker_id_from_name",
 ]

@@ -38,6 +38,11 @@ MEL_HEAD_DEFAULTS: dict[str, Any] = {
     "type": "mel", "n_mels": 80, "channels": [32, 64], "rnn_hidden": 128, "rnn_layers": 2, "fc_hidden": 128,
     "dropout": 0.3,
 }
+#: the causal mel head's own keys (``head_config("mel", causal=True)``): the GRU output of feature frame ``t`` is the
+#: prediction for frame ``t - lookahead_frames``, so a frame waits that many frames (11.6 ms each) of future audio
+CAUSAL_DEFAULTS: dict[str, Any] = {"causal": True, "lookahead_frames": 4}
+#: the most right context a causal head may have: 5 frames + the STFT's half window stay within 100 ms
+MAX_LOOKAHEAD_FRAMES = 5
 
 
 def lengths_mask(lengths: torch.Tensor | None, batch: int, time: int, device: torch.device | None = None) -> torch.Tensor:
@@ -150,21 +155,136 @@ class MelHead(nn.Module):
         return y.transpose(1, 2) * m1
 
 
+class CausalMelHead(nn.Module):
+    """log-mel [B, n_mels, T] -> [B, 61, T] reading only the past and ``lookahead_frames`` future frames (live use).
+
+    The mel CRNN made causal: each 3x3 convolution sees the current and the two previous frames (zeros before the
+    start, as a stream starts from silence-free zeros), the GRU is unidirectional, and its output at frame ``t`` is the
+    prediction for frame ``t - lookahead_frames`` (the input is extended by that many zero frames at the end). So a
+    whole-clip ``forward`` and :class:`CausalMelStream` fed frame by frame give the same numbers, and frames beyond a
+    clip's length (batch padding) never reach the frames before it."""
+
+    def __init__(self, **cfg: Any) -> None:
+        super().__init__()
+        self.config = {**MEL_HEAD_DEFAULTS, **CAUSAL_DEFAULTS, **cfg, "type": "mel", "causal": True}
+        c = self.config
+        n_mels = int(c["n_mels"])
+        if n_mels % 4:
+            raise ValueError(f"n_mels must be divisible by 4 (two 2x frequency poolings), got {n_mels}")
+        look = int(c["lookahead_frames"])
+        if not 0 <= look <= MAX_LOOKAHEAD_FRAMES:
+            raise ValueError(f"lookahead_frames must be 0..{MAX_LOOKAHEAD_FRAMES} (at most 100 ms with the STFT), "
+                             f"got {look}")
+        self.lookahead = look
+        c1, c2 = (int(v) for v in c["channels"])
+        self.cnn = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(1, c1, 3, padding=(1, 0)), nn.BatchNorm2d(c1), nn.LeakyReLU(0.2),
+                          nn.MaxPool2d((2, 1))),
+            nn.Sequential(nn.Conv2d(c1, c2, 3, padding=(1, 0)), nn.BatchNorm2d(c2), nn.LeakyReLU(0.2),
+                          nn.MaxPool2d((2, 1))),
+        ])
+        hid = int(c["rnn_hidden"])
+        layers = int(c["rnn_layers"])
+        self.rnn = nn.GRU(c2 * n_mels // 4, hid, num_layers=layers, batch_first=True,
+                          dropout=float(c["dropout"]) if layers > 1 else 0.0)
+        self.fc = nn.Sequential(
+            nn.Linear(hid, int(c["fc_hidden"])), nn.ReLU(), nn.Dropout(float(c["dropout"])),
+            nn.Linear(int(c["fc_hidden"]), NUM_VALUES),
+        )
+
+    def cnn_features(self, x: torch.Tensor, contexts: list[torch.Tensor] | None = None,
+                     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """x [B, n_mels, T] -> GRU input [B, T, C*F/4]; ``contexts``: each convolution's two previous input frames
+        (None: zeros, the start of a stream). Returns the new contexts too."""
+        h = x.unsqueeze(1)
+        new: list[torch.Tensor] = []
+        for i, block in enumerate(self.cnn):
+            ctx = contexts[i] if contexts is not None else h.new_zeros(*h.shape[:3], 2)
+            h = torch.cat([ctx, h], dim=-1)
+            new.append(h[..., -2:])
+            h = block(h)
+        return h.flatten(1, 2).transpose(1, 2), new
+
+    def _out(self, h: torch.Tensor) -> torch.Tensor:
+        y = self.fc(h)
+        return torch.cat([torch.sigmoid(y[..., :NUM_BLENDSHAPES]), torch.tanh(y[..., NUM_BLENDSHAPES:])], dim=-1)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        b, _, t = x.shape
+        mask = lengths_mask(lengths, b, t, x.device)
+        x = x * mask[:, None, :].to(x.dtype)  # zeros after each clip's end: the lookahead of its last frames
+        x = nn.functional.pad(x, (0, self.lookahead))
+        h, _ = self.cnn_features(x)
+        y = self._out(self.rnn(h)[0])[:, self.lookahead:]  # [B, T, 61]
+        return y.transpose(1, 2) * mask[:, None, :].to(y.dtype)
+
+
+class CausalMelStream:
+    """A :class:`CausalMelHead` run incrementally: :meth:`push` feature frames as they come, get the finished frames'
+    raw outputs (lagging ``lookahead`` frames); :meth:`finish` emits the rest. Carries the convolution contexts and the
+    GRU state, so memory stays constant and the outputs equal one whole-clip ``forward`` within float rounding."""
+
+    def __init__(self, head: CausalMelHead) -> None:
+        head.eval()
+        self.head = head
+        self.contexts: list[torch.Tensor] | None = None
+        self.state: torch.Tensor | None = None
+        self.skip = head.lookahead  # the first GRU outputs predict frames before the start
+        self.frames_in = 0
+
+    @torch.no_grad()
+    def push(self, feats: np.ndarray) -> np.ndarray:
+        """Feature frames ``[n_mels, n]`` -> raw outputs ``[m, 61]`` of the frames now complete."""
+        feats = np.asarray(feats, dtype=np.float32)
+        if feats.shape[-1] == 0:
+            return np.zeros((0, NUM_VALUES), np.float32)
+        self.frames_in += feats.shape[-1]
+        h, self.contexts = self.head.cnn_features(torch.from_numpy(np.ascontiguousarray(feats))[None], self.contexts)
+        out, self.state = self.head.rnn(h, self.state)
+        y = self.head._out(out)[0].numpy()
+        drop = min(self.skip, len(y))
+        self.skip -= drop
+        return y[drop:]
+
+    def finish(self) -> np.ndarray:
+        """The last ``lookahead`` frames (the stream is then done)."""
+        n_mels = int(self.head.config["n_mels"])
+        real = self.frames_in
+        y = self.push(np.zeros((n_mels, self.head.lookahead), np.float32))
+        self.frames_in = real
+        return y
+
+
+def is_causal(head: nn.Module) -> bool:
+    """Whether a head reads no more than a few frames of the future (usable live)."""
+    return isinstance(head, CausalMelHead)
+
+
 def build_head(config: Mapping[str, Any]) -> nn.Module:
-    """A head from its configuration dict (``type`` 'z' or 'mel'; other keys override the defaults)."""
+    """A head from its configuration dict (``type`` 'z' or 'mel', ``causal`` for the live mel head; other keys
+    override the defaults)."""
     cfg = dict(config)
     kind = cfg.pop("type", "mel")
     if kind == "z":
         return ZHead(**cfg)
     if kind == "mel":
+        if cfg.get("causal"):
+            return CausalMelHead(**cfg)
+        cfg.pop("causal", None)
+        cfg.pop("lookahead_frames", None)
         return MelHead(**cfg)
     raise ValueError(f"head type must be 'z' or 'mel', got {kind!r}")
 
 
 def head_config(kind: str, **overrides: Any) -> dict[str, Any]:
-    """Defaults of a head type with ``overrides`` applied (None values ignored)."""
+    """Defaults of a head type with ``overrides`` applied (None values ignored); ``causal=True`` on a mel head adds
+    the causal head's keys (``lookahead_frames``)."""
     base = copy.deepcopy(Z_HEAD_DEFAULTS if kind == "z" else MEL_HEAD_DEFAULTS)
-    base.update({k: v for k, v in overrides.items() if v is not None})
+    if kind != "z" and overrides.get("causal"):
+        base.update(CAUSAL_DEFAULTS)
+    elif kind == "z" and overrides.get("causal"):
+        raise ValueError("only a mel head can be causal (the z head's attention reads the whole clip)")
+    base.update({k: v for k, v in overrides.items() if v is not None and not (k == "causal" and not v)})
     return base
 
 
@@ -238,6 +358,10 @@ def run_blocks(head: nn.Module, features: np.ndarray, block_frames: int = HEAD_B
     total = feats.shape[-1]
     block, ctx = max(1, int(block_frames)), max(0, int(context_frames))
     with torch.no_grad():
+        if isinstance(head, CausalMelHead):  # exact in blocks: the stream carries its state
+            stream = CausalMelStream(head)
+            parts = [stream.push(feats[:, f0:f0 + block]) for f0 in range(0, total, block)] + [stream.finish()]
+            return np.concatenate(parts).astype(np.float32)
         if isinstance(head, MelHead) and total > block:
             return _mel_head_blocks(head, feats, block)
         if isinstance(head, MelHead) or total <= block + 2 * ctx:
@@ -266,6 +390,7 @@ def predict(
 
 
 __all__ = [
-    "FEATURE_FPS", "HEAD_BLOCK_FRAMES", "HEAD_CONTEXT_FRAMES", "MEL_HEAD_DEFAULTS", "MelHead", "Z_HEAD_DEFAULTS", "ZHead", "build_head", "count_parameters",
+    "CAUSAL_DEFAULTS", "CausalMelHead", "CausalMelStream", "FEATURE_FPS", "HEAD_BLOCK_FRAMES", "HEAD_CONTEXT_FRAMES",
+    "MAX_LOOKAHEAD_FRAMES", "MEL_HEAD_DEFAULTS", "MelHead", "is_causal", "Z_HEAD_DEFAULTS", "ZHead", "build_head", "count_parameters",
     "head_config", "lengths_mask", "predict", "run_blocks",
 ]

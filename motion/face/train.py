@@ -29,7 +29,15 @@ from tqdm import tqdm
 from bert_vits2.checkpoint import CheckpointError, atomic_torch_save, read_checkpoint
 from bert_vits2.checkpoint_files import prune_checkpoints
 from motion.arkit import INDEX, MOUTH_NAMES, NAMES, NUM_VALUES
-from motion.face.heads import FEATURE_FPS, build_head, count_parameters, head_config, lengths_mask
+from motion.face.heads import (
+    FEATURE_FPS,
+    MAX_LOOKAHEAD_FRAMES,
+    build_head,
+    count_parameters,
+    head_config,
+    is_causal,
+    lengths_mask,
+)
 from motion.face.model import latest_head_checkpoint
 from motion.face.prepare import read_filelist
 
@@ -57,6 +65,10 @@ class NonFiniteLossError(TrainError):
                    f"or keep gradient clipping on")
         super().__init__(f"non-finite training loss ({loss}) at step {step}, {why}; stopped without saving")
         self.step, self.loss, self.clips = step, loss, bad or [c.name for c in clips]
+
+
+#: feature frames a causal head reads before a training crop's first label (0.5 s): its GRU starts warm, as live
+CAUSAL_WARMUP_FRAMES = 43
 
 
 @dataclass
@@ -136,15 +148,19 @@ def load_clips(filelist: str | Path, kind: str) -> list[Clip]:
     return clips
 
 
-def _crop(clip: Clip, crop_s: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A random window: features [C, Lf], label frames [K, 61], valid [K], label positions in feature frames [K]."""
+def _crop(clip: Clip, crop_s: float, rng: np.random.Generator, left: int = 0,
+          right: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A random window: features [C, Lf], label frames [K, 61], valid [K], label positions in feature frames [K].
+
+    ``left``/``right``: extra feature frames each side (a causal head's warm-up before the first label and the
+    lookahead after the last, so a crop's last frames see the real future as they will live)."""
     m = clip.frames.shape[0]
     k = min(m, max(1, int(round(crop_s * clip.label_fps))))
     k0 = int(rng.integers(0, m - k + 1))
     times = (np.arange(k0, k0 + k) + 0.5) / clip.label_fps
     t_f = clip.features.shape[1]
-    f0 = max(0, int(math.floor(times[0] * FEATURE_FPS - 0.5)) - 2)
-    f1 = min(t_f, int(math.ceil(times[-1] * FEATURE_FPS - 0.5)) + 3)
+    f0 = max(0, int(math.floor(times[0] * FEATURE_FPS - 0.5)) - 2 - int(left))
+    f1 = min(t_f, int(math.ceil(times[-1] * FEATURE_FPS - 0.5)) + 3 + int(right))
     f0 = min(f0, max(0, f1 - 1))
     pos = times * FEATURE_FPS - 0.5 - f0
     return clip.features[:, f0:f1], clip.frames[k0:k0 + k], clip.valid[k0:k0 + k], pos
@@ -308,6 +324,10 @@ def _setup_or_resume(config: dict[str, Any], lr: float, model_dir: Path, options
     if head_config.get("type") != config["type"]:
         raise TrainError(f"{latest}: holds a {head_config.get('type')} head but a {config['type']} "
                          "head was asked for; use another -m folder or pass --no-resume")
+    if bool(head_config.get("causal")) != bool(config.get("causal")):
+        have, want = (("a causal" if c else "an offline") for c in (head_config.get("causal"), config.get("causal")))
+        raise TrainError(f"{latest}: holds {have} head but {want} head was asked for (--causal); use another -m "
+                         "folder or pass --no-resume")
     try:
         model = build_head(head_config)
         model.load_state_dict(ckpt["model"])
@@ -352,11 +372,13 @@ def _train_one_epoch(state: _RunState, clips: Sequence[Clip], options: TrainOpti
     n_batches = max(1, math.ceil(len(clips) / options.batch_size))
     order = rng.permutation(len(clips))
     total = 0.0
+    causal = is_causal(model)
+    left, right = (CAUSAL_WARMUP_FRAMES, int(getattr(model, "lookahead", 0))) if causal else (0, 0)
     for bi in range(n_batches):
         idx = order[bi * options.batch_size:(bi + 1) * options.batch_size]
         if len(idx) == 0:
             continue
-        batch = collate([_crop(clips[i], options.crop_s, rng) for i in idx])
+        batch = collate([_crop(clips[i], options.crop_s, rng, left, right) for i in idx])
         x = batch["x"]
         if options.feature_noise > 0:
             x = x + options.feature_noise * torch.randn_like(x) * lengths_mask(batch["lengths"], x.shape[0], x.shape[2])[:, None]
@@ -510,6 +532,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="weight of an L1 term on JawOpen - MouthClose (helps the lips close fully on /p b m/)")
     g.add_argument("--head-weight", type=float, default=1.0, help="loss weight of head rotations (0 = ignore them)")
     g.add_argument("--eye-weight", type=float, default=1.0, help="loss weight of eye shapes/rotations (0 = ignore them)")
+    g.add_argument("--causal", action="store_true",
+                   help="a causal mel head for live use (motion/face/live.py, live_face.py): causal convolutions and "
+                        "a one-way GRU that waits --lookahead-frames frames (default 4 = 46 ms; 81 ms in all with the "
+                        "STFT)")
+    g.add_argument("--lookahead-frames", type=int, default=None,
+                   help="with --causal: frames of future audio (11.6 ms each, 0-5) a frame waits for")
     g.add_argument("--no-transformer", action="store_true", help="z head without its transformer (1.3 M parameters)")
     g.add_argument("--rnn", choices=("lstm", "gru"), default=None, help="z head recurrent layer (default lstm)")
     g.add_argument("--max-minutes", type=float, default=None, help="stop after this much wall-clock time")
@@ -526,6 +554,11 @@ def model_dir_for(model: str) -> Path:
 def run_from_args(args: argparse.Namespace) -> int:
     """What ``train_ms.py --visemes`` does; returns the exit code."""
     kind = args.head
+    causal = bool(getattr(args, "causal", False))
+    if causal and kind == "z":
+        raise TrainError("--causal needs a mel head (the z head reads whole clips); drop --head z or use --head mel")
+    if causal:
+        kind = "mel"
     if kind == "auto":
         first = Path(args.train_list)
         if not first.is_file():
@@ -541,6 +574,11 @@ def run_from_args(args: argparse.Namespace) -> int:
         except (OSError, json.JSONDecodeError) as err:
             raise TrainError(f"{cfg_path}: unreadable config ({err})") from None
         overrides.update(cfg.get("visemes", {}).get(f"{kind}_head", {}))
+    if causal:
+        look = getattr(args, "lookahead_frames", None)
+        if look is not None and not 0 <= look <= MAX_LOOKAHEAD_FRAMES:
+            raise TrainError(f"--lookahead-frames must be 0..{MAX_LOOKAHEAD_FRAMES} (at most 100 ms), got {look}")
+        overrides.update({"causal": True, "lookahead_frames": look})
     if kind == "z":
         if args.no_transformer:
             overrides["use_transformer"] = False

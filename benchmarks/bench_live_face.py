@@ -1,0 +1,148 @@
+"""Live face (motion/face/live.py): latency, compute, memory and agreement with the offline face.
+
+- latency, audio-in -> frame-out, fed in 10 ms chunks as a microphone gives them, at 16/44.1/48 kHz: for each frame,
+  (the audio time when the chunk that completed it ended - the frame's centre) + the wall time of that ``feed`` call;
+  p50/p95 over the frames (the first is the wait for audio, which ``lookahead_s`` bounds; the second is compute);
+- compute per second of audio (``feed`` wall time / audio duration, the alive layer on);
+- memory: RSS growth over ``--long-minutes`` of audio in 10 ms chunks (state is bounded: it should stay flat);
+- agreement with the offline default face on held-out eSpeak NG voices (motion/face/synth_data.py's
+  HELD_OUT_VOICES, never used in training): JawOpen Pearson r pooled over clips (live vs offline, both without the
+  alive layer), and lip closures on /p b m/ (motion/face/evaluation.py) of each, and both against the rule targets.
+
+Usage: python benchmarks/bench_live_face.py [--clips 12] [--long-minutes 2] [--threads 1] [--head V_*.pth]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _rss_mb() -> float:
+    try:
+        with open(f"/proc/{os.getpid()}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def latency(audio44: np.ndarray, sr: int, head, chunk_s: float = 0.01) -> tuple[np.ndarray, float, float]:
+    """(per-frame latency s, compute s per audio s, lookahead_s) for ``audio44`` resampled to ``sr``."""
+    import soxr
+
+    from motion.face.live import LiveFace
+
+    audio = audio44 if sr == 44100 else soxr.resample(audio44, 44100, sr, quality="HQ").astype(np.float32)
+    live = LiveFace(sr, head=head)
+    step = int(round(sr * chunk_s))
+    lat, busy, k = [], 0.0, 0
+    for i in range(0, len(audio), step):
+        t0 = time.perf_counter()
+        frames = live.feed(audio[i:i + step])
+        dt = time.perf_counter() - t0
+        busy += dt
+        t_end = min(len(audio), i + step) / sr
+        for _ in range(len(frames)):
+            lat.append(t_end - (k + 0.5) / 60.0 + dt)
+            k += 1
+    t0 = time.perf_counter()
+    live.close()
+    busy += time.perf_counter() - t0
+    return np.asarray(lat), busy / (len(audio) / sr), live.lookahead_s
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=int, default=12, help="held-out eSpeak NG clips (three sentences each)")
+    ap.add_argument("--long-minutes", type=float, default=2.0, help="audio for the memory check (0: skip)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--head", default=None, help="a causal head V_*.pth (default: the shipped one)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from motion.arkit import INDEX
+    from motion.face.evaluation import closure_rate, jaw_r
+    from motion.face.live import LiveFace
+    from motion.face.model import ExpressionModel
+    from motion.face.synth_data import HELD_OUT_VOICES, evaluation_utterances
+
+    print(f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores; torch threads {args.threads}; load average "
+          f"{os.getloadavg()[0]:.1f} at start")
+    clips = evaluation_utterances(HELD_OUT_VOICES, count=args.clips, seed=17)
+    minutes = sum(len(c.audio) for c in clips) / 44100 / 60
+    print(f"held-out eSpeak NG voices {', '.join(HELD_OUT_VOICES)}: {len(clips)} clips, {minutes:.2f} min")
+
+    speech = np.concatenate([c.audio for c in clips[:4]])
+    for sr in (16000, 44100, 48000):
+        lat, rt, look = latency(speech, sr, args.head)
+        print(f"{sr / 1000:g} kHz, 10 ms chunks: latency p50 {np.percentile(lat, 50) * 1000:.1f} ms, p95 "
+              f"{np.percentile(lat, 95) * 1000:.1f} ms, max {lat.max() * 1000:.1f} ms (lookahead_s "
+              f"{look * 1000:.1f} ms); compute {rt:.3f} s per s of audio")
+
+    offline = ExpressionModel.load()
+    live_faces, off_faces = [], []
+    for c in clips:
+        live = LiveFace(44100, head=args.head, alive=False)
+        step = 441
+        face = np.concatenate([live.feed(c.audio[i:i + step]) for i in range(0, len(c.audio), step)] + [live.close()])
+        live_faces.append(face)
+        off_faces.append(offline.audio_to_frames(c.audio, 60.0, len(face)))
+    jaw = INDEX["JawOpen"]
+    r = float(np.corrcoef(np.concatenate([f[:, jaw] for f in live_faces]),
+                          np.concatenate([f[:, jaw] for f in off_faces]))[0, 1])
+    per = [float(np.corrcoef(a[:, jaw], b[:, jaw])[0, 1]) for a, b in zip(live_faces, off_faces)]
+    ev = [c.events for c in clips]
+    lc, total = closure_rate(live_faces, ev)
+    oc, _ = closure_rate(off_faces, ev)
+    r_live, _ = jaw_r(live_faces, [c.targets for c in clips])
+    r_off, _ = jaw_r(off_faces, [c.targets for c in clips])
+    print(f"JawOpen r live vs offline default face: pooled {r:.3f}, per clip {min(per):.3f}-{max(per):.3f}")
+    print(f"bilabial closures (/p b m/): live {lc}/{total} ({lc / max(1, total):.1%}), offline {oc}/{total} "
+          f"({oc / max(1, total):.1%})")
+    print(f"JawOpen r vs the rule targets: live {r_live:.3f}, offline {r_off:.3f}")
+
+    if args.long_minutes > 0:
+        live = LiveFace(48000, head=args.head)
+        n = int(48000 * 60)
+        one_min = np.tile(speech, int(math.ceil(n / len(speech))))[:n] if len(speech) else np.zeros(n, np.float32)
+        import soxr
+
+        one_min = soxr.resample(one_min, 44100, 48000, quality="HQ").astype(np.float32)[:n]
+        rss = []
+        t0 = time.perf_counter()
+        for m in range(int(math.ceil(args.long_minutes))):
+            for i in range(0, n, 480):
+                live.feed(one_min[i:i + 480])
+            rss.append(_rss_mb())
+        dt = time.perf_counter() - t0
+        print(f"{len(rss)} min of 48 kHz audio in 10 ms chunks: RSS after each minute "
+              f"{', '.join(f'{v:.0f}' for v in rss)} MB; compute {dt / (60 * len(rss)):.3f} s per s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
