@@ -103,7 +103,9 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = TTS_SAMPLE_RAT
 
 def write_wav_pcm16(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
     """Write float audio (``[N]`` or ``[N, C]``) as 16-bit PCM wav atomically, clipped to [-1, 1]."""
-    data = np.clip(np.nan_to_num(np.asarray(audio, dtype=np.float32)), -1.0, 1.0)
-    with atomic_write(path, "wb") as f:
-        sf.write(f, data, int(sample_rate), subtype="PCM_16", format="WAV")
+    audio = np.asarray(audio, dtype=np.float32)
+    with atomic_write(path, "wb") as f, sf.SoundFile(f, "w", int(sample_rate), 1 if audio.ndim == 1 else audio.shape[1],
+                                                      subtype="PCM_16", format="WAV") as out:
+        for i in range(0, len(audio), 1 << 20):  # in blocks: no whole-length copies of long audio
+            out.write(np.clip(np.nan_to_num(audio[i: i + (1 << 20)]), -1.0, 1.0))
     return Path(path)
