@@ -378,7 +378,8 @@ class Voice:
         """
         if not files.complete:
             raise SynthesisError("cannot load the Bert-VITS2 voice:\n" + files.describe())
-        model, hps = load_model_for_inference(files.config, files.checkpoint, device=device, precision=precision)
+        model, hps = load_model_for_inference(files.config, files.checkpoint, device=device, precision=precision,
+                                              warmup_s=None)  # bf16: bucket shapes warmed (bounded, logged)
         log.info("loaded voice %s (%d speakers, precision %s)", files.checkpoint, len(hps.data.spk2id),
                  getattr(model, "precision", precision))
         return cls(model, hps, files, device)
