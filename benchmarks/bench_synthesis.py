@@ -13,6 +13,11 @@ time per sentence in fp32 / bf16 / int8 (dynamic quantisation), feature SNR, bat
 the bf16/int8 features on the synthesised audio. GEMM throughput (2048^2 fp32 and bf16) is printed as the bound.
 
 Run:  python benchmarks/bench_synthesis.py [--threads 2] [--repeats 2] [--phones 50 200] [--onnx] [--bert]
+      python benchmarks/bench_synthesis.py --no-synthesis --patterns [--voice] [--distinct 10]
+--patterns times the generator on the two request patterns of issue 26 (one input repeated; a warm-up on two lengths,
+then distinct lengths, each path once per request, interleaved): RTF and the ratio to upstream's fp32 path in the
+same run, for the fast fp32 path (bucketed lengths, the default), the same unbucketed, and bf16. --voice does the same
+end to end through Voice.synthesize and Voice.stream (text frontend, BERT-large-shaped random BERT, synthesis).
 Random weights get the perturbation the reference fixtures use (non-zero flow/SDP output layers, LayerNorm gains),
 so every stage matters for the SNR; dp.proj.bias is set to log(--frames-per-phone) for speech-like lengths.
 Wall times on a shared CPU include contention from other processes: the load average is printed at the end.
@@ -28,10 +33,11 @@ import tempfile
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
-from bert_vits2.inference import optimize_for_inference, remove_weight_norm_
+from bert_vits2.inference import _cpu_has_native_bf16, optimize_for_inference, remove_weight_norm_
 from bert_vits2.models import SynthesizerTrn
 
 # Released v2.3 config (spec section 1): 850 speakers, gin 512.
@@ -76,6 +82,14 @@ class PeakRSS:
         self._stop.set()
         self._t.join()
         self.peak = max(self.peak, self.now())
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
+    except OSError:
+        return "unknown"
 
 
 def snr_db(ref: torch.Tensor, x: torch.Tensor) -> float:
@@ -313,6 +327,115 @@ def bench_bert(args) -> None:
         del model
 
 
+# ---------------------------------------------------------------------------------- request patterns (issue 26)
+
+#: ten distinct request lengths (phone ids) after a warm-up on two others: every request has a new length
+DISTINCT_PHONES = (41, 57, 66, 73, 89, 97, 106, 118, 131, 149)
+WARMUP_PHONES = (35, 140)
+ZH_SENTENCES = ("我们去公园。", "今天的天气很好，阳光明媚。", "孩子们在草地上放风筝，笑声传得很远。", "请把窗户打开。",
+                "湖边的柳树已经发芽了，春天真的来了。", "傍晚的时候我们再回家吃饭，妈妈做了很多好吃的菜。", "你好！",
+                "明天早上八点，我们在学校门口集合，然后一起坐车去博物馆参观。", "这本书很有意思。",
+                "他每天早上六点起床，先跑步半个小时，再吃早饭。")
+ZH_WARMUP = ("欢迎来到这里。", "昨天晚上下了一场大雨，路上到处都是水。")
+
+
+def _pattern_paths(args) -> dict:
+    plain = remove_weight_norm_(build_model(args.frames_per_phone))
+    return {
+        "upstream fp32": build_model(args.frames_per_phone),  # weight norm active, plain modules
+        "fp32 fast": optimize_for_inference(copy.deepcopy(plain), "fp32"),
+        "fp32 fast unbucketed": optimize_for_inference(copy.deepcopy(plain), "fp32", bucketed=False),
+        "bf16 fast": optimize_for_inference(copy.deepcopy(plain), "bf16"),
+    }
+
+
+def _report(title: str, times: dict[str, list[float]], audio_s: float, base: str) -> None:
+    print(f"\n{title}: {audio_s:.1f} s of audio per path")
+    print(f"  {'path':<22s} {'wall s':>7s} {'RTF':>6s} {'x ' + base:>18s}")
+    ref = sum(times[base])
+    for name, ts in times.items():
+        print(f"  {name:<22s} {sum(ts):7.2f} {sum(ts) / audio_s:6.3f} {ref / sum(ts):17.2f}x")
+
+
+def bench_patterns(args) -> None:
+    """The generator alone on both request patterns, paths interleaved request by request."""
+    paths = _pattern_paths(args)
+    if args.warmup_s > 0:
+        from bert_vits2.inference import warm_up
+
+        for name, net in paths.items():
+            done = warm_up(net, args.warmup_s)  # only the bucketed paths have something to warm
+            if done["shapes"]:
+                print(f"warm-up {name}: {done['shapes']} bucket lengths in {done['seconds']:.1f} s")
+    kw = dict(sdp_ratio=0.5, noise_scale=0.667, noise_scale_w=0.8)
+
+    def run(pattern: list[int]) -> tuple[dict[str, list[float]], float]:
+        times: dict[str, list[float]] = {k: [] for k in paths}
+        audio = 0.0
+        for n in pattern:
+            inputs = make_inputs(n, seed=n)
+            for name, net in paths.items():
+                t0 = time.perf_counter()
+                out = net.infer(*inputs, generator=torch.Generator().manual_seed(n), **kw)
+                times[name].append(time.perf_counter() - t0)
+            audio += out[0].shape[-1] / SAMPLING_RATE
+        return times, audio
+
+    with torch.inference_mode():
+        run(list(WARMUP_PHONES))
+        times, audio = run([args.repeat_phones] * args.repeat_count)
+        _report(f"generator, one input repeated ({args.repeat_phones} phones x {args.repeat_count})", times, audio,
+                "upstream fp32")
+        times, audio = run(list(DISTINCT_PHONES[:args.distinct]))
+        _report(f"generator, {args.distinct} distinct lengths after a warm-up on {WARMUP_PHONES}", times, audio,
+                "upstream fp32")
+
+
+def bench_voice(args) -> None:
+    """Voice.synthesize and Voice.stream end to end (text frontend, a BERT-large-shaped random BERT, synthesis)."""
+    import shutil
+    from pathlib import Path
+
+    from bench_server import make_voice
+
+    from bert_vits2.inference import load_model_for_inference
+    from bert_vits2.synthesis import Voice, find_model_files
+
+    tmp = Path(tempfile.mkdtemp(prefix="bv2-bench-voice-"))
+    try:
+        folder = make_voice(tmp / "voice", Path(args.ref), args.voice_bert)
+        files = find_model_files(folder)
+        model, hps = load_model_for_inference(files.config, files.checkpoint, precision="fp32", fast=False)
+        voices = {"upstream fp32": Voice(model, hps, files)}
+        for precision in ("fp32", "bf16"):
+            t0 = time.perf_counter()
+            voices[f"{precision} fast"] = Voice.load(files, precision=precision)
+            print(f"Voice.load precision={precision}: {time.perf_counter() - t0:.1f} s (warm-up included)")
+
+        def run(texts, mode: str) -> tuple[dict[str, list[float]], float]:
+            times: dict[str, list[float]] = {k: [] for k in voices}
+            audio = 0.0
+            for i, text in enumerate(texts):
+                for name, voice in voices.items():
+                    t0 = time.perf_counter()
+                    if mode == "synthesize":
+                        n = len(voice.synthesize(text, seed=i).audio)
+                    else:
+                        n = sum(len(c.audio) for c in voice.stream(text, seed=i))
+                    times[name].append(time.perf_counter() - t0)
+                audio += n / SAMPLING_RATE
+            return times, audio
+
+        for mode in ("synthesize", "stream"):
+            run(list(ZH_WARMUP), mode)
+            times, audio = run([ZH_SENTENCES[5]] * args.repeat_count, mode)
+            _report(f"Voice.{mode}, one sentence repeated x{args.repeat_count}", times, audio, "upstream fp32")
+            times, audio = run(list(ZH_SENTENCES[:args.distinct]), mode)
+            _report(f"Voice.{mode}, {args.distinct} distinct sentences", times, audio, "upstream fp32")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
@@ -323,6 +446,19 @@ def main() -> None:
     parser.add_argument("--bert", action="store_true", help="also time the three full-size BERTs (~6 GB RAM)")
     parser.add_argument("--bert-tokens", type=int, default=32, help="tokens per BERT sentence (default 32)")
     parser.add_argument("--no-synthesis", action="store_true", help="skip the synthesis table")
+    parser.add_argument("--patterns", action="store_true",
+                        help="generator on both request patterns: one input repeated, distinct lengths (issue 26)")
+    parser.add_argument("--voice", action="store_true",
+                        help="Voice.synthesize / Voice.stream end to end on both patterns (BERT-large-shaped BERT)")
+    parser.add_argument("--distinct", type=int, default=10, help="distinct requests per pattern (default 10)")
+    parser.add_argument("--repeat-phones", type=int, default=97, help="phone ids of the repeated input (default 97)")
+    parser.add_argument("--repeat-count", type=int, default=3, help="runs of the repeated input (default 3)")
+    parser.add_argument("--warmup-s", type=float, default=0.0,
+                        help="--patterns: warm_up budget per bucketed path before the requests (default 0)")
+    parser.add_argument("--voice-bert", choices=("full", "tiny"), default="full",
+                        help="--voice: BERT-large-shaped random BERT (full) or the 2-layer one (tiny)")
+    parser.add_argument("--ref", default=str(Path(__file__).resolve().parents[2] / "shared" / "reference" / "bv2"),
+                        help="reference folder (tokenizer of the test BERT)")
     args = parser.parse_args()
 
     logging.basicConfig(level=logging.WARNING)
@@ -330,8 +466,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, GEMM 2048^2: "
           f"fp32 {gemm_gflops(torch.float32):.0f} GFLOP/s, bf16 {gemm_gflops(torch.bfloat16):.0f} GFLOP/s")
+    print(f"CPU: {_cpu_name()}; native bf16 (AVX512-BF16/AMX): {_cpu_has_native_bf16()}")
     if not args.no_synthesis:
         bench_synthesis(args)
+    if args.patterns:
+        bench_patterns(args)
+    if args.voice:
+        bench_voice(args)
     if args.bert:
         bench_bert(args)
     try:
