@@ -108,8 +108,11 @@ def test_bad_emotions_are_one_line_errors(bad):
         FaceMaker(use_default_head=False, emotion=bad)
 
 
-def test_every_source_gets_the_emotion(demo_result):
+def test_every_source_gets_the_emotion():
     """Rules (phones), the default head (audio) and a face made before the audio (a plan) all carry the emotion."""
+    from motion.demo_voice import DemoVoice
+
+    demo_result = DemoVoice().synthesize("Maybe Bob will buy a map.", None, "EN")
     for kwargs in ({"use_default_head": False}, {"result_source": "audio"}):
         plain = FaceMaker(seed=0, **kwargs).for_result(demo_result).frames
         joy = FaceMaker(seed=0, emotion="joy", **kwargs).for_result(demo_result).frames
