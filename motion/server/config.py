@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bert_vits2.text.bert import normalize_language
+import yaml
 
 TOKEN_ENV = "BV2_SERVER_TOKEN"
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")
@@ -136,6 +136,8 @@ def _check_spec(spec: ModelSpec) -> None:
 def _check_language(language: str, what: str = "--language") -> None:
     if str(language).strip().lower() in ("mix", "auto"):
         return
+    from bert_vits2.text.bert import normalize_language  # torch (~2 s): the settings stay light for --help
+
     try:
         normalize_language(language)
     except ValueError:
@@ -165,8 +167,6 @@ def read_yaml_section(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         return {}
-    import yaml
-
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:

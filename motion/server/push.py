@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from motion.body.vmc import VmcSender, make_clip
+from motion.livelink import LiveLinkSender
+
 log = logging.getLogger(__name__)
 
 
@@ -62,12 +65,8 @@ class FacePusher(threading.Thread):
         self.stats = PushStats()
         self._ll = self._vmc = None
         if livelink:
-            from motion.livelink import LiveLinkSender
-
             self._ll = LiveLinkSender(host=livelink[0], port=int(livelink[1]))
         if vmc:
-            from motion.body.vmc import VmcSender
-
             self._vmc = VmcSender(vmc[0], int(vmc[1]))
         self._vts_target = vts
         self._vts = None
@@ -97,8 +96,6 @@ class FacePusher(threading.Thread):
         if self._ll is not None:
             self._ll.send(values, k)
         if self._vmc is not None:
-            from motion.body.vmc import make_clip
-
             self._vmc.send(make_clip(face=values[None], face_fps=self.fps, fps=self.fps).bundle(0, k / self.fps))
         if self._vts is not None:
             self._vts.send(values)

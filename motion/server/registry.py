@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bert_vits2.synthesis import Voice, find_model_files
 from bert_vits2.text.bert import normalize_language
 
 log = logging.getLogger(__name__)
@@ -145,8 +146,6 @@ class ModelRegistry:
 
     def load_dir(self, model_dir: str, device: str = "cpu", language: str = "ZH",
                  checkpoint: str | None = None, config: str | None = None) -> int:
-        from bert_vits2.synthesis import Voice, find_model_files
-
         files = find_model_files(model_dir, config=config, checkpoint=checkpoint, bert_dir=self.bert_dir)
         real = os.path.realpath(files.checkpoint) if files.checkpoint else None
         with self._lock:  # the same file twice shares one voice in memory (as upstream)
