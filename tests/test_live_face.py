@@ -225,23 +225,21 @@ def speech():
 
 
 def test_online_alive_keeps_the_offline_rates_and_limits(speech):
-    from motion.face.alive import AliveStream
+    """The shipped head + the online alive layer over ~70 s of speech in 100 ms chunks: blinks 10-25 a minute, head
+    steps <= 0.5 deg per frame, brows and nods on accents, idle eye motion."""
     from motion.face.evaluation import blink_onsets, max_head_step_deg
+    from motion.face.live import LiveFace
 
     _, audio = speech
-    n = int(math.ceil(len(audio) / 44100 * 60))
-    alive = AliveStream(60.0)
-    out = []
-    for k in range(0, n, 6):  # audio a little ahead of the frames, as LiveFace gives it
-        alive.push_audio(audio[int(k / 60 * 44100): int((k + 6) / 60 * 44100) + 3000][: max(0, int((k + 6) / 60 * 44100) + 3000 - alive.audio_total)])
-        out.append(alive.apply(np.zeros((min(6, n - k), NUM_VALUES), np.float32)))
-    face = np.concatenate(out)
+    live = LiveFace(44100)
+    face = np.concatenate(_feed(live, audio, 4410) + [live.close()])
     minutes = len(face) / 60 / 60
     rate = len(blink_onsets(face)) / minutes
     assert 10 <= rate <= 25, rate
     assert max_head_step_deg(face) <= 0.5 + 1e-4
     assert face[:, INDEX["BrowInnerUp"]].max() > 0.05, "accents lift the brows"
-    assert np.ptp(face[:, INDEX["HeadPitch"]]) * 180 > 1.0 and np.ptp(face[:, INDEX["LeftEyeYaw"]]) * 180 > 1.0
+    assert 1.0 < np.ptp(face[:, INDEX["HeadPitch"]]) * 180 < 12.0
+    assert np.ptp(face[:, INDEX["LeftEyeYaw"]]) * 180 > 1.0
 
 
 @pytest.fixture(scope="module")

@@ -434,7 +434,8 @@ class AliveStream:
     motion are the same functions of the stream's time as offline; the head turns at most
     :data:`MAX_HEAD_DEG_PER_S` (0.5 deg per frame at 60 fps). Differences from offline, as the future is unknown: a
     gesture starts at its peak instead of rising to it, the speech threshold and accent scale are running estimates,
-    and a filled group rests at a running average of the source instead of its median.
+    and a filled group rests at neutral (0) instead of the source's median (a live source has no median yet; the
+    shipped causal head was not trained on those channels at all).
 
     :meth:`push_audio` the 44.1 kHz mono samples as they arrive, then :meth:`apply` the next frames (in order)."""
 
@@ -472,7 +473,6 @@ class AliveStream:
         # eyes
         self.gaze_t = float(self.rng_eye.uniform(0.5, 1.5))
         self.gaze_from, self.gaze_to, self.gaze_start = (0.0, 0.0), (0.0, 0.0), -1.0
-        self.rest: np.ndarray | None = None
 
     def push_audio(self, samples: np.ndarray) -> None:
         """More mono samples at ``sample_rate`` (only the last fraction of a second is kept)."""
@@ -555,9 +555,8 @@ class AliveStream:
                                 ("eyes", opts.eyes)) if on and g not in self.keep]
         idx = [INDEX[name] for g in fill for name in GROUPS[g]]
         db, lf = self._measure(t)
-        for j in range(n):  # the group's resting value: a 2 s running average of the source
-            self.rest = out[j].astype(np.float64) if self.rest is None else self.rest + (out[j] - self.rest) / (2.0 * self.fps)
-            out[j, idx] = self.rest[idx]
+        out[:, idx] = 0.0  # a filled group rests at neutral (eyes open, brows relaxed, head and eyes straight)
+        for j in range(n):
             speech, accent = self._analyse(float(db[j]), float(lf[j]))
             self._gestures(float(t[j]), speech, accent)
         if "blinks" in fill:
