@@ -247,6 +247,7 @@ class OnlineLogMel:
             return torch.log(torch.clamp(torch.matmul(self.basis, spec), min=LOG_CLAMP))[0].numpy()
 
     def _normalise(self, mel: np.ndarray) -> np.ndarray:
+        """Raw log-mel frames [n_mels, m] (in order, after the frames before) -> level-normalised, frame by frame."""
         out = np.empty_like(mel)
         nb = len(self.hist)
         bins = np.clip(np.round((mel - _HIST_LO) / _HIST_STEP).astype(np.int64), 0, nb - 1)
@@ -296,6 +297,21 @@ class OnlineLogMel:
         mel = self._frames(self.frames_out, total, n)
         self.frames_out = total
         return self._normalise(mel)
+
+
+def online_from_offline(features: np.ndarray) -> np.ndarray:
+    """:func:`log_mel` features (normalised by the whole clip's level) -> as :class:`OnlineLogMel` would give them
+    (the level of the audio so far), for training a causal head on prepared takes whose audio is not at hand.
+
+    The offline features are ``(mel - ref) / MEL_SCALE + 1``; the online reference is shift-equivariant, so every
+    frame after the clip's first loud frames is recovered exactly (to the histogram's 0.05 resolution). Before them the
+    floor decides, and the clip's own ``ref`` is unknown unless it was the floor (a quiet clip, whose 99th percentile
+    is then below 1): otherwise it is taken as ``MEL_REF_FLOOR + 3`` (a loud take), which only shifts those first
+    quiet frames."""
+    f = np.asarray(features, dtype=np.float32)
+    floored = f.size and float(np.percentile(f, 99)) < 1.0 - 1e-3
+    ref = MEL_REF_FLOOR if floored else MEL_REF_FLOOR + 3.0
+    return OnlineLogMel(f.shape[0])._normalise((f - 1.0) * MEL_SCALE + ref)
 
 
 def online_log_mel(audio: np.ndarray, n_mels: int = DEFAULT_N_MELS, chunk: int = 1 << 16) -> np.ndarray:
@@ -461,6 +477,6 @@ def load_exported_posterior(path: str | os.PathLike) -> PosteriorEncoder:
 __all__ = [
     "DEFAULT_N_MELS", "FEATURE_FPS", "HOP", "ONLINE_REF_HALF_LIFE_S", "OnlineLogMel", "PosteriorEncoder", "PosteriorEncoderError", "SpecParams",
     "export_posterior", "export_posterior_from_checkpoint", "linear_spectrogram", "load_exported_posterior", "load_posterior_from_checkpoint",
-    "load_tts_audio", "log_mel", "num_feature_frames", "online_log_mel", "posterior_from_generator", "slaney_mel_basis",
+    "load_tts_audio", "log_mel", "num_feature_frames", "online_from_offline", "online_log_mel", "posterior_from_generator", "slaney_mel_basis",
     "speaker_id_from_name",
 ]

@@ -586,6 +586,11 @@ def run_from_args(args: argparse.Namespace) -> int:
             overrides["rnn"] = args.rnn
     train = load_clips(args.train_list, kind)
     val = load_clips(args.val_list, kind) if Path(args.val_list).is_file() else []
+    if causal:  # a live head reads the level-normalised log-mel of the audio so far: train on the same
+        from motion.face.features import online_from_offline
+
+        for clip in (*train, *val):
+            clip.features = online_from_offline(clip.features)
     if not val:
         log.warning("no validation takes: evaluating on the training takes (pass --val-size to prepare_visemes.py)")
     prep = Path(args.train_list).with_name("visemes_prepare.json")
