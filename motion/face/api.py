@@ -97,7 +97,7 @@ def rule_based_face(result: Any, fps: float = FACE_FPS) -> np.ndarray:
             j += 1
         segs += segments_from_phones(result.phones[i:j], starts[i:j], ends[i:j], result.phone_langs[i])
         i = j
-    return render(segs, num_frames_for(result.duration_s, fps), fps)
+    return render(segs, num_frames_for(result.duration_s, fps), fps, seal_pauses=True)
 
 
 def _to_tts_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:

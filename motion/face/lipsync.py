@@ -210,11 +210,12 @@ def segments_from_phones(
 def render(
     segments: Iterable[Segment], num_frames: int, fps: float = 60.0, *, anticipation_s: float = 0.045,
     carryover_s: float = 0.03, rest_weight: float = 0.02, intensity: float = 1.0, reach_s: float = 0.4,
-    seal: bool = True,
+    seal: bool = True, seal_pauses: bool = False,
 ) -> np.ndarray:
     """Blend viseme poses with dominance functions and sample at frame centres -> ``[num_frames, 61]``.
 
-    ``seal``: lips close on bilabials and nearly on labiodentals (:func:`_seal_lips`)."""
+    ``seal``: lips close on bilabials and nearly on labiodentals (:func:`_seal_lips`). ``seal_pauses``: the lips also
+    rest together inside pauses (:func:`_seal_pauses`; the face of a synthesis result, where pauses are known)."""
     segments = list(segments)
     t = (np.arange(num_frames, dtype=np.float64) + 0.5) / fps
     num = np.zeros((num_frames, NUM_VALUES), dtype=np.float64)
@@ -234,7 +235,25 @@ def render(
     out = (num / den[:, None]) * intensity
     if seal:
         _seal_lips(out, segments, t, fps)
+    if seal_pauses:
+        _seal_pauses(out, segments, t)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _seal_pauses(out: np.ndarray, segments: Iterable[Segment], t: np.ndarray, margin_s: float = 0.06,
+                 ramp_s: float = 0.04) -> None:
+    """Inside a pause (a full-strength silence), ``margin_s`` after the speech and before the next sound, the lips
+    rest together (MouthClose follows JawOpen, ramping over ``ramp_s``): speakers close their mouth between phrases,
+    and the anticipation of the next sound would otherwise keep it ajar through the whole pause."""
+    jaw, close = INDEX["JawOpen"], INDEX["MouthClose"]
+    for seg in segments:
+        if seg.viseme != "sil" or seg.strength < STRENGTH["sil"]:
+            continue
+        inside = np.minimum(t - (seg.start + margin_s), (seg.end - margin_s) - t)
+        w = np.clip(inside / ramp_s, 0.0, 1.0)
+        idx = np.nonzero(w > 0)[0]
+        if idx.size:
+            out[idx, close] = np.maximum(out[idx, close], w[idx] * out[idx, jaw])
 
 
 #: how far MouthClose follows JawOpen during each closing viseme (1 = lips sealed, as ARKit's MouthClose = JawOpen)
