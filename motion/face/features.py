@@ -216,8 +216,8 @@ class OnlineLogMel:
     def __init__(self, n_mels: int = DEFAULT_N_MELS, params: SpecParams = SpecParams()) -> None:
         self.n_mels = int(n_mels)
         self.params = params
-        self.basis = torch.from_numpy(slaney_mel_basis(params.sampling_rate, params.filter_length, self.n_mels))
-        self.window = torch.hann_window(params.win_length)
+        self.basis = slaney_mel_basis(params.sampling_rate, params.filter_length, self.n_mels)
+        self.window = torch.hann_window(params.win_length).numpy()
         self.buf = np.zeros(0, np.float32)  # samples buf_start.. of the audio
         self.buf_start = 0
         self.total = 0  # samples received
@@ -239,12 +239,11 @@ class OnlineLogMel:
         idx = np.abs(idx)
         if n is not None:
             idx = np.where(idx >= n, 2 * (n - 1) - idx, idx)
-        y = torch.from_numpy(np.clip(self.buf[idx - self.buf_start], -1.0, 1.0))[None]
-        with torch.no_grad():
-            stft = torch.stft(y, nfft, hop_length=hop, win_length=self.params.win_length, window=self.window,
-                              center=False, normalized=False, onesided=True, return_complex=True)
-            spec = torch.view_as_real(stft).pow(2).sum(-1).add(1e-6).sqrt()
-            return torch.log(torch.clamp(torch.matmul(self.basis, spec), min=LOG_CLAMP))[0].numpy()
+        seg = np.clip(self.buf[idx - self.buf_start], -1.0, 1.0)
+        frames = np.lib.stride_tricks.sliding_window_view(seg, nfft)[::hop]  # [m, n_fft], as torch.stft frames them
+        spec = np.fft.rfft(frames * self.window, axis=1)  # numpy: no per-call torch overhead for one frame
+        mag = np.sqrt(spec.real ** 2 + spec.imag ** 2 + 1e-6).astype(np.float32)
+        return np.log(np.maximum(self.basis @ mag.T, LOG_CLAMP)).astype(np.float32)
 
     def _normalise(self, mel: np.ndarray) -> np.ndarray:
         """Raw log-mel frames [n_mels, m] (in order, after the frames before) -> level-normalised, frame by frame."""
