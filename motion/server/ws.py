@@ -21,6 +21,7 @@ from bert_vits2.synthesis import STREAMED_TEXT
 from motion.arkit import NAMES
 from motion.constants import LIVELINK_PORT, VMC_PORT
 from motion.face.emotion import EmotionMarks, EmotionStream, EmotionTimeline, streamed_tags
+from motion.face.live_run import in_live_thread
 from motion.face.streaming import AudioFaceStream
 from motion.server.encode import audio_message, face_message, pcm_bytes
 from motion.server.errors import ApiError, Cancelled, as_api_error, error_body
@@ -317,7 +318,7 @@ class FaceSession:
                 await self.ws.send_text(json.dumps({"type": "start", "fps": stream.fps, "mode": mode}))
                 await self._feed(stream.feed, stream.close, sr, dtype)
                 return
-            live = await asyncio.to_thread(_live_face, sr)  # the causal head loads once per process (then cached)
+            live = await in_live_thread(_live_face, sr)
             await self.ws.send_text(json.dumps({"type": "start", "fps": FACE_FPS, "mode": mode,
                                                 "lookahead_s": live.lookahead_s, "names": list(NAMES)}))
             frames_out = [0]
@@ -330,8 +331,8 @@ class FaceSession:
     async def _feed(self, feed: Callable[[np.ndarray], list[Any]], close: Callable[[], list[Any]], sr: int,
                     dtype: str, live: bool = False) -> None:
         cfg, total = self.state.config, 0
-        # live: a thread of its own per step, not the synthesis pool (a busy pool would hold the frames back)
-        call = (lambda fn, *a: asyncio.to_thread(fn, *a)) if live else self.state.pool.call
+        # live: the live-face thread (one torch thread), not the synthesis pool (a busy pool would hold frames back)
+        call = in_live_thread if live else self.state.pool.call
         while True:
             msg = await _receive(self.ws, cfg.ws_idle_s)
             if msg.get("bytes") is not None:
@@ -372,7 +373,8 @@ def _numbered(counter: list[int], frames: np.ndarray) -> list[_Frames]:
 def _live_face(sample_rate: int) -> Any:
     from motion.face.live import LiveFace  # torch + the causal head: loaded by the first live stream
 
-    return LiveFace(sample_rate=sample_rate, threads=None)  # keep the server's torch threads (synthesis uses them)
+    # threads=None: in_live_thread sets torch's threads for each step only (LiveFace's default would set them for good)
+    return LiveFace(sample_rate=sample_rate, threads=None)
 
 
 def _pcm(data: bytes, dtype: str) -> np.ndarray:

@@ -413,8 +413,9 @@ async def live_face_socket(ws) -> None:
             raise ValueError("the first message must be {\"sample_rate\": 8000..192000, \"audio_format\": "
                              "\"f32\" or \"s16\"}")
         from motion.face.live import LiveFace  # torch + the causal head: loaded by the first microphone
+        from motion.face.live_run import in_live_thread
 
-        live = await asyncio.to_thread(LiveFace, sample_rate=sr, threads=None)  # the UI's torch threads stay
+        live = await in_live_thread(LiveFace, sample_rate=sr, threads=None)  # one torch thread per step (live_run)
         dtype, done = np.dtype("<i2" if fmt == "s16" else "<f4"), 0
         await ws.send_text(json.dumps({"type": "start", "fps": FACE_FPS, "mode": "live",
                                        "lookahead_s": live.lookahead_s, "names": list(NAMES)}))
@@ -427,9 +428,9 @@ async def live_face_socket(ws) -> None:
                 pcm = np.frombuffer(data, dtype=dtype)
                 if dtype.kind == "f" and not np.isfinite(pcm).all():
                     raise ValueError("the f32 audio holds NaN or infinite samples")
-                frames, ended = await asyncio.to_thread(live.feed, pcm), False
+                frames, ended = await in_live_thread(live.feed, pcm), False
             elif (json.loads(msg.get("text") or "null") or {}).get("type") == "end":
-                frames, ended = await asyncio.to_thread(live.close), True
+                frames, ended = await in_live_thread(live.close), True
             else:
                 raise ValueError("send binary PCM, then {\"type\": \"end\"}")
             if len(frames):
