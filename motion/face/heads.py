@@ -9,7 +9,10 @@
   * Output range: sigmoid for the 52 shapes ([0, 1]) and tanh for the 9 head/eye rotations ([-1, 1]).
   * BatchNorm statistics include zero padding frames of a padded batch (harmless with similar-length batches).
 
-Both take ``x [B, C, T]`` (+ optional ``lengths [B]``) and return ``[B, 61, T]`` at the input frame rate; padded
+- ``CausalMelHead`` (live faces, ``head_config("mel", causal=True)``): the mel CRNN with causal convolutions, a
+  unidirectional GRU and ``lookahead_frames`` (0-5) frames of right context; ``CausalMelStream`` runs it frame by frame.
+
+All take ``x [B, C, T]`` (+ optional ``lengths [B]``) and return ``[B, 61, T]`` at the input frame rate; padded
 positions are kept out of every recurrent/attention computation. ``motion.frames.resample_curves`` maps predictions to another rate on
 frame-centre times (differentiable, used by the loss); ``predict`` does inference on one clip and returns ``[T', 61]``.
 """
