@@ -221,3 +221,25 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_take(repo_root, speech_wav, tmp_path
     assert json.loads(stem.with_suffix(".json").read_text())["interrupted"] is True
     assert stem.with_suffix(".csv").is_file()
     assert not [p for p in out.iterdir() if p.suffix not in (".wav", ".npy", ".csv", ".json")], "no temp files left"
+
+
+@pytest.mark.slow
+def test_vmc_gets_one_bundle_per_frame(speech_wav, tmp_path):
+    """``--vmc``: every frame goes out as one OSC bundle (Perfect Sync blendshapes + head/eye bones, then Apply)."""
+    from motion.face.live_run import run_live
+
+    wav, _ = speech_wav
+    audio, sr = load_audio(wav, sample_rate=None)
+    short = tmp_path / "short.wav"
+    write_wav_pcm16(short, audio[: int(1.5 * sr)], sr)
+    rx = _Udp()
+    try:
+        report = run_live(_parse(["--wav", str(short), "--vmc", f"127.0.0.1:{rx.port}"]))
+        time.sleep(0.1)
+    finally:
+        rx.close()
+    bundles = [d for _, d in rx.got if d]
+    assert report.frames == int(np.ceil(1.5 * FPS - 1e-9)) and report.take is None
+    assert len(bundles) == report.frames and all(b.startswith(b"#bundle\0") for b in bundles)
+    assert all(b"/VMC/Ext/Blend/Val" in b and b"/VMC/Ext/Blend/Apply" in b and b"/VMC/Ext/Bone/Pos" in b
+               for b in bundles)
