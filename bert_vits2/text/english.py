@@ -20,8 +20,8 @@ import os
 import re
 from typing import Optional
 
+from bert_vits2.text import g2p_offline
 from bert_vits2.text.en_numbers import normalize_numbers
-from bert_vits2.text.g2p_offline import get_g2p_en
 from bert_vits2.text.japanese import PUNCTUATION_MAP
 from bert_vits2.text.symbols import punctuation, symbols
 from bert_vits2.text.word_tokenizer import DEFAULT_EN_TOKENIZER_DIR, distribute_phones, get_word_tokenizer
@@ -99,7 +99,7 @@ def pronounce_piece(piece: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
                 tones.append(tone)
         return tuple(phones), tuple(tones)
 
-    for arpa in get_g2p_en()(piece):
+    for arpa in g2p_offline.get_g2p_en()(piece):  # through the module: one place to replace it (tests)
         if arpa == " ":
             continue
         if arpa in ARPA:

@@ -27,7 +27,6 @@ import unicodedata
 from typing import Optional, Sequence
 
 import jaconv
-from num2words import num2words
 
 from bert_vits2.text.errors import TextRejected
 from bert_vits2.text.symbols import punctuation, symbols
@@ -96,6 +95,8 @@ def convert_numbers_to_words(text: str) -> str:
     """``1,234`` -> ``1234``, ``$5`` -> ``5ドル``, then every number to Japanese words (num2words)."""
     text = _NUMBER_WITH_SEPARATOR_RX.sub(lambda m: m[0].replace(",", ""), text)
     text = _CURRENCY_RX.sub(lambda m: m[2] + _CURRENCY_MAP.get(m[1], m[1]), text)
+    from num2words import num2words  # imported on first use: importing the frontend loads nothing it may not need
+
     return _NUMBER_RX.sub(lambda m: num2words(m[0], lang="ja"), text)
 
 

@@ -260,6 +260,15 @@ class FaceMaker:
         frames with the chunk (the face is made from the piece's phones or z before its audio is decoded)."""
         return self.result_face == "audio"
 
+    def describe_result(self) -> str:
+        """What the face of a synthesis result is made from (the ``source`` its faces carry)."""
+        how = self.result_face
+        if how == "z" and self.model is not None:
+            return f"trained z head ({self.head_path.name})"
+        if how == "audio" and self._mel_model() is not None:
+            return self._mel_model()[1]
+        return "rule-based lip-sync from phone durations"
+
     def for_result(self, result: Any, start_s: float = 0.0) -> FaceResult:
         """The face of a synthesis result (``bert_vits2.synthesis.SynthesisResult`` or the demo voice's), aligned with
         its audio; pauses between pieces stay neutral for head-made faces. ``start_s``: where this result starts in a

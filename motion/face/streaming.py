@@ -145,7 +145,7 @@ def piecewise_frames(result: SynthesisResult, face: FaceFn, fps: float) -> np.nd
 def piecewise_face(maker: FaceMaker, result: Any) -> FaceResult:
     """The face of a whole synthesis result, piece by piece as a stream computes it."""
     frames = piecewise_frames(result, face_function(maker), maker.fps)
-    return FaceResult(frames, maker.fps, f"{maker.describe()}, per piece")
+    return FaceResult(frames, maker.fps, f"{maker.describe_result()}, per piece")
 
 
 @dataclass

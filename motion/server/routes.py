@@ -120,7 +120,7 @@ def _speech_routes(router: APIRouter, state: ServerState) -> None:
         audio = np.concatenate([c.chunk.audio for c in chunks])
         frames = np.concatenate([c.face for c in chunks], axis=0)
         pieces = sorted({(c.chunk.piece, c.chunk.text) for c in chunks if c.chunk.text})
-        meta = {"face": state.face_maker.describe(), "pieces": [{"piece": p, "text": t} for p, t in pieces]}
+        meta = {"face": state.face_maker.describe_result(), "pieces": [{"piece": p, "text": t} for p, t in pieces]}
         body, media, headers = face_payload(audio, entry.voice.sample_rate, frames, chunks[0].face_fps, fmt, meta)
         return Response(body, media_type=media, headers=headers)
 

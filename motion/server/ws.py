@@ -163,7 +163,7 @@ class VoiceSession:
             await self.ws.send_text(json.dumps({
                 "type": "start", "sample_rate": int(entry.voice.sample_rate), "audio_format": opts.audio_format,
                 "fps": FACE_FPS if opts.face else None, "names": list(NAMES) if opts.face else None,
-                "voice": entry.voice.name, "face": self.state.face_maker.describe() if opts.face else None}))
+                "voice": entry.voice.name, "face": self.state.face_maker.describe_result() if opts.face else None}))
             await self._stream(self.state.synthesis(entry, request, opts.face, streamed=streamed), opts)
 
     def _text_stream(self, msg: dict[str, Any]) -> dict[str, Any] | None:

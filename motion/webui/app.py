@@ -109,7 +109,8 @@ class WebUIState:
                  "`FOLDER/bert/<name>`, `--bert-dir ROOT` or `bert/<name>`.\n")
         if self.load_error:
             head += f"- **Loading the voice failed:** `{self.load_error}`\n"
-        head += f"\n### Face\n- {self.face.describe()}\n- output rate {self.face.fps:g} fps\n"
+        head += (f"\n### Face\n- audio → face: {self.face.describe()}\n- synthesised speech: "
+                 f"{self.face.describe_result()}\n- output rate {self.face.fps:g} fps\n")
         head += f"\n### Outputs\n- per-request folders under `{self.outputs}`\n"
         head += "\n### Model files\n" + self.files.describe()
         return head
