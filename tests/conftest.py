@@ -251,3 +251,4 @@ BROWSER_MARKS = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian chromium at /usr/bin/chromium"),
 ]
+

@@ -76,11 +76,11 @@ CASES: list[Case] = [
     Case("motion/record.py", "--import {junk_csv} --offset-ms nan --out-dir {out}"),
     Case("motion/record.py", "--import {junk_csv} --out-dir {out}"),
     Case("motion/record.py", "--import {missing} --out-dir {out}"),
-    Case("motion/record.py", "--audio-file {junk_wav} --seconds 0.2 --host 127.0.0.1 --port " + PORT + " --out-dir {out}"),
-    Case("motion/record.py", "--audio-file {good_wav} --seconds 0.2 --host 127.0.0.1 --port " + PORT + " --out-dir {a_file}"),
-    Case("motion/record.py", "--audio-file {good_wav} --seconds 0.2 --host 999.1.1.1 --port " + PORT + " --out-dir {out}"),
+    Case("motion/record.py", "--audio-file {junk_wav} --seconds 0.2 --host 127.0.0.1 --port {port} --out-dir {out}"),
+    Case("motion/record.py", "--audio-file {good_wav} --seconds 0.2 --host 127.0.0.1 --port {port} --out-dir {a_file}"),
+    Case("motion/record.py", "--audio-file {good_wav} --seconds 0.2 --host 999.1.1.1 --port {port} --out-dir {out}"),
     Case("motion/record.py", "--recover {missing}"),
-    Case("motion/record.py", "--device 99 --seconds 1 --host 127.0.0.1 --port " + PORT + " --out-dir {out}",
+    Case("motion/record.py", "--device 99 --seconds 1 --host 127.0.0.1 --port {port} --out-dir {out}",
          "no such microphone (or no PortAudio at all)"),
     Case("motion/record.py", "--accept-device X --audio-file {junk_wav} --out-dir {out}"),
     Case("motion/record.py", "--recover {bad_partial_dir}", "a .partial folder without info.json"),
@@ -378,6 +378,7 @@ class Outcome:
 def _argv(case: Case, fixtures: dict[str, Path], out: Path) -> list[str]:
     paths = {k: str(v) for k, v in fixtures.items()}
     paths["out"] = str(out)
+    paths["port"] = PORT  # filled in at run time: the test ids stay the same in every process (pytest -n)
     return [a.format(**paths) for a in shlex.split(case.args)]
 
 
