@@ -163,6 +163,7 @@ def _one_line(proc: subprocess.CompletedProcess, *words: str) -> None:
     assert "Traceback" not in proc.stderr and all(w in lines[0] for w in words), lines[0]
 
 
+@pytest.mark.slow  # ~10 s on 2 cores
 def test_user_errors_are_one_line(repo_root, speech_wav, tmp_path):
     wav, _ = speech_wav
     closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

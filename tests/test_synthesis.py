@@ -177,6 +177,7 @@ def test_streamer_sends_live_link_packets():
     assert decoded[0].frame.values[INDEX["JawOpen"]] == pytest.approx(0.5)
 
 
+@pytest.mark.slow  # ~10 s on 2 cores
 def test_web_ui_loads_the_voice_at_the_requested_precision(bv2_ref, tmp_path):
     from webui_helpers import make_tiny_voice
 
