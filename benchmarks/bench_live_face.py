@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_synthesis import cpu_name  # noqa: E402
 
 
 def _rss_mb() -> float:
@@ -36,16 +38,6 @@ def _rss_mb() -> float:
     except OSError:
         pass
     return float("nan")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def latency(audio44: np.ndarray, sr: int, head, chunk_s: float = 0.01) -> tuple[np.ndarray, float, float, float]:
@@ -93,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     from motion.face.model import ExpressionModel
     from motion.face.synth_data import HELD_OUT_VOICES, evaluation_utterances
 
-    print(f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores; torch threads {args.threads}; load average "
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; torch threads {args.threads}; load average "
           f"{os.getloadavg()[0]:.1f} at start")
     clips = evaluation_utterances(HELD_OUT_VOICES, count=args.clips, seed=17)
     minutes = sum(len(c.audio) for c in clips) / 44100 / 60

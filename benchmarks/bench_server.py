@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_synthesis import cpu_name  # noqa: E402
+
 ONE = "今天天气很好，我们一起去公园散步吧。"
 FIVE = ("今天天气很好，我们一起去公园散步吧。公园里有很多人在跑步。湖边的柳树已经发芽了。"
         "孩子们在草地上放风筝。傍晚的时候我们再回家吃饭。")
@@ -204,16 +206,6 @@ def voice_once(client, base: str, text: str) -> float:
     if r.status_code != 200:
         raise SystemExit(f"/voice failed: {r.status_code} {r.text[:200]}")
     return (len(r.content) - 44) / 2 / 44100
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def med(xs):

@@ -84,7 +84,8 @@ class PeakRSS:
         self.peak = max(self.peak, self.now())
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (every benchmark prints it with its figures)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
@@ -466,7 +467,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, GEMM 2048^2: "
           f"fp32 {gemm_gflops(torch.float32):.0f} GFLOP/s, bf16 {gemm_gflops(torch.bfloat16):.0f} GFLOP/s")
-    print(f"CPU: {_cpu_name()}; native bf16 (AVX512-BF16/AMX): {_cpu_has_native_bf16()}")
+    print(f"CPU: {cpu_name()}; native bf16 (AVX512-BF16/AMX): {_cpu_has_native_bf16()}")
     if not args.no_synthesis:
         bench_synthesis(args)
     if args.patterns:

@@ -298,6 +298,25 @@ def phone_track(phones: list[str], durations: np.ndarray, num_frames: int, fps: 
     return SpeechTrack(np.where(speech, -20.0, -120.0), speech, np.full(n, np.nan), accent * speech)
 
 
+def _add_gaze(out: np.ndarray, gaze_yaw: np.ndarray, gaze_pitch: np.ndarray, head_yaw_deg: np.ndarray,
+              head_pitch_deg: np.ndarray) -> None:
+    """Add the eyes to ``out`` (offline and live alike): the gaze in degrees, partly holding its target while the
+    head moves, as eye rotations and the matching EyeLook shapes."""
+    eye_yaw = gaze_yaw - 0.6 * head_yaw_deg
+    eye_pitch = gaze_pitch - 0.6 * head_pitch_deg
+    for side in ("Left", "Right"):
+        out[:, INDEX[f"{side}EyeYaw"]] += (eye_yaw / 180.0).astype(np.float32)
+        out[:, INDEX[f"{side}EyePitch"]] += (eye_pitch / 180.0).astype(np.float32)
+    look_left, look_right = np.clip(eye_yaw / 30.0, 0, 1), np.clip(-eye_yaw / 30.0, 0, 1)
+    out[:, INDEX["EyeLookOutLeft"]] += look_left
+    out[:, INDEX["EyeLookInRight"]] += look_left
+    out[:, INDEX["EyeLookInLeft"]] += look_right
+    out[:, INDEX["EyeLookOutRight"]] += look_right
+    for side in ("Left", "Right"):
+        out[:, INDEX[f"EyeLookDown{side}"]] += np.clip(eye_pitch / 25.0, 0, 1)
+        out[:, INDEX[f"EyeLookUp{side}"]] += np.clip(-eye_pitch / 25.0, 0, 1)
+
+
 def make_alive(frames: np.ndarray, fps: float, audio: np.ndarray | None = None, sample_rate: int = 44100,
                options: AliveOptions | None = None, keep: set[str] | None = None, start_s: float = 0.0,
                track: SpeechTrack | None = None) -> np.ndarray:
@@ -378,19 +397,7 @@ def make_alive(frames: np.ndarray, fps: float, audio: np.ndarray | None = None, 
             gaze_pitch += (new[1] - cur[1]) * ramp
             cur = new
             t += float(rng_eye.uniform(0.8, 3.0))
-        eye_yaw = gaze_yaw - 0.6 * yaw_deg  # the eyes partly hold their target while the head moves
-        eye_pitch = gaze_pitch - 0.6 * pitch_deg
-        for side in ("Left", "Right"):
-            out[:, INDEX[f"{side}EyeYaw"]] += (eye_yaw / 180.0).astype(np.float32)
-            out[:, INDEX[f"{side}EyePitch"]] += (eye_pitch / 180.0).astype(np.float32)
-        look_left, look_right = np.clip(eye_yaw / 30.0, 0, 1), np.clip(-eye_yaw / 30.0, 0, 1)
-        out[:, INDEX["EyeLookOutLeft"]] += look_left
-        out[:, INDEX["EyeLookInRight"]] += look_left
-        out[:, INDEX["EyeLookInLeft"]] += look_right
-        out[:, INDEX["EyeLookOutRight"]] += look_right
-        for side in ("Left", "Right"):
-            out[:, INDEX[f"EyeLookDown{side}"]] += np.clip(eye_pitch / 25.0, 0, 1)
-            out[:, INDEX[f"EyeLookUp{side}"]] += np.clip(-eye_pitch / 25.0, 0, 1)
+        _add_gaze(out, gaze_yaw, gaze_pitch, yaw_deg, pitch_deg)
 
     out[:, :52] = np.clip(out[:, :52], 0.0, 1.0)
     out[:, 52:] = np.clip(out[:, 52:], -1.0, 1.0)
@@ -593,18 +600,7 @@ class AliveStream:
                     self.gaze_start = self.gaze_t
                     self.gaze_t += float(self.rng_eye.uniform(0.8, 3.0))
                 gy[j], gp[j] = self._gaze(float(t[j]))
-            eye_yaw, eye_pitch = gy - 0.6 * yaw, gp - 0.6 * pitch
-            for side in ("Left", "Right"):
-                out[:, INDEX[f"{side}EyeYaw"]] += (eye_yaw / 180.0).astype(np.float32)
-                out[:, INDEX[f"{side}EyePitch"]] += (eye_pitch / 180.0).astype(np.float32)
-            look_left, look_right = np.clip(eye_yaw / 30.0, 0, 1), np.clip(-eye_yaw / 30.0, 0, 1)
-            out[:, INDEX["EyeLookOutLeft"]] += look_left
-            out[:, INDEX["EyeLookInRight"]] += look_left
-            out[:, INDEX["EyeLookInLeft"]] += look_right
-            out[:, INDEX["EyeLookOutRight"]] += look_right
-            for side in ("Left", "Right"):
-                out[:, INDEX[f"EyeLookDown{side}"]] += np.clip(eye_pitch / 25.0, 0, 1)
-                out[:, INDEX[f"EyeLookUp{side}"]] += np.clip(-eye_pitch / 25.0, 0, 1)
+            _add_gaze(out, gy, gp, yaw, pitch)
         self.frame += n
         out[:, :52] = np.clip(out[:, :52], 0.0, 1.0)
         out[:, 52:] = np.clip(out[:, 52:], -1.0, 1.0)
