@@ -390,6 +390,115 @@ def bench_patterns(args) -> None:
         times, audio = run(list(DISTINCT_PHONES[:args.distinct]))
         _report(f"generator, {args.distinct} distinct lengths after a warm-up on {WARMUP_PHONES}", times, audio,
                 "upstream fp32")
+    bench_decoder_bound(paths)
+
+
+def decoder_conv_gflop(dec: torch.nn.Module, z: torch.Tensor, g: torch.Tensor) -> float:
+    """Multiply-adds of the decoder's convolutions on ``z`` (x2 = FLOP), counted with forward hooks."""
+    total = [0.0]
+
+    def hook(mod, inputs, out):
+        c_in = inputs[0].shape[1]
+        k, groups = mod.kernel_size[0], mod.groups
+        if isinstance(mod, torch.nn.ConvTranspose1d):
+            total[0] += 2.0 * inputs[0].shape[-1] * c_in * mod.out_channels // groups * k
+        else:
+            total[0] += 2.0 * out.shape[-1] * out.shape[1] * c_in // groups * k
+
+    handles = [m.register_forward_hook(hook) for m in dec.modules()
+               if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d))]
+    try:
+        dec(z, g=g)
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0] / 1e9
+
+
+def bench_decoder_bound(paths: dict, frames: int = 200, repeats: int = 3) -> None:
+    """What bounds the generator on this CPU: the decoder's convolution FLOPs per second of audio, the throughput each
+    path's decoder reaches, and the GEMM throughput of the same threads (the ceiling for oneDNN's convolutions)."""
+    upstream = paths["upstream fp32"]
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(1, upstream.dec.conv_pre.in_channels, frames, generator=gen)
+    g = torch.randn(1, upstream.gin_channels, 1, generator=gen) if upstream.n_speakers > 0 else None
+    with torch.inference_mode():
+        gflop = decoder_conv_gflop(upstream.dec, z, g)
+        audio_s = upstream.dec(z, g=g).shape[-1] / SAMPLING_RATE
+        peak = {"fp32": gemm_gflops(torch.float32), "bf16": gemm_gflops(torch.bfloat16)}
+        print(f"\ndecoder bound: {gflop / audio_s:.1f} GFLOP of convolutions per second of audio "
+              f"({frames} z frames = {audio_s:.2f} s); GEMM 2048^2 on these threads: fp32 {peak['fp32']:.0f}, "
+              f"bf16 {peak['bf16']:.0f} GFLOP/s")
+        print(f"  {'path':<22s} {'decoder s':>9s} {'RTF':>6s} {'GFLOP/s':>8s} {'of GEMM':>8s}")
+        for name, net in paths.items():
+            if "unbucketed" in name:
+                continue
+            net.dec(z, g=g)
+            best = math.inf
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                net.dec(z, g=g)
+                best = min(best, time.perf_counter() - t0)
+            ceiling = peak["bf16" if name.startswith("bf16") else "fp32"]
+            print(f"  {name:<22s} {best:9.3f} {best / audio_s:6.3f} {gflop / best:8.1f} {gflop / best / ceiling:7.0%}")
+        _decoder_stages(paths["fp32 fast"] if hasattr(paths["fp32 fast"].dec, "ups") else upstream, z, g, peak["fp32"])
+        print("  (a path near 100 % of GEMM is bound by the CPU's matrix throughput: only fewer FLOPs or a faster "
+              "matrix unit make it faster)")
+
+
+def _decoder_stages(net, z: torch.Tensor, g: torch.Tensor | None, ceiling: float) -> None:
+    """Time and FLOPs per upsampling stage of a decoder with upstream's layout (``ups[i]`` then its resblocks)."""
+    dec = net.dec
+    n_kernels = len(dec.resblocks) // len(dec.ups)
+    spans: dict[int, list[float]] = {i: [0.0] for i in range(len(dec.ups))}  # seconds
+    started: dict[int, float] = {}
+    handles = []
+    for i in range(len(dec.ups)):
+        members = [dec.ups[i], *dec.resblocks[i * n_kernels:(i + 1) * n_kernels]]
+        for m in members:
+            handles.append(m.register_forward_pre_hook(lambda mod, inp, i=i: started.__setitem__(i, time.perf_counter())))
+            handles.append(m.register_forward_hook(
+                lambda mod, inp, out, i=i: spans[i].__setitem__(0, spans[i][0] + time.perf_counter() - started[i])))
+    try:
+        dec(z, g=g)  # warm
+        for v in spans.values():
+            v[0] = 0.0
+        dec(z, g=g)
+    finally:
+        for h in handles:
+            h.remove()
+    flop = _stage_gflop(dec, z, g, n_kernels)
+    print("  per stage of the decoder (fp32, channels, seconds, GFLOP/s, share of GEMM):")
+    for i, (sec,) in spans.items():
+        ch = dec.ups[i].out_channels
+        print(f"    stage {i + 1}: {ch:4d} ch {sec:7.3f} s {flop[i] / max(sec, 1e-9):7.1f} GFLOP/s "
+              f"{flop[i] / max(sec, 1e-9) / ceiling:5.0%}")
+
+
+def _stage_gflop(dec, z, g, n_kernels: int) -> list[float]:
+    """Convolution GFLOP of each upsampling stage (its transposed conv and its resblocks)."""
+    out = []
+    for i in range(len(dec.ups)):
+        holder = torch.nn.ModuleList([dec.ups[i], *dec.resblocks[i * n_kernels:(i + 1) * n_kernels]])
+        out.append(0.0)
+        total = [0.0]
+
+        def hook(mod, inputs, res, total=total):
+            c_in, k = inputs[0].shape[1], mod.kernel_size[0]
+            if isinstance(mod, torch.nn.ConvTranspose1d):
+                total[0] += 2.0 * inputs[0].shape[-1] * c_in * mod.out_channels // mod.groups * k
+            else:
+                total[0] += 2.0 * res.shape[-1] * res.shape[1] * c_in // mod.groups * k
+
+        handles = [m.register_forward_hook(hook) for m in holder.modules()
+                   if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d))]
+        try:
+            dec(z, g=g)
+        finally:
+            for h in handles:
+                h.remove()
+        out[i] = total[0] / 1e9
+    return out
 
 
 def bench_voice(args) -> None:
