@@ -3,6 +3,7 @@
     python motion/live_face.py --livelink 127.0.0.1:11111             # the default microphone -> Unreal's Live Link
     python motion/live_face.py --vmc 127.0.0.1:39539 --out records     # -> VSeeFace etc., and keep the take
     python motion/live_face.py --wav speech.wav --livelink             # a file played as if live (--no-realtime: fast)
+    python motion/live_face.py --wav speech.wav --out takes --emotion joy:0.7   # a smiling face (as wav_to_visemes.py)
     python motion/live_face.py --list-devices
 
 Each 60 fps frame leaves as soon as its audio (plus the causal head's lookahead, at most 0.1 s) has arrived; the
@@ -17,7 +18,9 @@ import logging
 import sys
 
 from motion.cli import run_cli
+from motion.face.emotion import EMOTIONS
 from motion.inputs import bounded_float, cli_parser, non_negative_int, sample_rate_hz
+from motion.wav_to_visemes import emotion_arg  # one parser for --emotion (wav_to_visemes.py's)
 
 
 def _device_arg(text: str) -> int | str:
@@ -52,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alive", action=argparse.BooleanOptionalAction, default=True,
                    help="blinks, brows, nods and idle head/eye motion decided from the audio so far")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the alive layer")
+    p.add_argument("--emotion", type=emotion_arg, default=None, metavar="NAME[:WEIGHT][,NAME:WEIGHT]",
+                   help=f"an emotion on the face: {', '.join(EMOTIONS)}; weights 0..1, e.g. joy:0.7 or "
+                   "joy:0.5,surprise:0.3 (as wav_to_visemes.py; lips still close on /p b m/)")
+    p.add_argument("--emotion-intensity", type=bounded_float(0.0, 2.0), default=1.0, help="scales the emotion, 0..2")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 

@@ -323,3 +323,45 @@ def test_train_ms_causal_head_from_takes_runs_live(tmp_path):
     audio = random_utterance(rng, ("en",), augmented=False).audio
     frames = np.concatenate(_feed(live, audio[::2], 220) + [live.close()])
     assert len(frames) == math.ceil(len(audio[::2]) / 22050 * 60) and np.isfinite(frames).all()
+
+
+
+@pytest.mark.slow  # ~25 s on 2 busy cores
+def test_emotion_moves_its_shapes_and_keeps_closures(speech):
+    """``LiveFace(emotion=...)`` puts the same face as ``apply_emotion`` on the neutral live face (as FaceMaker does
+    offline: last, per frame); each emotion at 0.8 then moves its FACS shapes over neutral by a clear margin and
+    keeps every /p b m/ closure of the neutral live face; a bad emotion is one line before anything loads."""
+    from motion.face.emotion import EMOTIONS, TARGETS, apply_emotion
+    from motion.face.evaluation import closure_rate
+    from motion.face.live import LiveFace, LiveFaceError
+
+    clips, _ = speech
+    clips = clips[:2]
+    ev = [c.events for c in clips]
+
+    def faces(**kw) -> list[np.ndarray]:
+        out = []
+        for c in clips:
+            live = LiveFace(44100, alive=False, **kw)
+            out.append(np.concatenate(_feed(live, c.audio, 4410) + [live.close()]))
+        return out
+
+    neutral = faces()
+    for spec, inten in (("surprise:0.8", 1.0), ("joy:0.5,anger:0.3", 1.5)):  # the jaw drop path; a mix, scaled
+        for a, b in zip(neutral, faces(emotion=spec, emotion_intensity=inten)):
+            np.testing.assert_allclose(b, apply_emotion(a, spec, inten), atol=1e-6)
+    closed0, total = closure_rate(neutral, ev)
+    assert total > 5
+    n = np.concatenate(neutral)
+    for name in EMOTIONS:
+        moved = [apply_emotion(f, {name: 0.8}) for f in neutral]
+        m = np.concatenate(moved)
+        for shape, v in TARGETS[name].items():
+            if shape != "JawOpen" and v >= 0.5:  # the emotion's main shapes (JawOpen: an offset under the speech)
+                assert m[:, INDEX[shape]].mean() - n[:, INDEX[shape]].mean() > 0.25 * v, (name, shape)
+        assert closure_rate(moved, ev)[0] >= closed0, name
+        assert np.corrcoef(m[:, INDEX["JawOpen"]], n[:, INDEX["JawOpen"]])[0, 1] > 0.95, "the jaw follows the speech"
+    with pytest.raises(LiveFaceError, match="unknown emotion 'glee'"):
+        LiveFace(44100, head=_tiny_head(), emotion="glee")
+    with pytest.raises(LiveFaceError, match="from 0 to 2"):
+        LiveFace(44100, head=_tiny_head(), emotion="joy", emotion_intensity=3)

@@ -244,3 +244,35 @@ def test_vmc_gets_one_bundle_per_frame(speech_wav, tmp_path):
     assert len(bundles) == report.frames and all(b.startswith(b"#bundle\0") for b in bundles)
     assert all(b"/VMC/Ext/Blend/Val" in b and b"/VMC/Ext/Blend/Apply" in b and b"/VMC/Ext/Bone/Pos" in b
                for b in bundles)
+
+
+@pytest.mark.slow  # two faces of a 6 s file, as fast as possible
+def test_emotion_on_the_live_face_and_a_bad_one_is_one_line(speech_wav, tmp_path, capsys):
+    """``--emotion joy:0.7`` (wav_to_visemes.py's syntax): the take smiles over the neutral one, the jaw still
+    follows the speech and the JSON says which emotion; a bad value is one usage line, exit 2, nothing written."""
+    from motion.live_face import main
+
+    wav, _ = speech_wav
+    faces = {}
+    for name, extra in (("neutral", []), ("joy", ["--emotion", "joy:0.7"])):
+        out = tmp_path / name
+        assert main(["--wav", str(wav), "--no-realtime", "--out", str(out), *extra]) == 0
+        (stem,) = [p.with_suffix("") for p in out.glob("*.npy")]
+        faces[name] = np.load(stem.with_suffix(".npy"))
+        meta = json.loads(stem.with_suffix(".json").read_text())
+    assert meta["emotion"] == {"weights": {"joy": 0.7}, "intensity": 1.0}
+    n, j = faces["neutral"], faces["joy"]
+    for shape in ("MouthSmileLeft", "MouthSmileRight", "CheekSquintLeft"):
+        assert j[:, INDEX[shape]].mean() - n[:, INDEX[shape]].mean() > 0.3, shape
+    np.testing.assert_allclose(j[:, INDEX["JawOpen"]], n[:, INDEX["JawOpen"]], atol=1e-6)
+    np.testing.assert_allclose(j[:, INDEX["MouthClose"]], n[:, INDEX["MouthClose"]], atol=1e-6)
+    capsys.readouterr()
+    for bad, words in (("glee", ["unknown emotion 'glee'", "joy"]), ("joy:3", ["from 0 to 1"])):
+        with pytest.raises(SystemExit) as exc:
+            main(["--wav", str(wav), "--out", str(tmp_path / "bad"), "--emotion", bad])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and "--emotion" in errors[0] and all(w in errors[0] for w in words), err
+        assert "Traceback" not in err
+    assert not (tmp_path / "bad").exists()

@@ -146,13 +146,18 @@ class LiveFace:
     ``head``: a causal head checkpoint (``V_*.pth`` of ``train_ms.py --visemes --causal``) or module; None = the
     shipped default. ``alive``: add blinks, brows, nods, idle head and eye motion online; ``keep``: groups the alive
     layer leaves to the head (default: none for the shipped head, which predicts none; all for a user's head, which
-    learnt the performer's). ``threads``: torch threads for the head (1 is fastest for 10 ms chunks)."""
+    learnt the performer's). ``threads``: torch threads for the head (1 is fastest for 10 ms chunks).
+    ``emotion`` / ``emotion_intensity``: an emotion on every frame, as ``FaceMaker(emotion=...)`` puts it on offline
+    faces (:func:`motion.face.emotion.apply_emotion`, last: lips still close on /p b m/); per frame, so it adds no
+    lookahead."""
 
     def __init__(self, sample_rate: int = 48000, head: Any = None, alive: bool = True, seed: int = 0,
-                 fps: float = 60.0, keep: set[str] | None = None, threads: int | None = 1) -> None:
+                 fps: float = 60.0, keep: set[str] | None = None, threads: int | None = 1, *,
+                 emotion: Any = None, emotion_intensity: float = 1.0) -> None:
         import torch
 
         from motion.face.alive import GROUPS, AliveOptions, AliveStream
+        from motion.face.emotion import EmotionError, emotion_vector
         from motion.face.features import OnlineLogMel
         from motion.face.heads import CausalMelStream
 
@@ -164,6 +169,11 @@ class LiveFace:
             raise LiveFaceError(f"sample_rate must be a whole number of Hz between 1000 and 768000, got {sample_rate!r}")
         if not (isinstance(fps, (int, float)) and math.isfinite(fps) and 1 <= fps <= 240):
             raise LiveFaceError(f"fps must be 1..240, got {fps!r}")
+        try:  # before the head loads: a typo is said at once
+            weights = emotion_vector(emotion, emotion_intensity)
+        except EmotionError as err:
+            raise LiveFaceError(str(err)) from None
+        self.emotion = weights if np.any(weights) else None
         if threads:
             torch.set_num_threads(int(threads))
         self.sample_rate, self.fps = sr, float(fps)
@@ -245,7 +255,13 @@ class LiveFace:
         if self.alive is not None and len(audio44):
             self.alive.push_audio(audio44)
         frames = self._frames(final)
-        return self.alive.apply(frames) if self.alive is not None else frames
+        if self.alive is not None:
+            frames = self.alive.apply(frames)
+        if self.emotion is not None and len(frames):
+            from motion.face.emotion import apply_emotion
+
+            frames = apply_emotion(frames, self.emotion)
+        return frames
 
     def feed(self, chunk: Any) -> np.ndarray:
         """A chunk of audio (any length; float -1..1, int16 or int32; mono ``[N]`` or ``[N, C]``) -> the frames

@@ -401,7 +401,8 @@ def run_live(args: argparse.Namespace, stopped: Callable[[], bool] | None = None
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out}: is a file, not a folder")
     source = open_source(args)
-    kwargs: dict[str, Any] = {"alive": args.alive, "seed": args.seed}
+    kwargs: dict[str, Any] = {"alive": args.alive, "seed": args.seed, "emotion": getattr(args, "emotion", None),
+                              "emotion_intensity": getattr(args, "emotion_intensity", 1.0)}
     if args.head:
         kwargs["head"] = args.head
     live = LiveFace(sample_rate=source.sample_rate, **kwargs)
@@ -423,6 +424,10 @@ def run_live(args: argparse.Namespace, stopped: Callable[[], bool] | None = None
                 meta = {"source": source.name, "lookahead_s": report.lookahead_s, "latency_ms": report.latency_ms(),
                         "compute_s": round(report.compute_s, 3), "realtime": bool(source.realtime),
                         "interrupted": report.interrupted}
+                if live.emotion is not None:  # as wav_to_visemes.py's JSON says it
+                    from motion.face.emotion import parse_emotion
+
+                    meta["emotion"] = {"weights": parse_emotion(args.emotion), "intensity": args.emotion_intensity}
                 report.take = outputs.write_take(source.sample_rate, meta)
     finally:
         outputs.close()
