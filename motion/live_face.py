@@ -9,6 +9,8 @@
 Each 60 fps frame leaves as soon as its audio (plus the causal head's lookahead, at most 0.1 s) has arrived; the
 measured latency (capture of the frame's centre -> frame sent) is logged once a second. Ctrl-C stops and keeps the
 take (``--out``: ``<stem>.wav`` + ``.npy`` [T, 61] + ``.csv`` (Live Link Face app) + ``.json``, written atomically).
+The take is streamed to ``<stem>.partial/`` as it is captured, so a kill or a power cut keeps it too:
+``python motion/live_face.py --recover DIR`` (or the next run with ``--out DIR``) finishes it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send Perfect Sync blendshapes + head/eye bones over VMC (default 127.0.0.1:39539)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="keep the take in DIR: <stem>.wav + .npy [T, 61] + .csv (app) + .json")
+    p.add_argument("--recover", nargs="?", const="", default=None, metavar="DIR",
+                   help="finish the takes a killed run left as <stem>.partial/ folders in DIR (default: --out) and exit; "
+                   "a run with --out DIR also finishes those first")
     p.add_argument("--seconds", type=bounded_float(0.01, 24 * 3600.0), default=None,
                    help="stop after this much audio (default: the file's end, or Ctrl-C)")
     p.add_argument("--head", default=None, metavar="V_*.pth",

@@ -276,3 +276,88 @@ def test_emotion_on_the_live_face_and_a_bad_one_is_one_line(speech_wav, tmp_path
         assert len(errors) == 1 and "--emotion" in errors[0] and all(w in errors[0] for w in words), err
         assert "Traceback" not in err
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_run_keeps_what_it_captured(repo_root, speech_wav, tmp_path):
+    """SIGKILL mid-take (no handler runs, nothing is finished): ``<stem>.partial/`` holds the audio and the frames
+    sent so far; record.py's recovery leaves it to live_face.py; ``live_face.py --recover DIR`` writes the take
+    files (wav + npy + app CSV + JSON) with the captured audio and the very frames a full run gives for it."""
+    wav, duration = speech_wav
+    long = tmp_path / "long.wav"
+    audio, sr = load_audio(wav, sample_rate=None)
+    write_wav_pcm16(long, np.tile(audio, 4), sr)
+    src, _ = load_audio(long, sample_rate=None)
+    out = tmp_path / "takes"
+    proc = subprocess.Popen([sys.executable, str(repo_root / "motion" / "live_face.py"), "--wav", str(long),
+                             "--out", str(out)], stderr=subprocess.PIPE, text=True, env=checkout_env())
+    try:
+        for line in proc.stderr:  # the first status line: a second of audio has streamed
+            if line.startswith("live:"):
+                break
+        time.sleep(1.0)
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    (partial,) = out.iterdir()
+    assert partial.name.endswith(".partial") and partial.is_dir(), "only the partial take: nothing was finished"
+    rec = subprocess.run([sys.executable, str(repo_root / "motion" / "record.py"), "--recover", str(out)],
+                         capture_output=True, text=True, timeout=120, env=checkout_env())
+    assert rec.returncode == 1 and "live_face" in rec.stderr and partial.is_dir(), rec.stderr
+    got = _run(repo_root, "--recover", str(out))
+    assert got.returncode == 0 and "recovered an interrupted take" in got.stderr, got.stderr
+    assert not partial.exists()
+    (stem,) = [p.with_suffix("") for p in out.glob("*.json")]
+    kept, sr2 = load_audio(stem.with_suffix(".wav"), sample_rate=None)
+    seconds = len(kept) / sr2
+    assert sr2 == sr and 1.5 < seconds < 4 * duration - 1.0
+    assert np.abs(kept - src[: len(kept)]).max() < 2e-4, "the captured audio, from its start"
+    frames = np.load(stem.with_suffix(".npy"))
+    assert (seconds - 0.3) * FPS <= len(frames) <= np.ceil(seconds * FPS), (len(frames), seconds)
+    whole = _run(repo_root, "--wav", str(long), "--no-realtime", "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    (full,) = (tmp_path / "whole").glob("*.npy")
+    np.testing.assert_allclose(frames, np.load(full)[: len(frames)], atol=1e-4)  # chunking: rounding only
+    csv_frames, csv_fps = read_csv(stem.with_suffix(".csv"))
+    assert csv_fps == FPS and csv_frames.shape == frames.shape
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    assert meta["interrupted"] is True and meta["recovered"] is True and meta["num_frames"] == len(frames)
+    assert meta["latency_ms"]["p50"] > 0 and meta["source"] == "file long.wav"
+    assert sorted(p.suffix for p in out.iterdir()) == [".csv", ".json", ".npy", ".wav"]
+    again = _run(repo_root, "--recover", str(out))
+    assert again.returncode == 0 and "no interrupted live takes" in again.stderr
+
+
+@pytest.mark.slow  # ~6 s on 2 busy cores (the head loads)
+def test_a_partial_take_is_finished_by_the_next_run_and_finishing_is_safe_to_repeat(tmp_path):
+    """A run into ``--out DIR`` finishes a take an earlier run left there first; a finish killed after some files
+    (no JSON yet) is redone from the partial; a take whose JSON exists is complete (only the folder goes)."""
+    from motion.face.live_run import LIVE_TAKE_KIND, LiveTakeWriter, finish_live_take, run_live
+
+    rng = np.random.default_rng(0)
+    stem = tmp_path / "2026-01-01-00-00-00"
+    w = LiveTakeWriter(stem, 16000, "file x.wav", {"source": "file x.wav", "lookahead_s": 0.08})
+    w.set_first_sample_time(100.0)
+    w.append_audio([rng.uniform(-0.5, 0.5, 8000).astype(np.float32)])
+    face = rng.uniform(0, 1, (25, len(NAMES))).astype(np.float32)
+    w.append_face(0, face[:20], 100.4)
+    w.append_face(20, face[20:], 100.5)
+    w.close()
+    assert json.loads((w.dir / "info.json").read_text())["kind"] == LIVE_TAKE_KIND
+    stem.with_name(stem.name + ".wav").write_bytes(b"torn")  # a finish killed after its wav
+    silent = tmp_path / "silence.wav"
+    write_wav_pcm16(silent, np.zeros(1600, np.float32), 16000)
+    run_live(_parse(["--wav", str(silent), "--no-realtime", "--out", str(tmp_path)]))
+    assert not w.dir.exists()
+    np.testing.assert_array_equal(np.load(stem.with_name(stem.name + ".npy")), face)
+    assert load_audio(stem.with_name(stem.name + ".wav"), sample_rate=None)[0].shape == (8000,)
+    meta = json.loads(stem.with_name(stem.name + ".json").read_text())
+    assert meta["recovered"] is True and meta["audio_seconds"] == 0.5 and meta["face_seconds"] == pytest.approx(25 / 60)
+    assert 0 < meta["latency_ms"]["p50"] < 500
+    assert len(list(tmp_path.glob("*.json"))) == 2, "the earlier take and this run's"
+    w.dir.mkdir()
+    (w.dir / "info.json").write_text(json.dumps(w.info))
+    assert finish_live_take(w.dir) == stem and not w.dir.exists(), "complete already: only the folder goes"

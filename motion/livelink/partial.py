@@ -286,6 +286,9 @@ def recover_partials(folder: str | os.PathLike) -> list[tuple[Path, Path | None,
     for p in find_partials(folder):
         try:
             info = read_partial(p).info
+            if info.get("kind"):  # another tool's take (live_face.py's): its own --recover finishes it
+                results.append((p, None, f"a {info['kind']} take; finish it with that tool's --recover"))
+                continue
             if recorder_alive(info):
                 results.append((p, None, f"still being recorded by process {info['pid']}; left alone"))
                 continue
