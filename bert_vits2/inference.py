@@ -193,6 +193,7 @@ class FastGenerator(nn.Module):
         self.bucketed, self.max_frames = bool(bucketed), int(max_frames)
         self.hop = math.prod(cfg[1] for cfg in self.up_cfg)
         self.context = self._receptive_field_frames()
+        self._span_reach = self._span_margins()
 
     def _receptive_field_frames(self, margin: int = 2) -> int:
         """z frames each side that reach an output sample (conv_pre, transposed convs, widest residual block per
@@ -205,6 +206,47 @@ class FastGenerator(nn.Module):
             half += max(sum(pad for layer in block for (_n, _d, pad) in layer) for block in blocks) / rate
         half += 3.0 / rate
         return int(math.ceil(half)) + margin
+
+    def _span_margins(self, margin: int = 1) -> list[int]:
+        """Per crop point of :meth:`decode_span` (the input, after conv_pre, after each stage), the samples at that
+        point's rate each side that still reach an output sample: the receptive field of what comes after it.
+
+        Why per stage: most of the decoder's reach comes from the early, low-rate stages (conv_pre and the first
+        residual blocks: about 12 of 16 z frames), while most of its work is in the later ones; a chunk cropped after
+        every stage runs the later stages on the chunk and a frame or two of context, not on the whole window."""
+        reach = [3 + margin]  # conv_post (kernel 7), at the output rate
+        for i in reversed(range(self.num_upsamples)):
+            k, s, _p, _m, _c = self.up_cfg[i]
+            blocks = self.rb_cfg[i * self.num_kernels:(i + 1) * self.num_kernels]
+            r = reach[0] + max(sum(pad for layer in block for (_n, _d, pad) in layer) for block in blocks)
+            reach.insert(0, -(-(r + k) // s) + 1 + margin)  # before the transposed conv, at the lower rate
+        reach.insert(0, reach[0] + 3 + margin)  # conv_pre (kernel 7)
+        return reach  # [input, after conv_pre, after stage 0, ..., after the last stage]
+
+    def decode_span(self, x: torch.Tensor, g: torch.Tensor | None, a: int, b: int) -> torch.Tensor:
+        """Samples of z frames ``[a, b)`` of ``x`` [1, C, T] ([1, (b - a) * hop], float32): equal within float rounding
+        to ``forward(x)[..., a * hop:b * hop]`` (same zero padding at ``x``'s ends), at a fraction of the cost for a
+        short span: the input and every stage's output are cropped to the span plus the reach of the layers after
+        them (:meth:`_span_margins`). Why: a streamed chunk is decoded with context frames each side, and decoding
+        all of them through every stage made the first chunk cost as much as 2.5 times its length."""
+        n = x.shape[-1]
+        lo, hi = max(0, a - self._span_reach[0]), min(n, b + self._span_reach[0])
+        m = hi - lo
+        padded = bucket_length(m) if self.bucketed and x.shape[0] == 1 and not _tracing() else m
+        if b <= a or padded > self.max_frames:
+            return self.forward(x[:, :, lo:hi], g)[0, :, (a - lo) * self.hop:(b - lo) * self.hop]
+        xi = x[:, :, lo:hi] if padded == m else F.pad(x[:, :, lo:hi], (0, padded - m))
+        return self._decode(xi, g, m if padded > m else None, span=(a - lo, b - lo))[0]
+
+    @staticmethod
+    def _crop(x: torch.Tensor, valid: int | None, off: int, lo: int, hi: int) -> tuple[torch.Tensor, int | None, int]:
+        """Keep samples ``[lo, hi)`` (absolute) of ``x``, which starts at absolute ``off``; the real end (and the
+        masked padding after it) stays when ``hi`` reaches it, so the next convolution sees the same zeros there."""
+        real = x.shape[-1] if valid is None else valid
+        c0, c1 = max(0, lo - off), min(real, hi - off)
+        if c1 >= real:
+            return x[..., c0:], None if valid is None else valid - c0, off + c0
+        return x[..., c0:c1], None, off + c0
 
     def _add_conv(self, name: str, conv: nn.Module, plain_name: str) -> None:
         w = conv.weight.detach().unsqueeze(2).to(self.dtype).contiguous(memory_format=torch.channels_last)
@@ -261,6 +303,8 @@ class FastGenerator(nn.Module):
         samples see exactly the zero padding of an unpadded decode (equal within float rounding); windows overlap
         by the decoder's receptive field (``context``), so cutting a long latent changes nothing either.
         """
+        if x.shape[-1] == 0:  # no frames (a caller that needs only z): no samples, no decoder work
+            return x.new_zeros(x.shape[0], 1, 0, dtype=torch.float32)
         if not self.bucketed or x.shape[0] != 1 or _tracing():
             return self._decode(x, g, None)
         outs = []
@@ -282,14 +326,21 @@ class FastGenerator(nn.Module):
             x[..., valid:] = 0
         return x
 
-    def _decode(self, x: torch.Tensor, g: torch.Tensor | None, valid: int | None) -> torch.Tensor:
+    def _decode(self, x: torch.Tensor, g: torch.Tensor | None, valid: int | None,
+                span: tuple[int, int] | None = None) -> torch.Tensor:
+        """The decoder stack on ``x`` (``valid``: real frames, the rest is masked padding). ``span``: only frames
+        ``[a, b)`` are wanted; every stage's output is cropped to what the later layers need (:meth:`decode_span`)."""
         x = x.to(self.dtype).unsqueeze(2).contiguous(memory_format=torch.channels_last)
         x = self._conv(x, "conv_pre", padding=3)
         if g is not None and self.cond is not None:
             x = x + self.cond(g.float()).to(self.dtype).unsqueeze(2)
         self._mask(x, valid)
+        off, rate = 0, 1  # the absolute position (at the current rate) of x's first sample
+        if span is not None:
+            x, valid, off = self._crop(x, valid, off, span[0] - self._span_reach[1], span[1] + self._span_reach[1])
         for i in range(self.num_upsamples):
             valid = None if valid is None else valid * self.up_cfg[i][1]
+            off, rate = off * self.up_cfg[i][1], rate * self.up_cfg[i][1]
             x = self._mask(self._up(F.leaky_relu(x, modules.LRELU_SLOPE), i), valid)
             xs = None
             x_act = F.leaky_relu(x, modules.LRELU_SLOPE)  # first op of every parallel block: shared
@@ -305,7 +356,12 @@ class FastGenerator(nn.Module):
                     y = self._mask(self._conv(xt, name, dil, pad, add=y), valid)
                 xs = y if xs is None else xs + y
             x = xs / self.num_kernels
+            if span is not None:
+                r = self._span_reach[i + 2]
+                x, valid, off = self._crop(x, valid, off, span[0] * rate - r, span[1] * rate + r)
         x = self._conv(F.leaky_relu(x), "conv_post", padding=3)
+        if span is not None:
+            x = x[..., span[0] * rate - off:span[1] * rate - off]
         return torch.tanh(x.squeeze(2).float())
 
 

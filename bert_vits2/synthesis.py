@@ -31,7 +31,7 @@ import torch
 
 from bert_vits2 import streaming
 from bert_vits2.checkpoint_files import latest_checkpoint_path
-from bert_vits2.inference import load_model_for_inference
+from bert_vits2.inference import FastGenerator, load_model_for_inference
 from bert_vits2.request import LANGUAGE_CHOICES, MAX_SEED, WEBUI_DEFAULTS, SynthesisError, SynthesisRequest
 from bert_vits2.results import PieceOutput, StreamChunk, SynthesisResult, join_pieces, pause_samples
 from bert_vits2.streaming import StreamOptions
@@ -369,6 +369,10 @@ class Voice:
         self.model, self.hps, self.files, self.device = model, hps, files, device
         self._lock = threading.Lock()
         self.name = files.checkpoint.name if files.checkpoint else "voice"
+        #: the BERT runs in the generator's precision (bf16 voice: bf16 BERT; fp32: fp32, exact as before)
+        self.bert_precision = "bf16" if getattr(model, "precision", "fp32") == "bf16" else "fp32"
+        # streaming needs z only: the fast decoder takes 0 frames (no decoder work), the plain one at least 1
+        self._latent_only_len = 0 if isinstance(getattr(model, "dec", None), FastGenerator) else 1
 
     @classmethod
     def load(cls, files: ModelFiles, device: str = "cpu", precision: str = "fp32") -> "Voice":
@@ -427,7 +431,8 @@ class Voice:
         runs = []
         for k, (lang, run_text) in enumerate(call.runs):
             inp = get_text(run_text, lang, self.hps, bert_dirs=self.files.bert_dirs, device=self.device,
-                           style_text=style_text, style_weight=request.style_weight, generator=cpu_gen)
+                           style_text=style_text, style_weight=request.style_weight, generator=cpu_gen,
+                           bert_precision=self.bert_precision)
             n = len(inp.phone_ids)
             a = head if (k > 0 or call.skip_start) else 0
             b = max(a, n - tail if (k < len(call.runs) - 1 or call.skip_end) else n)
@@ -459,7 +464,8 @@ class Voice:
             o, attn, _, (z, *_rest) = self.model.infer(
                 x, torch.LongTensor([x.shape[1]]).to(dev), torch.LongTensor([sid]).to(dev), tone, language,
                 bert, ja_bert, en_bert, noise_scale=request.noise_scale, length_scale=request.length_scale,
-                noise_scale_w=request.noise_scale_w, sdp_ratio=request.sdp_ratio, max_len=None if decode else 1,
+                noise_scale_w=request.noise_scale_w, sdp_ratio=request.sdp_ratio,
+                max_len=None if decode else self._latent_only_len,
                 generator=gens[0], device_generator=gens[1],
             )
             g = None if decode else self.model.emb_g(torch.LongTensor([sid]).to(dev)).unsqueeze(-1)

@@ -222,18 +222,56 @@ def _model_text(text: str, language: str) -> str:
     return text
 
 
-def _token_hidden(text: str, language: str, tokenizer: Any, model: Any, device: str) -> torch.Tensor:
-    """``hidden_states[-3]`` of one sentence, [n_tokens, hidden] on the CPU."""
-    inputs = tokenizer(text, return_tensors="pt")
-    inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
+class _FeatureReady(Exception):
+    """Raised by the hook on the layer whose output is ``hidden_states[-3]``: the rest of the model is not needed."""
+
+
+def _encoder_layers(model: Any) -> Any:
+    """The encoder's list of layers (BERT, RoBERTa, DeBERTa-v2/v3 keep it at ``base_model.encoder.layer``), or None."""
+    base = getattr(model, "base_model", model)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    return layers if isinstance(layers, torch.nn.ModuleList) else None
+
+
+def _hidden_minus_3(model: Any, inputs: dict[str, torch.Tensor], language: str) -> torch.Tensor:
+    """``hidden_states[-3]`` [B, T, H] of ``model(**inputs)``, computed without the last two layers and the MLM head.
+
+    Why: ``hidden_states[-3]`` is the output of layer ``L - 3`` (``hidden_states[0]`` is the embeddings), so the last
+    two of the 24 layers and the masked-LM head (about 10 % of a BERT-large forward) only cost time. A forward hook on
+    that layer takes its output (the very tensor ``output_hidden_states`` would return: the same ops) and stops the
+    forward. Models whose layers cannot be found, or with fewer than 3 layers, run whole as before.
+    """
+    layers = _encoder_layers(model)
     with torch.no_grad():
-        out = model(**inputs, output_hidden_states=True)
-    hidden_states = out.hidden_states
+        if layers is not None and len(layers) >= 3:
+            got: list[torch.Tensor] = []
+
+            def take(_module: Any, _args: Any, output: Any) -> None:
+                got.append(output[0] if isinstance(output, (tuple, list)) else output)
+                raise _FeatureReady
+
+            handle = layers[len(layers) - 3].register_forward_hook(take)
+            try:
+                model(**inputs)
+            except _FeatureReady:
+                pass
+            finally:
+                handle.remove()
+            if got:
+                return got[0]
+        hidden_states = model(**inputs, output_hidden_states=True).hidden_states
     if len(hidden_states) < 3:
         raise BertFeatureError(
             f"{language} BERT has {len(hidden_states) - 1} layers; Bert-VITS2 needs at least 2 (it uses hidden_states[-3])"
         )
-    return hidden_states[-3][0].float().cpu()
+    return hidden_states[-3]
+
+
+def _token_hidden(text: str, language: str, tokenizer: Any, model: Any, device: str) -> torch.Tensor:
+    """``hidden_states[-3]`` of one sentence, [n_tokens, hidden] on the CPU."""
+    inputs = tokenizer(text, return_tensors="pt")
+    inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
+    return _hidden_minus_3(model, inputs, language)[0].float().cpu()
 
 
 def get_bert_feature(
@@ -310,11 +348,7 @@ def get_bert_features(
     enc = tokenizer(texts, return_tensors="pt", padding=True)
     lengths = enc["attention_mask"].sum(1).tolist()
     enc = {name: tensor.to(device) for name, tensor in enc.items()}
-    with torch.no_grad():
-        hidden = model(**enc, output_hidden_states=True).hidden_states
-    if len(hidden) < 3:
-        raise BertFeatureError(f"{language} BERT has {len(hidden) - 1} layers; Bert-VITS2 needs at least 2")
-    feats = hidden[-3].float().cpu()
+    feats = _hidden_minus_3(model, enc, language).float().cpu()
     out = []
     for i, ((text, word2ph), n) in enumerate(zip(items, lengths)):
         word2ph = [int(c) for c in word2ph]

@@ -48,6 +48,7 @@ def get_text(
     filler: Literal["randn", "zeros"] = "randn",
     filler_dim: int | None = None,
     generator: torch.Generator | None = None,
+    bert_precision: str = "fp32",
 ) -> TextInputs:
     """Inputs of SynthesizerTrn.infer for ``text`` in ``language`` (ZH/JP/EN); see TextInputs.
 
@@ -55,7 +56,8 @@ def get_text(
     word-tokenizer folder of the JP/EN frontends (defaults to the same BERT folder, as upstream). ``filler`` picks what
     the non-native BERT channels hold: ``randn`` (upstream v2.3, drawn from torch's global RNG in the order ZH, JP, EN)
     or ``zeros``; ``generator`` draws them from a request's own random stream instead of the global RNG.
-    ``filler_dim`` defaults to the native feature's width (1024 for the real models).
+    ``filler_dim`` defaults to the native feature's width (1024 for the real models). ``bert_precision``: the BERT's
+    precision (:data:`bert_vits2.text.bert.BERT_PRECISIONS`; a voice passes its generator's, so bf16 runs both in bf16).
     """
     if filler not in ("randn", "zeros"):
         raise ValueError(f"filler must be 'randn' or 'zeros', not {filler!r}")
@@ -75,7 +77,8 @@ def get_text(
         phones = intersperse(phones, "_")
 
     native = get_bert_feature(
-        norm_text, word2ph, language, dirs[language], device=device, style_text=style_text, style_weight=style_weight
+        norm_text, word2ph, language, dirs[language], device=device, style_text=style_text, style_weight=style_weight,
+        precision=bert_precision,
     )
     n = len(phone_ids)
     if native.shape[-1] != n:

@@ -1,0 +1,122 @@
+"""First audio sooner (issue 27): a streamed chunk decoded with its context cropped stage by stage equals the
+whole decode; a stream runs no decoder work before its chunks; a bf16 voice runs its BERT in bf16."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bert_vits2.inference import FastGenerator, remove_weight_norm_
+from bert_vits2.models import Generator
+from bert_vits2.streaming import chunk_spans, decode_chunk
+from bert_vits2.synthesis import Voice, find_model_files
+
+V23_DEC = dict(initial_channel=192, resblock="1", resblock_kernel_sizes=[3, 7, 11],
+               resblock_dilation_sizes=[[1, 3, 5]] * 3, upsample_rates=[8, 8, 2, 2, 2],
+               upsample_initial_channel=32, upsample_kernel_sizes=[16, 16, 8, 2, 2], gin_channels=8)
+
+
+@pytest.fixture(scope="module")
+def fast_dec() -> FastGenerator:
+    """The v2.3 decoder's shape (kernels, rates, dilations: its receptive field) with narrow channels (fast)."""
+    torch.manual_seed(0)
+    dec = remove_weight_norm_(Generator(**V23_DEC).eval())
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.mul_(1.8)  # larger weights than the init: context that is cut off would show
+    return FastGenerator(dec)
+
+
+@pytest.mark.parametrize("bucketed", [True, False])
+def test_decode_span_equals_the_whole_decode(fast_dec, bucketed):
+    fast_dec.bucketed = bucketed
+    try:
+        z, g = torch.randn(1, 192, 70), torch.randn(1, 8, 1)
+        with torch.no_grad():
+            whole = fast_dec(z, g=g)[0, 0].numpy()
+            hop = fast_dec.hop
+            for a, b in [(0, 16), (16, 48), (48, 70), (0, 70), (30, 31), (69, 70), (0, 1)]:
+                got = fast_dec.decode_span(z, g, a, b)[0].numpy()
+                assert got.shape == ((b - a) * hop,)
+                np.testing.assert_allclose(got, whole[a * hop:b * hop], atol=2e-5, rtol=0)
+    finally:
+        fast_dec.bucketed = True
+
+
+def test_decode_span_crops_the_later_stages(fast_dec):
+    """The later stages see the span plus a frame or two, not the whole context window (that is the speed-up)."""
+    seen = []
+    real = fast_dec._conv
+
+    def spy(x, name, *args, **kwargs):
+        seen.append((name, x.shape[-1]))
+        return real(x, name, *args, **kwargs)
+
+    fast_dec._conv = spy
+    try:
+        with torch.no_grad():
+            fast_dec.decode_span(torch.randn(1, 192, 52), None, 18, 34)
+    finally:
+        del fast_dec._conv
+    post = [n for name, n in seen if name == "conv_post"][0]
+    assert post < 16 * fast_dec.hop * 1.2  # the whole 52-frame window would be 52 * hop samples
+
+
+def test_decode_chunk_uses_the_span_and_equals_the_window_decode(fast_dec):
+    z, g = torch.randn(1, 192, 90), torch.randn(1, 8, 1)
+    ctx = fast_dec.context
+    with torch.no_grad():
+        whole = fast_dec(z, g=g)[0, 0].numpy()
+    for a, b in chunk_spans(90, 16, 64):
+        got = decode_chunk(fast_dec, z, g, a, b, fast_dec.hop, ctx)
+        np.testing.assert_allclose(got, whole[a * fast_dec.hop:b * fast_dec.hop], atol=2e-5, rtol=0)
+
+
+def test_empty_latent_decodes_to_nothing(fast_dec):
+    assert fast_dec(torch.randn(1, 192, 0)).shape == (1, 1, 0)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(bv2_ref, tmp_path_factory):
+    from webui_helpers import make_tiny_voice
+
+    return make_tiny_voice(bv2_ref, tmp_path_factory.mktemp("voice"))
+
+
+def test_stream_runs_the_decoder_only_for_its_chunks(tiny_folder):
+    """The generator call of a streamed piece stops at z (0 decoder frames): every decoder call is a chunk's."""
+    voice = Voice.load(find_model_files(tiny_folder))
+    assert isinstance(voice.model.dec, FastGenerator)
+    frames = []
+    handle = voice.model.dec.register_forward_pre_hook(lambda m, args: frames.append(args[0].shape[-1]))
+    try:
+        chunks = list(voice.stream("你好。", "", "ZH", seed=1))
+    finally:
+        handle.remove()
+    assert 0 in frames  # the piece's generator call: no samples decoded
+    assert all(c.timings.get("decode_s", 0) >= 0 for c in chunks)
+    res = voice.synthesize("你好。", "", "ZH", seed=1)
+    np.testing.assert_allclose(np.concatenate([c.audio for c in chunks]), res.audio, atol=1e-4)
+
+
+def test_bert_follows_the_generator_precision(tiny_folder, monkeypatch):
+    from bert_vits2.text import bert as bert_mod
+
+    seen = []
+    real = bert_mod.load_bert
+
+    def spy(folder, language, device="cpu", precision="fp32"):
+        seen.append(precision)
+        return real(folder, language, device, precision)
+
+    monkeypatch.setattr(bert_mod, "load_bert", spy)
+    fp32 = Voice.load(find_model_files(tiny_folder))
+    bf16 = Voice.load(find_model_files(tiny_folder), precision="bf16")
+    assert (fp32.bert_precision, bf16.bert_precision) == ("fp32", "bf16")
+    fp32.synthesize("你好。", "", "ZH", seed=1)
+    bf16.synthesize("你好。", "", "ZH", seed=1)
+    assert seen == ["fp32", "bf16"]
+    zh = fp32.files.bert_dirs["ZH"]
+    assert next(real(zh, "ZH", "cpu", "bf16")[1].parameters()).dtype == torch.bfloat16
+    assert next(real(zh, "ZH", "cpu", "fp32")[1].parameters()).dtype == torch.float32
