@@ -7,9 +7,13 @@
 - memory: RSS growth over ``--long-minutes`` of audio in 10 ms chunks (state is bounded: it should stay flat);
 - agreement with the offline default face on held-out eSpeak NG voices (motion/face/synth_data.py's
   HELD_OUT_VOICES, never used in training): JawOpen Pearson r pooled over clips (live vs offline, both without the
-  alive layer), and lip closures on /p b m/ (motion/face/evaluation.py) of each, and both against the rule targets.
+  alive layer), and lip closures on /p b m/ (motion/face/evaluation.py) of each, and both against the rule targets;
+- the same on the held-out Kokoro-82M speaker jf_tebukuro in English and Japanese (synth_data.NEURAL_HELD_OUT_VOICES:
+  an engine the heads were trained on, a speaker they never heard; made offline by motion/face/neural_voices.py, the
+  clips of benchmarks/bench_face_neural_voice.py with the same seed; the engine's phone durations time the /p b m/).
 
-Usage: python benchmarks/bench_live_face.py [--clips 12] [--long-minutes 2] [--threads 1] [--head V_*.pth]
+Usage: python benchmarks/bench_live_face.py [--clips 12] [--kokoro-clips 12] [--long-minutes 2] [--threads 1]
+       [--head V_*.pth] [--no-latency]
 """
 
 from __future__ import annotations
@@ -68,41 +72,16 @@ def latency(audio44: np.ndarray, sr: int, head, chunk_s: float = 0.01) -> tuple[
     return np.asarray(lat), busy / dur, (time.process_time() - cpu0) / dur, live.lookahead_s
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clips", type=int, default=12, help="held-out eSpeak NG clips (three sentences each)")
-    ap.add_argument("--long-minutes", type=float, default=2.0, help="audio for the memory check (0: skip)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--head", default=None, help="a causal head V_*.pth (default: the shipped one)")
-    args = ap.parse_args(argv)
-
-    import torch
-
-    torch.set_num_threads(args.threads)
+def agreement(clips, head, offline) -> list[str]:
+    """The live face (``head``, 10 ms chunks at 44.1 kHz) against the offline default face on ``clips``, both without
+    the alive layer: JawOpen r (pooled, per clip), /p b m/ closures of each, JawOpen r of each vs the rule targets."""
     from motion.arkit import INDEX
     from motion.face.evaluation import closure_rate, jaw_r
     from motion.face.live import LiveFace
-    from motion.face.model import ExpressionModel
-    from motion.face.synth_data import HELD_OUT_VOICES, evaluation_utterances
 
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; torch threads {args.threads}; load average "
-          f"{os.getloadavg()[0]:.1f} at start")
-    clips = evaluation_utterances(HELD_OUT_VOICES, count=args.clips, seed=17)
-    minutes = sum(len(c.audio) for c in clips) / 44100 / 60
-    print(f"held-out eSpeak NG voices {', '.join(HELD_OUT_VOICES)}: {len(clips)} clips, {minutes:.2f} min")
-
-    speech = np.concatenate([c.audio for c in clips[:4]])
-    for sr in (16000, 44100, 48000):
-        lat, wall, cpu, look = latency(speech, sr, args.head)
-        print(f"{sr / 1000:g} kHz, 10 ms chunks: latency p50 {np.percentile(lat, 50) * 1000:.1f} ms, p95 "
-              f"{np.percentile(lat, 95) * 1000:.1f} ms, max {lat.max() * 1000:.1f} ms (lookahead_s "
-              f"{look * 1000:.1f} ms); compute {cpu:.3f} CPU s ({wall:.3f} wall s) per s of audio; load average "
-              f"{os.getloadavg()[0]:.1f}")
-
-    offline = ExpressionModel.load()
     live_faces, off_faces = [], []
     for c in clips:
-        live = LiveFace(44100, head=args.head, alive=False)
+        live = LiveFace(44100, head=head, alive=False)
         step = 441
         face = np.concatenate([live.feed(c.audio[i:i + step]) for i in range(0, len(c.audio), step)] + [live.close()])
         live_faces.append(face)
@@ -116,10 +95,62 @@ def main(argv: list[str] | None = None) -> int:
     oc, _ = closure_rate(off_faces, ev)
     r_live, _ = jaw_r(live_faces, [c.targets for c in clips])
     r_off, _ = jaw_r(off_faces, [c.targets for c in clips])
-    print(f"JawOpen r live vs offline default face: pooled {r:.3f}, per clip {min(per):.3f}-{max(per):.3f}")
-    print(f"bilabial closures (/p b m/): live {lc}/{total} ({lc / max(1, total):.1%}), offline {oc}/{total} "
-          f"({oc / max(1, total):.1%})")
-    print(f"JawOpen r vs the rule targets: live {r_live:.3f}, offline {r_off:.3f}")
+    return [f"JawOpen r live vs offline default face: pooled {r:.3f}, per clip {min(per):.3f}-{max(per):.3f}",
+            f"bilabial closures (/p b m/): live {lc}/{total} ({lc / max(1, total):.1%}), offline {oc}/{total} "
+            f"({oc / max(1, total):.1%})",
+            f"JawOpen r vs the rule targets: live {r_live:.3f}, offline {r_off:.3f}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=int, default=12, help="held-out eSpeak NG clips (three sentences each)")
+    ap.add_argument("--long-minutes", type=float, default=2.0, help="audio for the memory check (0: skip)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--head", default=None, help="a causal head V_*.pth (default: the shipped one)")
+    ap.add_argument("--kokoro-clips", type=int, default=12,
+                    help="held-out Kokoro jf_tebukuro clips, English and Japanese in turn (0: skip)")
+    ap.add_argument("--kokoro-seed", type=int, default=99, help="as benchmarks/bench_face_neural_voice.py's --seed")
+    ap.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
+                    help="measure latency and compute (--no-latency: agreement and memory only)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from motion.face.live import LiveFace
+    from motion.face.model import ExpressionModel
+    from motion.face.neural_voices import NeuralVoiceUnavailable
+    from motion.face.synth_data import HELD_OUT_VOICES, NEURAL_HELD_OUT_VOICES, evaluation_utterances
+
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; torch threads {args.threads}; load average "
+          f"{os.getloadavg()[0]:.1f} at start; live head {args.head or 'the shipped causal head'}")
+    clips = evaluation_utterances(HELD_OUT_VOICES, count=args.clips, seed=17)
+    minutes = sum(len(c.audio) for c in clips) / 44100 / 60
+    print(f"held-out eSpeak NG voices {', '.join(HELD_OUT_VOICES)}: {len(clips)} clips, {minutes:.2f} min")
+
+    speech = np.concatenate([c.audio for c in clips[:4]])
+    for sr in (16000, 44100, 48000) if args.latency else ():
+        lat, wall, cpu, look = latency(speech, sr, args.head)
+        print(f"{sr / 1000:g} kHz, 10 ms chunks: latency p50 {np.percentile(lat, 50) * 1000:.1f} ms, p95 "
+              f"{np.percentile(lat, 95) * 1000:.1f} ms, max {lat.max() * 1000:.1f} ms (lookahead_s "
+              f"{look * 1000:.1f} ms); compute {cpu:.3f} CPU s ({wall:.3f} wall s) per s of audio; load average "
+              f"{os.getloadavg()[0]:.1f}")
+
+    offline = ExpressionModel.load()
+    for line in agreement(clips, args.head, offline):
+        print(line)
+    if args.kokoro_clips > 0:
+        t0 = time.perf_counter()
+        try:
+            kokoro = evaluation_utterances(NEURAL_HELD_OUT_VOICES, args.kokoro_clips, args.kokoro_seed)
+        except NeuralVoiceUnavailable as err:
+            print(f"Kokoro clips skipped: {err}")
+        else:
+            minutes = sum(len(c.audio) for c in kokoro) / 44100 / 60
+            print(f"held-out Kokoro voices {', '.join(NEURAL_HELD_OUT_VOICES)}: {len(kokoro)} clips, {minutes:.2f} min "
+                  f"(made in {time.perf_counter() - t0:.0f} s)")
+            for line in agreement(kokoro, args.head, offline):
+                print(line)
 
     if args.long_minutes > 0:
         live = LiveFace(48000, head=args.head)
