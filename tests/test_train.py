@@ -457,3 +457,32 @@ def test_wrong_config_types_and_release_base_are_refused(dataset, tmp_path):
         run_training(TrainOptions(str(dataset / "config.json"), str(tmp_path / "m2"), num_workers=0, max_steps=1,
                                   progress=False, base_model=str(base), allow_missing_slm=True))
     assert not list((tmp_path / "m2").glob("*.pth"))
+
+
+@pytest.mark.slow  # builds the trainer twice and trains one step
+def test_ctrl_c_before_the_first_step_writes_no_step_0_set(dataset, tmp_path, monkeypatch, caplog):
+    """Issue 24 item 6: a Ctrl-C before step 1 once saved the initial weights as a G_0/D_0/DUR_0/WD_0 set, which
+    pruning never removes (``*_0.pth`` are base files) and the next run resumed from as if it had trained."""
+    config = _config_copy(dataset, tmp_path, eval_interval=2)
+    model_dir = tmp_path / "models"
+    original = train_mod._Trainer.train_step
+    calls = {"n": 0}
+
+    def ctrl_c_at_once(self, batch):
+        calls["n"] += 1
+        raise KeyboardInterrupt  # what Ctrl-C raises in the main thread, before the first step has trained
+
+    monkeypatch.setattr(train_mod._Trainer, "train_step", ctrl_c_at_once)
+    caplog.set_level("INFO")
+    code = run_training(TrainOptions(config, str(model_dir), num_workers=0, max_steps=5, progress=False))
+    assert code == 130 and calls["n"] == 1
+    assert _ckpt_names(model_dir) == [], "no checkpoint (and no temp file) for a run that never stepped"
+    assert "interrupted before the first step: nothing trained, no checkpoint written" in caplog.text
+
+    # the next run starts from scratch (it has nothing to resume from) and counts its steps from 1
+    monkeypatch.setattr(train_mod._Trainer, "train_step", original)
+    caplog.clear()
+    assert run_training(TrainOptions(config, str(model_dir), num_workers=0, max_steps=1, progress=False)) == 0
+    assert "training from scratch" in caplog.text and "resuming from" not in caplog.text
+    assert _ckpt_names(model_dir) == ["DUR_1.pth", "D_1.pth", "G_1.pth", "WD_1.pth"]
+    assert read_checkpoint(model_dir / "G_1.pth")["iteration"] == 1
