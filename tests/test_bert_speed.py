@@ -40,7 +40,8 @@ def _fresh_cache():
 
 
 @pytest.mark.parametrize("kind", ["bert", "deberta"])
-def test_feature_equals_hidden_states_minus_3_without_the_last_layers(tmp_path, kind):
+def test_feature_equals_hidden_states_minus_3_without_the_last_layers(tmp_path, kind, monkeypatch):
+    monkeypatch.setenv("BV2_BERT_PACKED", "0")  # torch's own Linear: bit-exact
     tokenizer, model = _save_model(tmp_path, kind, layers=5)
     text, word2ph = "你好!", [1, 1, 1, 1, 1]
     with torch.no_grad():
@@ -78,3 +79,33 @@ def test_two_layer_bert_still_uses_the_embeddings(tmp_path):
     with torch.no_grad():
         want = model(**tokenizer("你好", return_tensors="pt"), output_hidden_states=True).hidden_states[-3][0]
     assert torch.equal(get_bert_feature("你好", [1, 1, 1, 1], "ZH", tmp_path), want.T)
+
+
+@pytest.mark.parametrize("kind", ["bert", "deberta"])
+def test_packed_linears_agree_with_torch_linear(tmp_path, kind, monkeypatch):
+    """fp32 on the CPU: the encoder's Linears are oneDNN-packed once at load (same values within float rounding);
+    BV2_BERT_PACKED=0 keeps torch's Linear."""
+    if bert_mod._PACK is None:
+        pytest.skip("this torch has no oneDNN")
+    tokenizer, model = _save_model(tmp_path, kind, layers=4)
+    texts = ["你好!", "我很好!"]
+    packed = [get_bert_feature(t, [1] * (len(t) + 2), "ZH", tmp_path) for t in texts]
+    loaded = bert_mod.load_bert(tmp_path, "ZH")[1]
+    kinds = {type(m).__name__ for m in bert_mod._encoder_layers(loaded).modules()}
+    assert "_PackedLinear" in kinds and "Linear" not in kinds
+    batched = get_bert_features([(t, [1] * (len(t) + 2)) for t in texts], "ZH", tmp_path)
+    clear_bert_cache()
+    monkeypatch.setenv("BV2_BERT_PACKED", "0")
+    plain = [get_bert_feature(t, [1] * (len(t) + 2), "ZH", tmp_path) for t in texts]
+    kinds = {type(m).__name__ for m in bert_mod._encoder_layers(bert_mod.load_bert(tmp_path, "ZH")[1]).modules()}
+    assert "_PackedLinear" not in kinds
+    for p, b, q in zip(packed, batched, plain):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(b, q, atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_bert_is_not_packed(tmp_path):
+    _save_model(tmp_path, "bert", layers=4)
+    model = bert_mod.load_bert(tmp_path, "ZH", precision="bf16")[1]
+    assert not any(type(m).__name__ == "_PackedLinear" for m in model.modules())
+    assert get_bert_feature("你好", [1, 1, 1, 1], "ZH", tmp_path, precision="bf16").dtype == torch.float32
