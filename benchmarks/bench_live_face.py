@@ -13,12 +13,14 @@
   clips of benchmarks/bench_face_neural_voice.py with the same seed; the engine's phone durations time the /p b m/).
 
 Usage: python benchmarks/bench_live_face.py [--clips 12] [--kokoro-clips 12] [--long-minutes 2] [--threads 1]
-       [--head V_*.pth] [--no-latency]
+       [--head V_*.pth] [--no-latency] [--clip-cache DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import os
 import sys
@@ -72,6 +74,30 @@ def latency(audio44: np.ndarray, sr: int, head, chunk_s: float = 0.01) -> tuple[
     return np.asarray(lat), busy / dur, (time.process_time() - cpu0) / dur, live.lookahead_s
 
 
+def held_out_clips(voices, count: int, seed: int, cache: str | None) -> list:
+    """``synth_data.evaluation_utterances``, kept in ``cache`` (one npz per set) so that comparing heads does not make
+    the clips again (Kokoro's take minutes); the key holds the clip-making code's hash, so a change makes them anew."""
+    from bert_vits2.fileio import save_npz_atomic
+    from motion.face import neural_voices, synth_data
+
+    if not cache:
+        return synth_data.evaluation_utterances(voices, count, seed)
+    code = b"".join(Path(m.__file__).read_bytes() for m in (synth_data, neural_voices))
+    key = hashlib.sha1(json.dumps([list(voices), count, seed]).encode() + code).hexdigest()[:16]
+    path = Path(cache) / f"held-out-clips-{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            return [synth_data.Utterance(m["text"], m["voice"], z[f"audio{i}"], [tuple(e) for e in m["events"]],
+                                         z[f"targets{i}"]) for i, m in enumerate(meta)]
+    clips = synth_data.evaluation_utterances(voices, count, seed)
+    arrays = {f"audio{i}": c.audio for i, c in enumerate(clips)} | {f"targets{i}": c.targets for i, c in enumerate(clips)}
+    meta = [{"text": c.text, "voice": c.voice, "events": [list(e) for e in c.events]} for c in clips]
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    save_npz_atomic(path, meta=np.array(json.dumps(meta)), **arrays)
+    return clips
+
+
 def agreement(clips, head, offline) -> list[str]:
     """The live face (``head``, 10 ms chunks at 44.1 kHz) against the offline default face on ``clips``, both without
     the alive layer: JawOpen r (pooled, per clip), /p b m/ closures of each, JawOpen r of each vs the rule targets."""
@@ -110,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kokoro-clips", type=int, default=12,
                     help="held-out Kokoro jf_tebukuro clips, English and Japanese in turn (0: skip)")
     ap.add_argument("--kokoro-seed", type=int, default=99, help="as benchmarks/bench_face_neural_voice.py's --seed")
+    ap.add_argument("--clip-cache", default=None, metavar="DIR",
+                    help="keep the held-out clips here and reuse them on the next run (comparing heads)")
     ap.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
                     help="measure latency and compute (--no-latency: agreement and memory only)")
     args = ap.parse_args(argv)
@@ -120,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     from motion.face.live import LiveFace
     from motion.face.model import ExpressionModel
     from motion.face.neural_voices import NeuralVoiceUnavailable
-    from motion.face.synth_data import HELD_OUT_VOICES, NEURAL_HELD_OUT_VOICES, evaluation_utterances
+    from motion.face.synth_data import HELD_OUT_VOICES, NEURAL_HELD_OUT_VOICES
 
     print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; torch threads {args.threads}; load average "
           f"{os.getloadavg()[0]:.1f} at start; live head {args.head or 'the shipped causal head'}")
-    clips = evaluation_utterances(HELD_OUT_VOICES, count=args.clips, seed=17)
+    clips = held_out_clips(HELD_OUT_VOICES, args.clips, 17, args.clip_cache)
     minutes = sum(len(c.audio) for c in clips) / 44100 / 60
     print(f"held-out eSpeak NG voices {', '.join(HELD_OUT_VOICES)}: {len(clips)} clips, {minutes:.2f} min")
 
@@ -142,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.kokoro_clips > 0:
         t0 = time.perf_counter()
         try:
-            kokoro = evaluation_utterances(NEURAL_HELD_OUT_VOICES, args.kokoro_clips, args.kokoro_seed)
+            kokoro = held_out_clips(NEURAL_HELD_OUT_VOICES, args.kokoro_clips, args.kokoro_seed, args.clip_cache)
         except NeuralVoiceUnavailable as err:
             print(f"Kokoro clips skipped: {err}")
         else:
