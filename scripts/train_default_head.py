@@ -62,7 +62,7 @@ def train_causal(args: argparse.Namespace) -> int:
     """``--causal``: distil the offline default head into the causal live head (see the module docstring)."""
     from bert_vits2.checkpoint import atomic_torch_save
     from motion.face.model import ExpressionModel
-    from motion.face.synth_data import HELD_OUT_VOICES, TRAIN_VOICES
+    from motion.face.synth_data import HELD_OUT_VOICES, NEURAL_TRAIN_VOICES, TRAIN_VOICES
     from motion.face.train import EVAL_NAMES, TrainOptions, train_head
 
     torch.set_num_threads(args.threads)
@@ -76,8 +76,18 @@ def train_causal(args: argparse.Namespace) -> int:
     else:
         train = _distil_clips(args.clips, args.seed, TRAIN_VOICES, True, teacher, "train clips")
         val = _distil_clips(args.val_clips, args.seed + 1, HELD_OUT_VOICES, False, teacher, "held-out clips")
+        cache = {"key": key, "train": _pack(train), "val": _pack(val)}
         if args.clips_cache:
-            atomic_torch_save({"key": key, "train": _pack(train), "val": _pack(val)}, args.clips_cache)
+            atomic_torch_save(cache, args.clips_cache)
+    neural_key = [args.causal_neural_clips, args.seed + 2, "causal-neural-v1"]
+    if args.causal_neural_clips and list(cache.get("neural_key", [])) == neural_key:
+        train += _unpack(cache["neural"])
+    elif args.causal_neural_clips:
+        neural = _distil_clips(args.causal_neural_clips, args.seed + 2, NEURAL_TRAIN_VOICES, True, teacher,
+                               "Kokoro clips")
+        train += neural
+        if args.clips_cache:
+            atomic_torch_save({**cache, "neural_key": neural_key, "neural": _pack(neural)}, args.clips_cache)
     made_s = time.time() - t0
     logging.info("%d + %d clips ready after %.0f s", len(train), len(val), made_s)
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, crop_s=3.0, learning_rate=args.lr,
@@ -85,6 +95,11 @@ def train_causal(args: argparse.Namespace) -> int:
                         tensorboard=False, keep_checkpoints=1, feature_noise=0.02, head_weight=0.0, eye_weight=0.0,
                         lip_gap_weight=args.lip_gap_weight, max_minutes=args.max_minutes)
     with tempfile.TemporaryDirectory() as tmp:
+        if args.init:  # go on from a head trained before: resumed as if it were this run's newest checkpoint
+            init = torch.load(args.init, map_location="cpu", weights_only=True)
+            init["model"] = {k: (v.float() if v.is_floating_point() else v) for k, v in init["model"].items()}
+            atomic_torch_save(init, Path(tmp) / f"V_{int(init.get('epoch', 0))}.pth")
+        opts.resume = bool(args.init)
         res = train_head(train, val, dict(CAUSAL_HEAD), tmp, opts,
                          {"kind": "mel", "fps": 44100 / 512, "n_mels": CAUSAL_HEAD["n_mels"], "norm": "online"})
         ckpt = torch.load(res.best_path, map_location="cpu", weights_only=True)
@@ -94,7 +109,8 @@ def train_causal(args: argparse.Namespace) -> int:
         "epoch": ckpt["epoch"], "step": ckpt["step"], "offset_s": 0.0,
         "val_metrics": {"loss": ckpt["val_metrics"]["loss"], "r": ckpt["val_metrics"]["r"]},
         "training": {"script": "scripts/train_default_head.py --causal", "teacher": "default_mel_head.pth",
-                     "clips": args.clips, "val_clips": args.val_clips, "epochs_run": res.epochs_run,
+                     "clips": args.clips, "val_clips": args.val_clips, "neural_clips": args.causal_neural_clips,
+                     "init": str(args.init) if args.init else None, "epochs_run": res.epochs_run,
                      "stopped": res.stopped, "seed": args.seed, "lip_gap_weight": args.lip_gap_weight,
                      "voices": list(TRAIN_VOICES), "val_voices": list(HELD_OUT_VOICES),
                      "data_minutes": round(made_s / 60, 1), "minutes": round((time.time() - t0) / 60, 1)},
@@ -140,7 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
                     help="where to write the head (default: default_mel_head.pth, with --causal default_causal_head.pth)")
     ap.add_argument("--causal", action="store_true",
-                    help="train the causal live head by distilling the offline default head (eSpeak NG clips only)")
+                    help="train the causal live head by distilling the offline default head (eSpeak NG clips; Kokoro too with "
+                         "--causal-neural-clips)")
+    ap.add_argument("--causal-neural-clips", type=int, default=0,
+                    help="with --causal: also distil on this many clips of the Kokoro training voices (never "
+                         "jf_tebukuro)")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="with --causal: start from this head checkpoint (a V_*.pth of an earlier run) instead of "
+                         "random weights; its epoch count and optimizer state carry on")
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop training after this many minutes (the clips' synthesis not counted)")
     args = ap.parse_args(argv)
