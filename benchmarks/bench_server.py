@@ -12,6 +12,10 @@ fixture tokenizer; ``--bert tiny`` uses the 2-layer test BERT instead). Then pri
   second of wall time;
 - the server's RSS after warm-up, after 100 and after ``--requests`` (default 1,000) ``/voice`` requests.
 
+``--ttfa-only`` prints instead, in-process, where the first audio's time goes (text frontend + BERT, encoder +
+durations + flow, the first chunk's decode) and the RTF of ``synthesize`` against the stream (and of the decoder
+alone, whole piece vs chunked), then the time to first audio over the WebSocket per server precision.
+
 Run:  python benchmarks/bench_server.py [--threads 2] [--repeats 3] [--requests 1000] [--bert full|tiny]
 Timings on a shared CPU include other processes' load (the load average is printed).
 """
@@ -187,6 +191,64 @@ def ttfa(folder: Path, threads: int, repeats: int, precisions: list[str]) -> Non
             proc.wait(30)
 
 
+def in_process(folder: Path, threads: int, repeats: int) -> None:
+    """In-process, fp32, the same voice: where the first audio's time goes (text frontend + BERT, the generator up to
+    z, the first chunk's decode), and the real-time factor of whole-utterance synthesis against the stream, for the
+    whole request and for the decoder alone (whole-piece decode vs the sum of the chunks' decodes)."""
+    import numpy as np
+    import torch
+
+    from bert_vits2.request import SynthesisRequest
+    from bert_vits2.streaming import StreamOptions, decode_chunk
+    from bert_vits2.synthesis import Voice, find_model_files, plan_slices
+
+    torch.set_num_threads(threads)
+    v = Voice.load(find_model_files(folder))
+    opts, ctx = StreamOptions(), v.model.dec.context
+    print(f"\n== in-process, fp32, {threads} threads (median of {repeats}, warm) ==")
+    for name, text in (("clause", CLAUSE), ("sentence", SENTENCE)):
+        req = SynthesisRequest.of(text, "spk0", "ZH", seed=1)
+        call = plan_slices(text, "ZH")[0]
+        rows = []
+        for _ in range(repeats + 1):
+            timings: dict[str, float] = {}
+            c0 = time.process_time()
+            part = v._infer_slice(call, 0, req, v._generators(1), timings, decode=False)[0]
+            c1, t0 = time.process_time(), time.perf_counter()
+            decode_chunk(v.model.dec, part.latent, part.g, 0, min(opts.first_chunk_frames, part.latent.shape[-1]),
+                         v.hop, ctx)
+            rows.append((timings["text_inputs"], timings["synthesis"], time.perf_counter() - t0, c1 - c0,
+                         time.process_time() - c1))
+        t_text, t_gen, t_dec, c_inputs, c_dec = (med([r[i] for r in rows[1:]]) for i in range(5))
+        print(f"{name:<9} first audio in parts: text frontend + BERT {t_text:.3f} s, encoder + durations + flow "
+              f"(whole piece, {part.latent.shape[-1]} z frames) {t_gen:.3f} s, first chunk decode "
+              f"({opts.first_chunk_frames} frames + context) {t_dec:.3f} s = {t_text + t_gen + t_dec:.3f} s wall; "
+              f"process CPU {c_inputs:.3f} s up to z, {c_dec:.3f} s decode", flush=True)
+    for name, text in (("sentence", SENTENCE), ("5 sentences", FIVE)):
+        v.synthesize(text, "spk0", "ZH", split_sentences=True, seed=1)
+        syn, stream, dec_whole, dec_chunks = [], [], [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            res = v.synthesize(text, "spk0", "ZH", split_sentences=True, seed=1)
+            syn.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            chunks = list(v.stream(text, "spk0", "ZH", split_sentences=True, seed=1))
+            stream.append(time.perf_counter() - t0)
+            dec_chunks.append(sum(c.timings.get("decode_s", 0.0) for c in chunks))
+            with torch.no_grad():  # the decoder alone on the whole latent (one piece: the sentence)
+                z = torch.from_numpy(np.ascontiguousarray(res.z))[None]
+                g = v.model.emb_g(torch.LongTensor([0])).unsqueeze(-1)
+                t0 = time.perf_counter()
+                v.model.dec(z, g=g)
+                dec_whole.append(time.perf_counter() - t0)
+        a = res.duration_s
+        alone = (f"; decoder alone: whole piece {med(dec_whole) / a:.3f}, chunked {med(dec_chunks) / a:.3f}"
+                 if name == "sentence" else f"; decoder alone, chunked {med(dec_chunks) / a:.3f}")
+        print(f"{name:<11} {a:.2f} s of audio: RTF synthesize {med(syn) / a:.3f}, stream (all chunks) "
+              f"{med(stream) / a:.3f}{alone}", flush=True)
+    del v
+
+
 def http_stream_once(base: str, text: str) -> tuple[float, float]:
     import httpx
 
@@ -233,6 +295,7 @@ def main() -> None:
     print(f"voice folder written in {time.time() - t:.1f} s (BERT: {args.bert})", flush=True)
     print(f"CPU: {cpu_name()}, {args.threads} threads, load average {os.getloadavg()[0]:.1f}", flush=True)
     if args.ttfa_only:
+        in_process(folder, args.threads, args.repeats)
         ttfa(folder, args.threads, args.repeats, args.precisions.split(","))
         shutil.rmtree(tmp, ignore_errors=True)
         return

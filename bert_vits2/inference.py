@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.weight_norm import WeightNorm
 
-from bert_vits2 import modules
+from bert_vits2 import attentions, modules
 from bert_vits2.checkpoint import CheckpointError, apply_checkpoint, read_checkpoint
 from bert_vits2.hparams import HParams, load_hparams
 from bert_vits2.models import Generator, SynthesizerTrn
@@ -434,6 +434,51 @@ class _BucketedFlow:
         return super().forward(_pad_last(x, n), _pad_last(x_mask, n), g=g, reverse=True)[..., :t]
 
 
+class _PackedFFN:
+    """The transformer FFN (two "same" convolutions, ReLU between) as two oneDNN convolutions on channels-last memory
+    with weights laid out once (:func:`_pack_ffns`) and the ReLU fused: the flow's 16 FFNs (kernel 5, 192 <-> 768
+    channels) were two thirds of its time. Measured on a Xeon @ 2.80GHz (Ice Lake, no AMX), one thread, the
+    full-size v2.3 flow on 227 frames: 288 -> 235 ms CPU; equal within float rounding (2.9e-6 max). (Weights
+    reordered with ``_reorder_convolution_weight`` for one length were 4x slower on the other lengths.) fp32 on the
+    CPU at inference only; anything else (autocast, training, tracing, GPU) runs the module's own forward."""
+
+    def forward(self, x, x_mask):
+        packed = self.__dict__.get("_packed")
+        if (packed is None or self.training or x.device.type != "cpu" or x.dtype != torch.float32 or _tracing()
+                or torch.is_autocast_enabled("cpu")):
+            return super().forward(x, x_mask)
+        (w1, b1), (w2, b2), pad = packed
+        mask = x_mask.unsqueeze(2)
+        h = (x.unsqueeze(2) * mask).contiguous(memory_format=torch.channels_last)
+        h = _FUSED_CONV(h, w1, b1, [0, pad], [1, 1], [1, 1], 1, "relu", [], "") * mask
+        h = _FUSED_CONV(h, w2, b2, [0, pad], [1, 1], [1, 1], 1, "none", [], "")
+        return (h * mask).squeeze(2).contiguous()
+
+
+def _pack_ffns(model: nn.Module) -> int:
+    """Give every odd-kernel fp32 ``attentions.FFN`` of ``model`` (text encoder, flow) the :class:`_PackedFFN` forward
+    with its weights laid out once (the module's own weights become views of that layout); returns how many."""
+    if _FUSED_CONV is None:
+        return 0
+    n = 0
+    for ffn in model.modules():
+        if not isinstance(ffn, attentions.FFN) or ffn.kernel_size % 2 == 0:
+            continue
+        convs = (ffn.conv_1, ffn.conv_2)
+        if any(c.weight.dtype != torch.float32 or c.weight.device.type != "cpu" for c in convs):
+            continue
+        pad = (ffn.kernel_size - 1) // 2
+        packed = []
+        for c in convs:
+            w = c.weight.detach().unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            c.weight.data = w.squeeze(2)  # the module's weight is a view of the packed layout: no second copy, and
+            packed.append((w, None if c.bias is None else c.bias.detach()))  # weights loaded later reach both
+        ffn.__dict__["_packed"] = (packed[0], packed[1], pad)
+        _bucketize(ffn, _PackedFFN)
+        n += 1
+    return n
+
+
 _BUCKETED_CLASSES: dict[type, type] = {}
 
 
@@ -486,6 +531,8 @@ def optimize_for_inference(model: SynthesizerTrn, precision: str = "fp32", fast:
         model.dec = _AutocastDecoder(dec, dtype)
     if dtype != torch.float32:
         model.flow.autocast_dtype = dtype
+    elif fast and device.type == "cpu":
+        _pack_ffns(model)
     model.precision = resolved
     model.eval()
     model.bucketed = bucketed

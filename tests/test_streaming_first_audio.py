@@ -120,3 +120,27 @@ def test_bert_follows_the_generator_precision(tiny_folder, monkeypatch):
     zh = fp32.files.bert_dirs["ZH"]
     assert next(real(zh, "ZH", "cpu", "bf16")[1].parameters()).dtype == torch.bfloat16
     assert next(real(zh, "ZH", "cpu", "fp32")[1].parameters()).dtype == torch.float32
+
+
+def test_packed_ffn_equals_the_plain_ffn():
+    """The fast path's FFN (flow, text encoder): oneDNN convolutions on the module's own weights (views, no copy)."""
+    import copy
+
+    from bert_vits2 import attentions, inference
+
+    torch.manual_seed(0)
+    plain = torch.nn.ModuleList([attentions.FFN(16, 16, 48, 5), attentions.FFN(16, 16, 48, 3)]).eval()
+    fast = copy.deepcopy(plain)
+    if inference._FUSED_CONV is None:
+        pytest.skip("this torch has no oneDNN")
+    assert inference._pack_ffns(fast) == 2
+    x, mask = torch.randn(1, 16, 37), torch.ones(1, 1, 37)
+    mask[..., 30:] = 0
+    with torch.no_grad():
+        for p, f in zip(plain, fast):
+            assert f.conv_1.weight.data_ptr() == f._packed[0][0].data_ptr()
+            torch.testing.assert_close(f(x, mask), p(x, mask), atol=1e-5, rtol=1e-5)
+        fast[0].conv_1.weight.mul_(2)  # weights changed later (a load): both paths see them
+        plain[0].conv_1.weight.mul_(2)
+        torch.testing.assert_close(fast[0](x, mask), plain[0](x, mask), atol=1e-5, rtol=1e-5)
+    assert fast[0].state_dict().keys() == plain[0].state_dict().keys()
