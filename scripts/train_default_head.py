@@ -98,6 +98,7 @@ def train_causal(args: argparse.Namespace) -> int:
         if args.init:  # go on from a head trained before: resumed as if it were this run's newest checkpoint
             init = torch.load(args.init, map_location="cpu", weights_only=True)
             init["model"] = {k: (v.float() if v.is_floating_point() else v) for k, v in init["model"].items()}
+            init.update(best_val=float("inf"), bad_evals=0)  # the best epoch is chosen among this run's epochs
             atomic_torch_save(init, Path(tmp) / f"V_{int(init.get('epoch', 0))}.pth")
         opts.resume = bool(args.init)
         res = train_head(train, val, dict(CAUSAL_HEAD), tmp, opts,
