@@ -28,11 +28,10 @@ TINY_Z = {"use_transformer": False, "rnn_hidden": 24, "rnn_layers": 1, "mlp_hidd
 # recurrent layer's cost grows with the crop's length, the number of optimizer steps decides how much is learnt.
 # Measured (held-out active-mouth MAE / mean baseline, r JawOpen, mean r of the 4 shapes asserted below; CPU seconds
 # of the training on a loaded 2-core Xeon):
-# 70 epochs of 4 x 1.5 s -> 0.740, 0.808, 0.724 (56 s); 70 x 4 x 2 s -> 0.706, 0.817, 0.721 (78 s);
+# 70 epochs of 4 x 1.5 s -> 0.740, 0.805, 0.722 (56 s); 70 x 4 x 2 s -> 0.706, 0.817, 0.721 (78 s);
 # 70 x 4 x 1.25 s -> 0.751 (48 s); 70 x 4 x 1 s -> 0.880, fails (38 s); 40 x 4 x 2 s -> 0.879, fails.
-# The ratio also moves by ~0.05 with the order of the tests: eSpeak NG keeps some state from one voice to the next,
-# so the takes made here differ after other eSpeak NG voices spoke in the process (0.706 alone, 0.754 after
-# test_alive_face.py for 4 x 2 s).
+# The speech is made in a fresh process (make_speech), so these figures hold whatever tests ran before; made in the
+# test process after test_alive_face.py, the same settings measured 0.796 (1.5 s) and 0.754 (2 s).
 E2E_EPOCHS = 70
 E2E_BATCH, E2E_CROP_S = "4", "1.5"
 REPORT_SHAPES = ("JawOpen", "MouthClose", "MouthFunnel", "MouthPucker", "MouthSmileLeft", "MouthStretchLeft",
@@ -43,9 +42,9 @@ def make_speech(root: str) -> None:
     """This module's speech into ``root``: 24 recorder takes, one take of the Live Link Face app, 6 held-out sentences.
 
     ``dataset`` runs it in a fresh process: eSpeak NG's audio for a request depends on what it spoke before in the
-    same process (measured: the same sentence, voice, rate and pitch comes out different after any other request), so
-    made in the test process the takes, and the trained head's score, would depend on which tests ran before (the
-    score moved from 0.706 to 0.754 after test_alive_face.py)."""
+    same process (measured: the same sentence, voice, rate and pitch comes out different after any other request, even
+    the same one), so made in the test process the takes, and the trained head's score, would depend on which tests
+    ran before."""
     from bert_vits2.audio import write_wav_pcm16
     from motion.face.synth_data import random_utterance, write_take
     from motion.frames import resample_curves
