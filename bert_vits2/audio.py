@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -25,7 +27,7 @@ from bert_vits2.fileio import atomic_write
 log = logging.getLogger(__name__)
 
 __all__ = ["TTS_SAMPLE_RATE", "AUDIO_EXTENSIONS", "AudioReadError", "AudioLoadError", "read_audio", "load_audio",
-           "to_mono_resampled", "write_wav_pcm16"]
+           "to_mono_resampled", "wav_pcm16_writer", "write_wav_pcm16"]
 
 #: Bert-VITS2 v2.3's sampling rate (``data.sampling_rate`` of every released config)
 TTS_SAMPLE_RATE = 44100
@@ -104,8 +106,17 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = TTS_SAMPLE_RAT
 def write_wav_pcm16(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
     """Write float audio (``[N]`` or ``[N, C]``) as 16-bit PCM wav atomically, clipped to [-1, 1]."""
     audio = np.asarray(audio, dtype=np.float32)
-    with atomic_write(path, "wb") as f, sf.SoundFile(f, "w", int(sample_rate), 1 if audio.ndim == 1 else audio.shape[1],
-                                                      subtype="PCM_16", format="WAV") as out:
+    with wav_pcm16_writer(path, sample_rate, 1 if audio.ndim == 1 else audio.shape[1]) as write:
         for i in range(0, len(audio), 1 << 20):  # in blocks: no whole-length copies of long audio
-            out.write(np.clip(np.nan_to_num(audio[i: i + (1 << 20)]), -1.0, 1.0))
+            write(audio[i: i + (1 << 20)])
     return Path(path)
+
+
+@contextlib.contextmanager
+def wav_pcm16_writer(path: str | os.PathLike, sample_rate: int, channels: int = 1) -> Iterator[Callable[[np.ndarray], None]]:
+    """A 16-bit PCM wav written block by block (audio that is never held whole, e.g. a long upload as it is read):
+    yields ``write(block)``; the file appears, atomically, when the block ends without an error (the same bytes as
+    :func:`write_wav_pcm16` on the joined blocks)."""
+    with atomic_write(path, "wb") as f, sf.SoundFile(f, "w", int(sample_rate), int(channels), subtype="PCM_16",
+                                                      format="WAV") as out:
+        yield lambda block: out.write(np.clip(np.nan_to_num(np.asarray(block, dtype=np.float32)), -1.0, 1.0))

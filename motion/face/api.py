@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -45,10 +45,16 @@ def release_memory() -> None:
     torch frees a long clip's feature and activation blocks to glibc's malloc, which keeps the pages in its arenas
     (the web UI stayed at ~1.15 GB after 150 requests); a garbage collection and ``malloc_trim(0)`` return them.
     Nothing is cached here; elsewhere than glibc only the collection runs."""
-    import ctypes
     import gc
 
     gc.collect()
+    trim_heap()
+
+
+def trim_heap() -> None:
+    """``malloc_trim(0)``: glibc gives the free pages of its heap back to the system (cheap; no garbage collection)."""
+    import ctypes
+
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
@@ -338,6 +344,48 @@ class FaceMaker:
         if duration > _RELEASE_AFTER_S:
             release_memory()  # the feature and activation blocks of a long clip
         return self._finish(raw, FEATURE_FPS, duration, label, audio44, trained=model is self.model, start_s=start_s)
+
+    def for_audio_blocks(self, blocks: Iterable[np.ndarray], posterior: Any = None,
+                         start_s: float = 0.0) -> FaceResult:
+        """The face of mono 44.1 kHz audio handed over block by block (a long upload as it is read, see
+        ``motion.face.features.iter_tts_audio``): the same face as :meth:`for_audio` on the joined blocks, without the
+        audio ever held whole when a mel head reads it (its log-mel is made block by block, the alive layer reads an
+        8 kHz copy made as a stream, which equals the one-shot resampling it would make). A z head joins the blocks
+        first (its posterior encoder reads the whole clip)."""
+        mel = None if self.head_kind == "z" else self._mel_model()
+        if mel is None:  # a z head (or no head: for_audio says why)
+            return self.for_audio(np.concatenate([np.asarray(b, np.float32).reshape(-1) for b in blocks] or
+                                                 [np.zeros(0, np.float32)]), TTS_SAMPLE_RATE, posterior, start_s)
+        import soxr
+
+        from motion.face.alive import _ANALYSIS_SR
+        from motion.face.features import LogMelBlocks
+
+        model, label = mel
+        feats = LogMelBlocks(int(model.head.config["n_mels"]))
+        slow = soxr.ResampleStream(TTS_SAMPLE_RATE, _ANALYSIS_SR, 1, dtype="float32", quality="LQ") if self.alive else None
+        parts, n, trimmed = [], 0, 0
+        for block in blocks:
+            block = np.asarray(block, dtype=np.float32).reshape(-1)
+            n += len(block)
+            feats.push(block)
+            if slow is not None:
+                parts.append(slow.resample_chunk(block))
+            if n - trimmed > _RELEASE_AFTER_S * TTS_SAMPLE_RATE:  # the freed STFT blocks, now and then (a long
+                trim_heap()  # upload's reading otherwise leaves them scattered: +110 MiB over 10 minutes)
+                trimmed = n
+        if slow is not None:
+            parts.append(slow.resample_chunk(np.zeros(0, np.float32), last=True))
+        analysis = np.concatenate(parts) if parts else None
+        del parts
+        duration = n / float(TTS_SAMPLE_RATE)
+        if duration > _RELEASE_AFTER_S:
+            release_memory()  # before the head's blocks are allocated
+        raw = self._predict(model, feats.finish())
+        if duration > _RELEASE_AFTER_S:
+            release_memory()  # the feature and activation blocks of a long clip
+        return self._finish(raw, FEATURE_FPS, duration, label, analysis, _ANALYSIS_SR, trained=model is self.model,
+                            start_s=start_s)
 
     def for_file(self, path: str | os.PathLike) -> tuple[FaceResult, np.ndarray]:
         """Read any audio/video file (mono 44.1 kHz) and make its face; returns ``(face, audio)``."""

@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -68,31 +68,59 @@ def load_tts_audio(path: str | os.PathLike, sample_rate: int = TTS_SAMPLE_RATE) 
         return _read_mono_resampled(f, int(sample_rate))
 
 
-def _read_mono_resampled(f: Any, sample_rate: int, block: int = 1 << 18) -> np.ndarray:
-    """An open ``soundfile.SoundFile`` -> mono float32 at ``sample_rate``, one block of ``block`` frames at a time."""
+def iter_tts_audio(path: str | os.PathLike, sample_rate: int = TTS_SAMPLE_RATE,
+                   block: int = 1 << 18) -> Iterator[np.ndarray]:
+    """The samples of :func:`load_tts_audio`, block by block, so that a long upload can be turned into features and
+    written out without ever being held whole (tests/test_face_blocks.py: the joined blocks are the same samples).
+    Formats libsndfile cannot read are decoded whole by ffmpeg first (``load_audio``), then handed out in blocks."""
+    import soundfile as sf
+
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception:  # noqa: BLE001 - not a libsndfile format (m4a, video, ...): ffmpeg via load_audio
+        audio, _ = load_audio(path, sample_rate=sample_rate, mono=True)
+        for i in range(0, len(audio), block):
+            yield audio[i: i + block]
+        return
+    with f:
+        yield from _mono_blocks(f, int(sample_rate), block)
+
+
+def _mono_blocks(f: Any, sample_rate: int, block: int = 1 << 18) -> Iterator[np.ndarray]:
+    """An open ``soundfile.SoundFile`` -> mono float32 blocks at ``sample_rate`` (channel mean, soxr HQ stream)."""
     import soxr
 
     sr_in, total = int(f.samplerate), int(f.frames)
     if total <= 0:  # a header without a frame count (rare): read it whole
         data = f.read(dtype="float32", always_2d=True)
         mono = np.ascontiguousarray(data.mean(axis=1), dtype=np.float32)
-        return soxr.resample(mono, sr_in, sample_rate, quality="HQ").astype(np.float32) if sr_in != sample_rate else mono
-    out = np.empty(int(np.ceil(total * sample_rate / sr_in)) + 16, dtype=np.float32)
+        yield soxr.resample(mono, sr_in, sample_rate, quality="HQ").astype(np.float32) if sr_in != sample_rate else mono
+        return
     stream = None if sr_in == sample_rate else soxr.ResampleStream(sr_in, sample_rate, 1, dtype="float32", quality="HQ")
-    n, read = 0, 0
+    read = 0
     while True:
         data = f.read(block, dtype="float32", always_2d=True)
         read += len(data)
         last = len(data) < block or read >= total
         mono = np.ascontiguousarray(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0], dtype=np.float32)
-        if stream is not None:
-            mono = stream.resample_chunk(mono, last=last)
+        del data
+        yield stream.resample_chunk(mono, last=last) if stream is not None else mono
+        if last:
+            return
+
+
+def _read_mono_resampled(f: Any, sample_rate: int, block: int = 1 << 18) -> np.ndarray:
+    """An open ``soundfile.SoundFile`` -> mono float32 at ``sample_rate``, one block of ``block`` frames at a time."""
+    total = int(f.frames)
+    if total <= 0:
+        return next(_mono_blocks(f, sample_rate, block))
+    out = np.empty(int(np.ceil(total * sample_rate / int(f.samplerate))) + 16, dtype=np.float32)
+    n = 0
+    for mono in _mono_blocks(f, sample_rate, block):
         if n + len(mono) > len(out):
             out = np.concatenate([out[:n], np.empty(max(len(mono), len(out) // 8), np.float32)])
         out[n: n + len(mono)] = mono
         n += len(mono)
-        if last:
-            break
     return out[:n].copy() if n < len(out) - 16 else out[:n]
 
 
@@ -117,15 +145,19 @@ FEATURE_BLOCK_FRAMES = 512
 Z_CONTEXT_FRAMES = 64
 
 
-def _spectrogram_block(audio: np.ndarray, f0: int, f1: int, params: SpecParams) -> torch.Tensor:
+def _spectrogram_block(audio: np.ndarray, f0: int, f1: int, params: SpecParams, start: int = 0,
+                       n: int | None = None) -> torch.Tensor:
     """Linear magnitude spectrogram frames ``f0..f1`` of ``audio`` [1, n_fft//2+1, f1-f0], exactly the frames of
-    ``bert_vits2.mel_processing.spectrogram_torch`` on the whole clip (reflect padding taken from the clip's ends)."""
+    ``bert_vits2.mel_processing.spectrogram_torch`` on the whole clip (reflect padding taken from the clip's ends).
+
+    ``audio`` may be a window of the clip: its first sample is sample ``start`` of the clip, which has ``n`` samples
+    (None: it ends with this window; a window not at the end must hold every sample the frames read)."""
     pad = (params.filter_length - params.hop_length) // 2
-    n = len(audio)
+    n = start + len(audio) if n is None else int(n)
     idx = np.arange(f0 * params.hop_length, (f1 - 1) * params.hop_length + params.filter_length) - pad
     idx = np.abs(idx)  # reflect at the start (no repeated edge sample, as F.pad(mode="reflect"))
     idx = np.where(idx >= n, 2 * (n - 1) - idx, idx)  # reflect at the end
-    y = torch.from_numpy(np.clip(audio[idx], -1.0, 1.0).astype(np.float32, copy=False))[None]
+    y = torch.from_numpy(np.clip(audio[idx - start], -1.0, 1.0).astype(np.float32, copy=False))[None]
     window = torch.hann_window(params.win_length, dtype=y.dtype)
     stft = torch.stft(y, params.filter_length, hop_length=params.hop_length, win_length=params.win_length,
                       window=window, center=False, normalized=False, onesided=True, return_complex=True)
@@ -178,21 +210,88 @@ def log_mel(audio: np.ndarray, n_mels: int = DEFAULT_N_MELS, params: SpecParams 
 
     Computed ``block_frames`` at a time (STFT frames are independent; only the level reference needs the whole clip,
     and it is taken from the finished [n_mels, frames] array), so memory stays bounded on long audio."""
-    from bert_vits2.mel_processing import LOG_CLAMP, spectrogram_frames
+    blocks = LogMelBlocks(n_mels, params, block_frames)
+    blocks.push(audio)
+    return blocks.finish()
 
-    a = _pad_short(np.asarray(audio, dtype=np.float32), params.filter_length)
-    total = spectrogram_frames(len(a), params.filter_length, params.hop_length)
-    mel = np.empty((n_mels, total), dtype=np.float32)
-    basis = torch.from_numpy(slaney_mel_basis(params.sampling_rate, params.filter_length, n_mels))
-    with torch.no_grad():
-        for f0, f1 in _blocks(total, max(1, int(block_frames))):  # as mel_processing.spec_to_mel_torch, per block
-            spec = _spectrogram_block(a, f0, f1, params)
-            mel[:, f0:f1] = torch.log(torch.clamp(torch.matmul(basis, spec), min=LOG_CLAMP))[0].numpy()
-    ref = max(float(np.percentile(mel, 99)), MEL_REF_FLOOR)
-    mel -= ref
-    mel /= MEL_SCALE
-    mel += 1.0
-    return mel
+
+#: frames per page of :class:`LogMelBlocks`' storage (2.6 MB for 80 mels, about 95 s)
+_MEL_PAGE_FRAMES = 8192
+
+
+class LogMelBlocks:
+    """:func:`log_mel` of audio given piece by piece (a long upload as it is read): :meth:`push` any pieces, then
+    :meth:`finish` gives the features of the joined audio, the same numbers as :func:`log_mel` on it (the same blocks
+    of ``block_frames`` frames, each computed once its samples are in). Holds the raw log-mel [n_mels, frames] and
+    less than one block of samples, never the audio."""
+
+    def __init__(self, n_mels: int = DEFAULT_N_MELS, params: SpecParams = SpecParams(),
+                 block_frames: int = FEATURE_BLOCK_FRAMES) -> None:
+        self.n_mels, self.params, self.block = int(n_mels), params, max(1, int(block_frames))
+        self.basis = torch.from_numpy(slaney_mel_basis(params.sampling_rate, params.filter_length, self.n_mels))
+        self.buf = np.zeros(0, np.float32)  # samples start.. of the audio
+        self.start = 0
+        self.total = 0  # samples pushed
+        self.done = 0  # frames computed
+        self.pages: list[tuple[int, np.ndarray]] = []  # the raw log-mel: (first frame, [n_mels, frames])
+
+    def _compute(self, f0: int, f1: int, n: int | None) -> None:
+        from bert_vits2.mel_processing import LOG_CLAMP
+
+        if not self.pages or f0 >= self.pages[-1][0] + self.pages[-1][1].shape[1]:
+            # a few large pages: one small array per block, each kept among the freed STFT blocks, fragments the heap
+            size = self.block * (_MEL_PAGE_FRAMES // self.block) if self.block <= _MEL_PAGE_FRAMES else f1 - f0
+            self.pages.append((f0, np.empty((self.n_mels, size), np.float32)))
+        start, page = self.pages[-1]
+        with torch.no_grad():  # as mel_processing.spec_to_mel_torch, per block
+            spec = _spectrogram_block(self.buf, f0, f1, self.params, self.start, n)
+            mel = torch.log(torch.clamp(torch.matmul(self.basis, spec), min=LOG_CLAMP))[0]
+            page[:, f0 - start: f1 - start] = mel.numpy()
+        self.done = f1
+
+    def push(self, audio: np.ndarray) -> None:
+        """More mono float32 samples; every block whose samples are all in is computed now."""
+        a = np.asarray(audio, dtype=np.float32).reshape(-1)
+        self.buf = np.concatenate([self.buf, a]) if len(self.buf) else a  # the caller's array: no copy
+        self.total += len(a)
+        hop, nfft = self.params.hop_length, self.params.filter_length
+        pad = (nfft - hop) // 2
+        while (self.done + self.block - 1) * hop + nfft - pad <= self.total:  # the block's last sample is in
+            self._compute(self.done, self.done + self.block, None)
+        keep = max(0, self.done * hop - pad)  # the next block's first sample (never before the start's reflection)
+        if keep > self.start:
+            self.buf = self.buf[keep - self.start:]
+            self.start = keep
+            if self.buf.base is not None and self.buf.size < self.buf.base.size // 4:
+                self.buf = self.buf.copy()  # let go of a large pushed array
+
+    def finish(self) -> np.ndarray:
+        """The level-normalised log-mel [n_mels, frames] of everything pushed (short audio padded with silence to one
+        window, as :func:`log_mel`)."""
+        from bert_vits2.mel_processing import spectrogram_frames
+
+        nfft = self.params.filter_length
+        if self.total < nfft:  # as _pad_short: zeros after the audio (nothing has been computed yet)
+            self.buf = np.concatenate([self.buf, np.zeros(nfft - self.total, np.float32)])
+            self.total = nfft
+        total = spectrogram_frames(self.total, nfft, self.params.hop_length)
+        for f0, f1 in _blocks(total, self.block):
+            if f0 >= self.done:
+                self._compute(f0, f1, self.total)
+        self.buf = np.zeros(0, np.float32)
+        if len(self.pages) == 1:
+            mel = np.ascontiguousarray(self.pages.pop()[1][:, :total])
+        else:
+            mel = np.empty((self.n_mels, total), dtype=np.float32)
+            while self.pages:  # joined page by page, each freed once copied
+                start, page = self.pages.pop(0)
+                mel[:, start: start + page.shape[1]] = page[:, : total - start]
+                del page
+        ref = max(float(np.percentile(mel, 99)), MEL_REF_FLOOR)
+        mel -= ref
+        mel /= MEL_SCALE
+        mel += 1.0
+        return mel
 
 
 # --- incremental log-mel (live faces) ----------------------------------------------------------------------------
@@ -474,8 +573,8 @@ def load_exported_posterior(path: str | os.PathLike) -> PosteriorEncoder:
 
 
 __all__ = [
-    "DEFAULT_N_MELS", "FEATURE_FPS", "HOP", "ONLINE_REF_HALF_LIFE_S", "OnlineLogMel", "PosteriorEncoder", "PosteriorEncoderError", "SpecParams",
+    "DEFAULT_N_MELS", "FEATURE_FPS", "HOP", "LogMelBlocks", "ONLINE_REF_HALF_LIFE_S", "OnlineLogMel", "PosteriorEncoder", "PosteriorEncoderError", "SpecParams",
     "export_posterior", "export_posterior_from_checkpoint", "linear_spectrogram", "load_exported_posterior", "load_posterior_from_checkpoint",
-    "load_tts_audio", "log_mel", "num_feature_frames", "online_from_offline", "online_log_mel", "posterior_from_generator", "slaney_mel_basis",
+    "iter_tts_audio", "load_tts_audio", "log_mel", "num_feature_frames", "online_from_offline", "online_log_mel", "posterior_from_generator", "slaney_mel_basis",
     "speaker_id_from_name",
 ]

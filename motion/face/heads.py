@@ -371,11 +371,23 @@ def _direction(rnn: nn.GRU, layer: int, reverse: bool) -> nn.GRU:
     return one.eval()
 
 
-def _mel_head_blocks(head: "MelHead", feats: np.ndarray, block: int) -> np.ndarray:
+#: a long clip's mel head keeps its GRU layers' outputs only up to this size (bytes); beyond it they are recomputed
+#: from the hidden states kept at block edges (:func:`_mel_head_blocks`), so a 10-minute upload needs no 75 MB of them
+KEEP_GRU_OUTPUTS_BYTES = 16 << 20
+
+
+def _mel_head_blocks(head: "MelHead", feats: np.ndarray, block: int,
+                     keep_outputs_bytes: int = KEEP_GRU_OUTPUTS_BYTES) -> np.ndarray:
     """The mel head on ``[n_mels, T]`` block by block, equal to the whole-clip run within float rounding: the
     convolutions get their 2 frames of context, and each GRU direction carries its hidden state from block to block
-    (the backward one walking the blocks from the end). Holds ``[T, 2 * rnn_hidden]`` and ``[T, rnn_hidden]``, never
-    ``[T, 32, 80]``."""
+    (the backward one walking the blocks from the end). Holds ``[T, 61]``, never ``[T, 32, 80]``.
+
+    Sweep ``s`` over the blocks (forward, backward, forward, ...) carries the GRU directions that walk its way one
+    layer further up; the last sweep runs the output layer. The hidden state where each direction enters each block is
+    kept, and the blocks' outputs of the directions already run are kept too while they fit in
+    ``keep_outputs_bytes`` (a 2-layer GRU: the convolutions twice, the directions four times). On longer clips those
+    outputs are recomputed from the kept states instead (the same operations on the same inputs, so the same numbers:
+    the convolutions three times, the directions eight times), which a 10-minute clip's 75 MB of outputs needs."""
     total = feats.shape[-1]
     spans = [(f0, min(total, f0 + block)) for f0 in range(0, total, block)]
 
@@ -387,25 +399,51 @@ def _mel_head_blocks(head: "MelHead", feats: np.ndarray, block: int) -> np.ndarr
         return h[..., f0 - c0: f1 - c0].flatten(1, 2).transpose(1, 2)
 
     rnn = head.rnn
-    hid, prev, last = rnn.hidden_size, None, rnn.num_layers - 1
+    layers, nb = rnn.num_layers, len(spans)
+    grus = {(layer, rev): _direction(rnn, layer, rev) for layer in range(layers) for rev in (False, True)}
+    keep = 4 * rnn.hidden_size * total * (2 * layers - 1) <= keep_outputs_bytes
+    states: dict[tuple[int, bool], list[Any]] = {}  # the hidden state entering each block, per direction run
+    outputs: dict[tuple[int, bool], list[Any]] = {}  # the blocks' outputs per direction run (when ``keep``)
     res = np.empty((total, NUM_VALUES), dtype=np.float32)
-    for layer in range(rnn.num_layers):
-        out = np.empty((total, 2 * hid if layer < last else hid), dtype=np.float32)
-        for reverse in (False, True):
-            gru, state = _direction(rnn, layer, reverse), None
-            for f0, f1 in (reversed(spans) if reverse else spans):
-                x = cnn(f0, f1) if prev is None else torch.from_numpy(prev[f0:f1])[None]
-                y, state = gru(x.flip(1) if reverse else x, state)
-                y = y.flip(1)[0] if reverse else y[0]
-                if layer < last:
-                    out[f0:f1, hid * reverse: hid * (reverse + 1)] = y.numpy()
-                elif not reverse:
-                    out[f0:f1] = y.numpy()
-                else:  # the last layer's backward pass finishes each block: the output layer runs on it at once
-                    z = head.fc(torch.cat([torch.from_numpy(out[f0:f1]), y], -1))
-                    res[f0:f1] = torch.cat([torch.sigmoid(z[:, :NUM_BLENDSHAPES]), torch.tanh(z[:, NUM_BLENDSHAPES:])],
-                                           -1).numpy()
-        prev = out
+    for sweep in range(layers + 1):
+        reverse = sweep % 2 == 1
+        new_states: dict[tuple[int, bool], list[Any]] = {}
+        new_outputs: dict[tuple[int, bool], list[Any]] = {}
+        carry: dict[tuple[int, bool], torch.Tensor] = {}
+        for k in (reversed(range(nb)) if reverse else range(nb)):
+            x = None  # the current layer's input (layer 0: the convolutions, run only when a direction needs them)
+            for layer in range(layers):
+                ys = []
+                for rev in (False, True):
+                    key = (layer, rev)
+                    if key in outputs:
+                        ys.append(outputs[key][k])
+                        continue
+                    if key in states:
+                        state = states[key][k]
+                    elif rev == reverse:  # this sweep's direction: carried from block to block
+                        state = carry.get(key)
+                        new_states.setdefault(key, [None] * nb)[k] = state
+                    else:
+                        continue
+                    x = cnn(*spans[k]) if x is None else x
+                    y, last = grus[key](x.flip(1) if rev else x, state)
+                    if key in new_states:
+                        carry[key] = last
+                    y = y.flip(1) if rev else y
+                    if keep:
+                        new_outputs.setdefault(key, [None] * nb)[k] = y
+                    ys.append(y)
+                if len(ys) < 2:
+                    break
+                x = torch.cat(ys, -1)
+            else:  # every layer ran on this block: the output layer
+                f0, f1 = spans[k]
+                z = head.fc(x[0])
+                res[f0:f1] = torch.cat([torch.sigmoid(z[:, :NUM_BLENDSHAPES]), torch.tanh(z[:, NUM_BLENDSHAPES:])],
+                                       -1).numpy()
+        states.update(new_states)
+        outputs.update(new_outputs)
     return res
 
 

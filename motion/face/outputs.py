@@ -88,16 +88,25 @@ def write_curve_files(
 
 
 def write_outputs(
-    out_dir: str | os.PathLike, audio: np.ndarray, sample_rate: int, face: Any, meta: dict[str, Any] | None = None,
+    out_dir: str | os.PathLike, audio: np.ndarray | None, sample_rate: int, face: Any, meta: dict[str, Any] | None = None,
     stem: str = "speech",
 ) -> dict[str, Path]:
-    """Write ``<stem>.wav``, ``.npy`` ([T, 61] float32), ``.csv`` (Live Link Face app format), ``.json`` and ``.png``."""
+    """Write ``<stem>.wav``, ``.npy`` ([T, 61] float32), ``.csv`` (Live Link Face app format), ``.json`` and ``.png``.
+
+    ``audio`` None: ``<stem>.wav`` is already in ``out_dir`` (written block by block, e.g. a long upload as it was
+    read; ``bert_vits2.audio.wav_pcm16_writer``) and its length is read from its header."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f"{stem}.{k}" for k in ("wav", "npy", "csv", "json", "png")}
-    write_wav_pcm16(paths["wav"], audio, sample_rate)
-    info = {"sample_rate": int(sample_rate), "audio_seconds": len(audio) / float(sample_rate),
-            "face_source": face.source, **(meta or {})}
+    if audio is None:
+        import soundfile as sf
+
+        info = sf.info(str(paths["wav"]))
+        seconds, sample_rate = info.frames / float(info.samplerate), int(info.samplerate)
+    else:
+        write_wav_pcm16(paths["wav"], audio, sample_rate)
+        seconds = len(audio) / float(sample_rate)
+    info = {"sample_rate": int(sample_rate), "audio_seconds": seconds, "face_source": face.source, **(meta or {})}
     write_curve_files(paths["npy"], face.frames, face.fps, info, paths["csv"], paths["json"])
     plot_curves(face.frames, face.fps, paths["png"], title=meta.get("title", "") if meta else "")
     return paths

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bert_vits2.audio import AudioReadError, load_audio
+from bert_vits2.audio import AudioReadError, load_audio, wav_pcm16_writer
 from bert_vits2.request import LANGUAGE_CHOICES, WEBUI_DEFAULTS, SynthesisError, SynthesisRequest
 from bert_vits2.synthesis import ModelFiles, Voice, find_model_files
 from motion.arkit import NAMES
@@ -25,7 +26,7 @@ from motion.constants import DEFAULT_HOST, FACE_FPS, LIVELINK_PORT, VMC_PORT, WE
 from motion.demo_voice import DemoVoice
 from motion.face.api import FaceMaker, FaceResult
 from motion.face.emotion import EMOTIONS, EmotionError, EmotionTimeline, describe_weights, parse_emotion_tags
-from motion.face.features import TTS_SAMPLE_RATE, load_tts_audio, posterior_from_generator
+from motion.face.features import TTS_SAMPLE_RATE, iter_tts_audio, posterior_from_generator
 from motion.face.outputs import new_request_dir, write_outputs
 from motion.face.streaming import piecewise_face
 from motion.send import Streamer
@@ -132,7 +133,8 @@ class Handlers:
 
         return gr.Error(message)
 
-    def outputs_for(self, folder: Path, audio: np.ndarray, sr: int, face, meta: dict[str, Any]) -> tuple:
+    def outputs_for(self, folder: Path, audio: np.ndarray | None, sr: int, face, meta: dict[str, Any]) -> tuple:
+        """The request's files (``audio`` None: its wav is already written, block by block)."""
         paths = write_outputs(folder, audio, sr, face, meta)
         last = {"npy": str(paths["npy"]), "wav": str(paths["wav"]), "fps": face.fps, "sr": sr}
         files = [str(paths[k]) for k in ("wav", "npy", "csv", "json")]
@@ -184,7 +186,10 @@ class Handlers:
         return wav, png, files, md, last
 
     def audio_to_face(self, path, voice_name):
-        """The same faces as ``wav_to_visemes.py`` (same reading, same FaceMaker): mono 44.1 kHz."""
+        """The same faces as ``wav_to_visemes.py`` (same reading, same FaceMaker): mono 44.1 kHz.
+
+        The upload is read block by block and each block goes straight into the request's wav and the face's
+        features (:meth:`FaceMaker.for_audio_blocks`): a 10-minute upload is never held whole (bounded memory)."""
         if not path:
             raise self._error("upload or record an audio file first")
 
@@ -192,15 +197,27 @@ class Handlers:
         state.janitor.maybe_sweep()
         try:
             check_upload(path, state.limits)
-            audio, sr = load_tts_audio(path), TTS_SAMPLE_RATE  # read in blocks: bounded memory on long uploads
-            check_audio_seconds(len(audio) / sr, state.limits, Path(path).name)
-            face = state.face.for_audio(audio, sr, posterior=state.posterior(state.voices.get(voice_name)))
-        except Exception as err:  # noqa: BLE001 - any unreadable file ends here with its message
+        except LimitError as err:
             raise self._error(f"could not make a face for this audio: {err}") from None
         folder = new_request_dir(state.outputs)
-        wav, png, files, last = self.outputs_for(folder, audio, sr, face,
+        sr, counted = TTS_SAMPLE_RATE, [0]
+
+        def blocks(write):
+            for block in iter_tts_audio(path, sr):  # read in blocks: bounded memory on long uploads
+                counted[0] += len(block)
+                check_audio_seconds(counted[0] / sr, state.limits, Path(path).name)  # formats without a header
+                write(block)
+                yield block
+
+        try:
+            with wav_pcm16_writer(folder / "speech.wav", sr) as write:
+                face = state.face.for_audio_blocks(blocks(write), posterior=state.posterior(state.voices.get(voice_name)))
+        except Exception as err:  # noqa: BLE001 - any unreadable file ends here with its message
+            shutil.rmtree(folder, ignore_errors=True)  # the fresh folder of this failed request only
+            raise self._error(f"could not make a face for this audio: {err}") from None
+        wav, png, files, last = self.outputs_for(folder, None, sr, face,
                                                  {"title": Path(path).name, "source_audio": Path(path).name})
-        md = _summary("Audio → face", Path(path).name, len(audio) / sr, sr, face, folder)
+        md = _summary("Audio → face", Path(path).name, counted[0] / sr, sr, face, folder)
         return wav, png, files, md, last
 
     def send(self, target, last, host, port, with_audio):
