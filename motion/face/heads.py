@@ -232,6 +232,11 @@ def _fold_conv_bn(block: nn.Sequential) -> tuple[np.ndarray, np.ndarray]:
     return w.numpy().astype(np.float32), b.numpy().astype(np.float32)
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function without float32 overflow warnings (inputs beyond +-60 saturate to 0/1 anyway)."""
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
+
+
 def _causal_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """3x3 convolution of ``x`` [C_in, F, 2 + T] (two context frames first; frequency zero-padded) -> [C_out, F, T],
     then LeakyReLU(0.2) and 2x frequency max-pooling, as a ``CausalMelHead`` block in eval mode."""
@@ -280,8 +285,8 @@ class CausalMelStream:
             w_hh_t = w_hh.T
             for t in range(len(x)):
                 gh = h @ w_hh_t + b_hh
-                r = 1.0 / (1.0 + np.exp(-(gi[t, :hid] + gh[:hid])))
-                z = 1.0 / (1.0 + np.exp(-(gi[t, hid:2 * hid] + gh[hid:2 * hid])))
+                r = _sigmoid(gi[t, :hid] + gh[:hid])
+                z = _sigmoid(gi[t, hid:2 * hid] + gh[hid:2 * hid])
                 n = np.tanh(gi[t, 2 * hid:] + r * gh[2 * hid:])
                 h = (1.0 - z) * n + z * h
                 out[t] = h
@@ -303,7 +308,7 @@ class CausalMelStream:
         x = h.reshape(-1, h.shape[-1]).T  # [T, C * F / 4], channel-major as the head's flatten
         y = self._gru(np.ascontiguousarray(x, dtype=np.float32))
         y = np.maximum(y @ self.fc[0][0] + self.fc[0][1], 0.0) @ self.fc[1][0] + self.fc[1][1]
-        y[:, :NUM_BLENDSHAPES] = 1.0 / (1.0 + np.exp(-y[:, :NUM_BLENDSHAPES]))
+        y[:, :NUM_BLENDSHAPES] = _sigmoid(y[:, :NUM_BLENDSHAPES])
         y[:, NUM_BLENDSHAPES:] = np.tanh(y[:, NUM_BLENDSHAPES:])
         y = y.astype(np.float32)
         drop = min(self.skip, len(y))
