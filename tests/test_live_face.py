@@ -276,13 +276,12 @@ def test_shipped_causal_head_jaw_agrees_with_the_offline_face(shipped_faces):
     jaw = INDEX["JawOpen"]
     r = float(np.corrcoef(np.concatenate([f[:, jaw] for f in live_faces]),
                           np.concatenate([f[:, jaw] for f in off_faces]))[0, 1])
-    assert r >= 0.85, r  # measured 0.90 (benchmarks/bench_live_face.py, 12 clips)
+    assert r >= 0.85, r  # measured 0.94 (benchmarks/bench_live_face.py, 12 clips)
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped causal head (4 epochs in its 15-minute CPU budget) closes the lips "
-                   "on about 59 % of /p b m/ against the offline head's 91 % (benchmarks/bench_live_face.py); "
-                   "its MouthClose needs longer training")
 def test_shipped_causal_head_closes_lips_as_often_as_offline(shipped_faces):
+    """No less often than the offline head minus 5 points (issue 22); measured 68/75 both on the 12 eSpeak NG clips of
+    benchmarks/bench_live_face.py (the previous head, 4 epochs without the Kokoro clips: 44/75)."""
     from motion.face.evaluation import closure_rate
 
     clips, live_faces, off_faces = shipped_faces
