@@ -16,8 +16,9 @@ Run:  python benchmarks/bench_synthesis.py [--threads 2] [--repeats 2] [--phones
       python benchmarks/bench_synthesis.py --no-synthesis --patterns [--voice] [--distinct 10]
 --patterns times the generator on the two request patterns of issue 26 (one input repeated; a warm-up on two lengths,
 then distinct lengths, each path once per request, interleaved): RTF and the ratio to upstream's fp32 path in the
-same run, for the fast fp32 path (bucketed lengths, the default), the same unbucketed, and bf16. --voice does the same
-end to end through Voice.synthesize and Voice.stream (text frontend, BERT-large-shaped random BERT, synthesis).
+same run, for the fast fp32 path (unbucketed, the default), the same with bucketed lengths, and bf16 (bucketed).
+--voice does the same end to end through Voice.synthesize and Voice.stream (text frontend, BERT-large-shaped random
+BERT, synthesis).
 Random weights get the perturbation the reference fixtures use (non-zero flow/SDP output layers, LayerNorm gains),
 so every stage matters for the SNR; dp.proj.bias is set to log(--frames-per-phone) for speech-like lengths.
 Wall times on a shared CPU include contention from other processes: the load average is printed at the end.
@@ -344,8 +345,8 @@ def _pattern_paths(args) -> dict:
     plain = remove_weight_norm_(build_model(args.frames_per_phone))
     return {
         "upstream fp32": build_model(args.frames_per_phone),  # weight norm active, plain modules
-        "fp32 fast": optimize_for_inference(copy.deepcopy(plain), "fp32"),
-        "fp32 fast unbucketed": optimize_for_inference(copy.deepcopy(plain), "fp32", bucketed=False),
+        "fp32 fast": optimize_for_inference(copy.deepcopy(plain), "fp32"),  # unbucketed: bucketing_default
+        "fp32 fast bucketed": optimize_for_inference(copy.deepcopy(plain), "fp32", bucketed=True),
         "bf16 fast": optimize_for_inference(copy.deepcopy(plain), "bf16"),
     }
 
@@ -393,26 +394,30 @@ def bench_patterns(args) -> None:
     bench_decoder_bound(paths)
 
 
-def decoder_conv_gflop(dec: torch.nn.Module, z: torch.Tensor, g: torch.Tensor) -> float:
-    """Multiply-adds of the decoder's convolutions on ``z`` (x2 = FLOP), counted with forward hooks."""
+def _conv_gflop(modules, run) -> float:
+    """GFLOP (2 x multiply-adds) of the Conv1d / ConvTranspose1d among ``modules`` while ``run()`` runs."""
     total = [0.0]
 
     def hook(mod, inputs, out):
-        c_in = inputs[0].shape[1]
-        k, groups = mod.kernel_size[0], mod.groups
+        c_in, k = inputs[0].shape[1], mod.kernel_size[0]
         if isinstance(mod, torch.nn.ConvTranspose1d):
-            total[0] += 2.0 * inputs[0].shape[-1] * c_in * mod.out_channels // groups * k
+            total[0] += 2.0 * inputs[0].shape[-1] * c_in * mod.out_channels // mod.groups * k
         else:
-            total[0] += 2.0 * out.shape[-1] * out.shape[1] * c_in // groups * k
+            total[0] += 2.0 * out.shape[-1] * out.shape[1] * c_in // mod.groups * k
 
-    handles = [m.register_forward_hook(hook) for m in dec.modules()
+    handles = [m.register_forward_hook(hook) for m in modules
                if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d))]
     try:
-        dec(z, g=g)
+        run()
     finally:
         for h in handles:
             h.remove()
     return total[0] / 1e9
+
+
+def decoder_conv_gflop(dec: torch.nn.Module, z: torch.Tensor, g: torch.Tensor) -> float:
+    """Convolution GFLOP of the decoder on ``z``, counted with forward hooks."""
+    return _conv_gflop(dec.modules(), lambda: dec(z, g=g))
 
 
 def bench_decoder_bound(paths: dict, frames: int = 200, repeats: int = 3) -> None:
@@ -431,7 +436,7 @@ def bench_decoder_bound(paths: dict, frames: int = 200, repeats: int = 3) -> Non
               f"bf16 {peak['bf16']:.0f} GFLOP/s")
         print(f"  {'path':<22s} {'decoder s':>9s} {'RTF':>6s} {'GFLOP/s':>8s} {'of GEMM':>8s}")
         for name, net in paths.items():
-            if "unbucketed" in name:
+            if name.endswith("bucketed"):
                 continue
             net.dec(z, g=g)
             best = math.inf
@@ -441,7 +446,7 @@ def bench_decoder_bound(paths: dict, frames: int = 200, repeats: int = 3) -> Non
                 best = min(best, time.perf_counter() - t0)
             ceiling = peak["bf16" if name.startswith("bf16") else "fp32"]
             print(f"  {name:<22s} {best:9.3f} {best / audio_s:6.3f} {gflop / best:8.1f} {gflop / best / ceiling:7.0%}")
-        _decoder_stages(paths["fp32 fast"] if hasattr(paths["fp32 fast"].dec, "ups") else upstream, z, g, peak["fp32"])
+        _decoder_stages(upstream, z, g, peak["fp32"])
         print("  (a path near 100 % of GEMM is bound by the CPU's matrix throughput: only fewer FLOPs or a faster "
               "matrix unit make it faster)")
 
@@ -468,7 +473,7 @@ def _decoder_stages(net, z: torch.Tensor, g: torch.Tensor | None, ceiling: float
         for h in handles:
             h.remove()
     flop = _stage_gflop(dec, z, g, n_kernels)
-    print("  per stage of the decoder (fp32, channels, seconds, GFLOP/s, share of GEMM):")
+    print("  per stage of upstream's fp32 decoder (channels, seconds with hook overhead, GFLOP/s, share of GEMM):")
     for i, (sec,) in spans.items():
         ch = dec.ups[i].out_channels
         print(f"    stage {i + 1}: {ch:4d} ch {sec:7.3f} s {flop[i] / max(sec, 1e-9):7.1f} GFLOP/s "
@@ -477,28 +482,9 @@ def _decoder_stages(net, z: torch.Tensor, g: torch.Tensor | None, ceiling: float
 
 def _stage_gflop(dec, z, g, n_kernels: int) -> list[float]:
     """Convolution GFLOP of each upsampling stage (its transposed conv and its resblocks)."""
-    out = []
-    for i in range(len(dec.ups)):
-        holder = torch.nn.ModuleList([dec.ups[i], *dec.resblocks[i * n_kernels:(i + 1) * n_kernels]])
-        out.append(0.0)
-        total = [0.0]
-
-        def hook(mod, inputs, res, total=total):
-            c_in, k = inputs[0].shape[1], mod.kernel_size[0]
-            if isinstance(mod, torch.nn.ConvTranspose1d):
-                total[0] += 2.0 * inputs[0].shape[-1] * c_in * mod.out_channels // mod.groups * k
-            else:
-                total[0] += 2.0 * res.shape[-1] * res.shape[1] * c_in // mod.groups * k
-
-        handles = [m.register_forward_hook(hook) for m in holder.modules()
-                   if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d))]
-        try:
-            dec(z, g=g)
-        finally:
-            for h in handles:
-                h.remove()
-        out[i] = total[0] / 1e9
-    return out
+    stages = [torch.nn.ModuleList([dec.ups[i], *dec.resblocks[i * n_kernels:(i + 1) * n_kernels]])
+              for i in range(len(dec.ups))]
+    return [_conv_gflop(stage.modules(), lambda: dec(z, g=g)) for stage in stages]
 
 
 def bench_voice(args) -> None:

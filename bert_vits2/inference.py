@@ -542,10 +542,12 @@ def optimize_for_inference(model: SynthesizerTrn, precision: str = "fp32", fast:
 
 
 def bucketing_default(precision: str, device: str | torch.device = "cpu") -> bool:
-    """Whether the fast path pads to bucketed lengths by default: on the CPU (where oneDNN builds primitives per
-    shape: with AMX in bf16 that costs several times the run itself). Measured on a 2-core Xeon without AMX,
-    fp32: bucketing costs its padding (about 6 %) and saves 3-8 % of primitive creation, so it is on for both."""
-    return torch.device(device).type == "cpu"
+    """Whether the fast path pads to bucketed lengths by default: in bf16 on the CPU, where oneDNN builds new
+    primitives per shape (with AMX that cost several times the run itself: issue 26's 0.68x on distinct lengths).
+    fp32 primitives are cheap to make: issue 26 measured fp32 on an AMX Xeon as fast on distinct lengths as on one
+    repeated input, and on a 2-core Ice Lake Xeon (quiet, 2 threads, 10 distinct lengths, full-size generator) the
+    bucketed fp32 path was 1.34x upstream against 1.47x unbucketed: the padding costs more than it saves."""
+    return torch.device(device).type == "cpu" and resolve_precision(precision, device) == "bf16"
 
 
 #: default time budget of the warm-up at load (``Voice.load``) for the bucketed bf16 path

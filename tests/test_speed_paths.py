@@ -130,7 +130,7 @@ def test_bucketed_synthesizer_equals_plain_on_odd_lengths(bv2_ref, odd_inputs):
     frames with the v2.3 decoder's layout): fp32 equals the plain path; bf16 keeps the durations."""
     cfg, ckpt = bv2_ref / "config.json", bv2_ref / "G_ref.pth"
     plain, _ = load_model_for_inference(cfg, ckpt, precision="fp32", fast=False)
-    fast, _ = load_model_for_inference(cfg, ckpt, precision="fp32")
+    fast, _ = load_model_for_inference(cfg, ckpt, precision="fp32", bucketed=True)
     bf16, _ = load_model_for_inference(cfg, ckpt, precision="bf16")
     assert fast.bucketed and bf16.bucketed and not plain.bucketed
     for inputs in odd_inputs:
@@ -148,6 +148,7 @@ def test_bucketed_synthesizer_equals_plain_on_odd_lengths(bv2_ref, odd_inputs):
 
 def test_unbucketed_fast_path_is_still_available(bv2_ref, odd_inputs):
     cfg, ckpt = bv2_ref / "config.json", bv2_ref / "G_ref.pth"
+    assert not load_model_for_inference(cfg, ckpt, precision="fp32")[0].bucketed  # the fp32 default
     exact, _ = load_model_for_inference(cfg, ckpt, precision="fp32", bucketed=False)
     assert not exact.bucketed and not exact.dec.bucketed and type(exact.flow).__name__ == "TransformerCouplingBlock"
     plain, _ = load_model_for_inference(cfg, ckpt, precision="fp32", fast=False)
@@ -158,7 +159,7 @@ def test_unbucketed_fast_path_is_still_available(bv2_ref, odd_inputs):
 
 def test_warm_up_is_bounded_and_logged(bv2_ref, caplog):
     cfg, ckpt = bv2_ref / "config.json", bv2_ref / "G_ref.pth"
-    model, _ = load_model_for_inference(cfg, ckpt, precision="fp32")
+    model, _ = load_model_for_inference(cfg, ckpt, precision="fp32", bucketed=True)
     assert warm_up(model, budget_s=0)["shapes"] == 0
     with caplog.at_level(logging.INFO, logger="bert_vits2.inference"):
         done = warm_up(model, budget_s=0.5, max_frames=64)
@@ -174,7 +175,9 @@ def test_voice_uses_the_bucketed_path(bv2_ref, tmp_path):
 
     from bert_vits2.synthesis import Voice, find_model_files
 
-    voice = Voice.load(find_model_files(make_tiny_voice(bv2_ref, tmp_path)))
+    files = find_model_files(make_tiny_voice(bv2_ref, tmp_path))
+    assert not Voice.load(files).model.bucketed  # fp32: bucketing only pays in bf16 (bucketing_default)
+    voice = Voice(*load_model_for_inference(files.config, files.checkpoint, precision="fp32", bucketed=True), files)
     assert voice.model.bucketed and voice.model.dec.bucketed
     result = voice.synthesize("你好，今天天气很好。", seed=3)
     streamed = list(voice.stream("你好，今天天气很好。", seed=3))
