@@ -91,7 +91,7 @@ def train_causal(args: argparse.Namespace) -> int:
     made_s = time.time() - t0
     logging.info("%d + %d clips ready after %.0f s", len(train), len(val), made_s)
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, crop_s=3.0, learning_rate=args.lr,
-                        eval_interval=1, patience=0, seed=args.seed, num_threads=args.threads, resume=False,
+                        eval_interval=1, patience=0, seed=args.seed, num_threads=args.threads, resume=args.init is not None,
                         tensorboard=False, keep_checkpoints=1, feature_noise=0.02, head_weight=0.0, eye_weight=0.0,
                         lip_gap_weight=args.lip_gap_weight, max_minutes=args.max_minutes)
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +100,6 @@ def train_causal(args: argparse.Namespace) -> int:
             init["model"] = {k: (v.float() if v.is_floating_point() else v) for k, v in init["model"].items()}
             init.update(best_val=float("inf"), bad_evals=0)  # the best epoch is chosen among this run's epochs
             atomic_torch_save(init, Path(tmp) / f"V_{int(init.get('epoch', 0))}.pth")
-        opts.resume = bool(args.init)
         res = train_head(train, val, dict(CAUSAL_HEAD), tmp, opts,
                          {"kind": "mel", "fps": 44100 / 512, "n_mels": CAUSAL_HEAD["n_mels"], "norm": "online"})
         ckpt = torch.load(res.best_path, map_location="cpu", weights_only=True)

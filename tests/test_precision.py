@@ -10,13 +10,13 @@ import math
 
 import pytest
 import torch
+from model_helpers import random_decoder
 
 from bert_vits2 import inference
 from bert_vits2.inference import (
     FastGenerator,
     load_model_for_inference,
     optimize_for_inference,
-    remove_weight_norm_,
     resolve_precision,
 )
 from bert_vits2.models import Generator
@@ -98,20 +98,10 @@ def test_bf16_plain_debug_path(bv2_ref, cases):
     assert _snr_db(case["outputs"]["o"], o) >= BF16_MIN_SNR_DB
 
 
-def _random_generator(resblock: str, ups: list[int], kernels: list[int], seed: int = 0) -> Generator:
-    torch.manual_seed(seed)
-    dec = Generator(8, resblock, [3, 5], [[1, 3], [1, 3]] if resblock == "2" else [[1, 3, 5], [1, 3, 5]],
-                    ups, 32, kernels, gin_channels=6).eval()
-    with torch.no_grad():  # HiFi-GAN init is std 0.01: make every layer matter
-        for p in dec.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
-    return remove_weight_norm_(dec)
-
-
 @pytest.mark.parametrize("resblock,ups,kernels", [("1", [4, 2, 2], [8, 4, 2]), ("2", [3, 2], [3, 2])])
 def test_fast_generator_equals_plain(resblock, ups, kernels):
     """Both resblock kinds, overlapping and kernel == stride (matmul) upsampling, with and without g."""
-    dec = _random_generator(resblock, ups, kernels)
+    dec = random_decoder(resblock, ups, kernels)
     fast = FastGenerator(dec)
     x, g = torch.randn(2, 8, 13), torch.randn(2, 6, 1)
     with torch.inference_mode():
@@ -227,7 +217,7 @@ def test_bert_batch_equals_single(tiny_zh_bert):
 
 @pytest.mark.parametrize("resblock,ups,kernels", [("1", [4, 2, 2], [8, 4, 2]), ("2", [3, 2], [3, 2])])
 def test_fast_generator_reports_plain_state_dict(resblock, ups, kernels):
-    dec = _random_generator(resblock, ups, kernels)
+    dec = random_decoder(resblock, ups, kernels)
     expected = dec.state_dict()
     got = FastGenerator(dec).state_dict()
     assert sorted(got) == sorted(expected)

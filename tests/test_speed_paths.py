@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from model_helpers import random_decoder
 
 from bert_vits2.inference import (
     MAX_DECODE_FRAMES,
@@ -21,10 +22,8 @@ from bert_vits2.inference import (
     bucket_length,
     decode_windows,
     load_model_for_inference,
-    remove_weight_norm_,
     warm_up,
 )
-from bert_vits2.models import Generator
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -64,21 +63,11 @@ def test_decode_windows_cover_with_context(n):
         decode_windows(1000, 300)
 
 
-def _random_decoder(resblock: str, ups: list[int], kernels: list[int]) -> Generator:
-    torch.manual_seed(0)
-    dec = Generator(8, resblock, [3, 5], [[1, 3], [1, 3]] if resblock == "2" else [[1, 3, 5], [1, 3, 5]],
-                    ups, 32, kernels, gin_channels=6).eval()
-    with torch.no_grad():  # HiFi-GAN init is std 0.01: make every layer matter
-        for p in dec.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
-    return remove_weight_norm_(dec)
-
-
 @pytest.mark.parametrize("resblock,ups,kernels", [("1", [4, 2, 2], [8, 4, 2]), ("2", [3, 2], [3, 2])])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_bucketed_decoder_equals_plain_on_odd_lengths(resblock, ups, kernels, dtype):
     """Padded to a bucket (masked) and cut into windows of 50 frames: the plain decoder's samples."""
-    dec = _random_decoder(resblock, ups, kernels)
+    dec = random_decoder(resblock, ups, kernels)
     fast = FastGenerator(dec, dtype, max_frames=50)
     assert fast.bucketed and 2 * fast.context < 50
     g = torch.randn(1, 6, 1)
@@ -96,7 +85,7 @@ def test_bucketed_decoder_equals_plain_on_odd_lengths(resblock, ups, kernels, dt
 
 def test_bucketed_decoder_test_can_fail(monkeypatch):
     """Without the mask the padded frames leak into the real samples: the bound above would catch it."""
-    dec = _random_decoder("1", [4, 2, 2], [8, 4, 2])
+    dec = random_decoder("1", [4, 2, 2], [8, 4, 2])
     fast = FastGenerator(dec)
     monkeypatch.setattr(FastGenerator, "_mask", staticmethod(lambda x, valid: x))
     x, g = torch.randn(1, 8, 13), torch.randn(1, 6, 1)
