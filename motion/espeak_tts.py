@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 
@@ -97,19 +100,31 @@ def _on_synth(wav, numsamples, events) -> int:
     return 0  # continue synthesis
 
 
-def _load() -> _Engine:
-    global _engine
-    if _engine is not None:
-        return _engine
+_copies = 0  # private copies of the library loaded by reset_engine()
+
+
+def _library_paths() -> tuple[str, str]:
     try:
         import espeakng_loader  # espeakng_loader: a missing install becomes EspeakError on first use
     except ImportError as err:  # pragma: no cover - dependency is in requirements.txt
         raise EspeakError("the espeakng-loader package is missing: pip install espeakng-loader") from err
     try:
-        lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        data = espeakng_loader.get_data_path()
+        return espeakng_loader.get_library_path(), espeakng_loader.get_data_path()
     except (OSError, RuntimeError) as err:
-        raise EspeakError(f"could not load the bundled eSpeak NG library ({err}); reinstall espeakng-loader") from err
+        raise EspeakError(f"could not find the bundled eSpeak NG library ({err}); reinstall espeakng-loader") from err
+
+
+def _load(lib: ctypes.CDLL | None = None) -> _Engine:
+    """The engine, loaded and initialised on first use (from ``lib`` when given: a fresh copy, see reset_engine)."""
+    global _engine
+    if _engine is not None:
+        return _engine
+    path, data = _library_paths()
+    if lib is None:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError as err:
+            raise EspeakError(f"could not load the bundled eSpeak NG library ({err}); reinstall espeakng-loader") from err
     lib.espeak_Initialize.restype = ctypes.c_int
     lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
     rate = lib.espeak_Initialize(
@@ -127,6 +142,48 @@ def _load() -> _Engine:
     ]
     _engine = _Engine(lib=lib, sample_rate=int(rate), callback=callback)
     return _engine
+
+
+def reset_engine() -> None:
+    """Make the next request start from a freshly loaded engine, so that its audio does not depend on what this
+    process spoke before.
+
+    eSpeak NG keeps state between requests that ``espeak_Terminate``/``espeak_Initialize`` do not reset (function
+    statics in its wave generator, such as the pitch-flutter index): measured, the same sentence, voice, rate and pitch
+    came out up to 10 samples longer or shorter, and different throughout, after any other request, which moved the
+    face-quality figures measured on it by test order. A library the process already holds cannot be loaded again, so
+    this loads a private copy of it (about 3 ms; about 0.2 MB per reset is never returned, so call it per evaluation
+    clip, not in training-data loops). Where no copy can be loaded (a ``noexec`` temporary folder), it logs a warning
+    and keeps the engine it has.
+    """
+    global _engine, _copies
+    with _lock:
+        path, _ = _library_paths()
+        folder = tempfile.mkdtemp(prefix="bv2-espeak-")
+        copy = os.path.join(folder, f"libespeak-ng-{os.getpid()}-{_copies}.so")
+        try:
+            shutil.copyfile(path, copy)
+            fresh = ctypes.CDLL(copy)
+        except OSError as err:
+            log.warning("eSpeak NG engine not reset (%s): audio may depend on earlier requests", err)
+            return
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        old, _engine = _engine, None
+        if old is not None:
+            old.lib.espeak_Terminate()
+            _dlclose(old.lib)
+        _copies += 1
+        _load(fresh)
+
+
+def _dlclose(lib: ctypes.CDLL) -> None:
+    import _ctypes
+
+    try:
+        _ctypes.dlclose(lib._handle)
+    except OSError:  # pragma: no cover - the library stays mapped; nothing else to do
+        pass
 
 
 def sample_rate() -> int:
@@ -197,4 +254,4 @@ def synthesize(
     return audio, sr, phones
 
 
-__all__ = ["EspeakError", "SILENCE", "VOICE_ALIASES", "sample_rate", "synthesize"]
+__all__ = ["EspeakError", "SILENCE", "VOICE_ALIASES", "reset_engine", "sample_rate", "synthesize"]

@@ -213,7 +213,8 @@ def random_utterance(rng: np.random.Generator, voices: Sequence[str] = TRAIN_VOI
 def evaluation_utterances(voices: Sequence[str], count: int = 12, seed: int = 17) -> list[Utterance]:
     """The held-out clips the face measures use (tests/test_alive_face.py, benchmarks/bench_face_neural_voice.py):
     three random sentences each, voices taken in turn, no augmentation; eSpeak NG at 130-210 wpm and pitch 30-70,
-    neural voices at 0.8-1.2x speed."""
+    neural voices at 0.8-1.2x speed. Each eSpeak NG clip is spoken by a freshly loaded engine
+    (``espeak_tts.reset_engine``), so a set is the same whatever the process spoke before."""
     rng = np.random.default_rng(seed)
     clips = []
     for k in range(count):
@@ -222,6 +223,7 @@ def evaluation_utterances(voices: Sequence[str], count: int = 12, seed: int = 17
         if "@" in voice:
             clips.append(make_utterance(text, voice, rate=float(rng.uniform(0.8, 1.2))))
         else:
+            espeak_tts.reset_engine()
             clips.append(make_utterance(text, voice, rate=int(rng.integers(130, 210)), pitch=int(rng.integers(30, 70))))
     return clips
 
