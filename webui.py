@@ -38,9 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the idle/alive motion (default 0)")
     p.add_argument("--outputs", help="where per-request output folders go (default: a new temporary folder)")
     p.add_argument("--device", default="cpu", help="torch device for the voice (cpu, cuda)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
-                   help="synthesis precision: fp32 (exact), bf16 (faster decoder/flow, same durations), "
-                        "auto (bf16 where the CPU/GPU runs it natively)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto",
+                   help="synthesis precision (BERT follows it): fp32 (exact), bf16 (faster decoder/flow, same "
+                        "durations), auto (default: bf16 where the CPU/GPU has it natively and it measured faster at "
+                        "load, else fp32)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, local only)")
     p.add_argument("--port", type=port_number, default=7860, help="port (default 7860)")
     p.add_argument("--share", action="store_true", help="create a public gradio share link (off by default)")

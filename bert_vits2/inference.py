@@ -508,6 +508,10 @@ def optimize_for_inference(model: SynthesizerTrn, precision: str = "fp32", fast:
     duration predictors stay float32, so the phone durations are the fp32 ones exactly. ``fast=False`` keeps the
     plain modules (the debugging path); bf16 then means autocast on the plain decoder. Sets ``model.precision``.
 
+    ``auto`` on a CPU with native bf16 measures before it chooses (:func:`measure_decoder_precisions`, a few seconds):
+    bf16 is kept only where it decodes faster than fp32; ``model.precision_timing`` holds the figures (None when
+    nothing was measured).
+
     ``bucketed`` (fast path only; None: :func:`bucketing_default`): batch-1 lengths are padded to
     :func:`bucket_length` in the text encoder, duration predictors, flow and decoder (masked, so the output is the
     unpadded one within float rounding) and the decoder works in windows of at most :data:`MAX_DECODE_FRAMES`:
@@ -516,10 +520,15 @@ def optimize_for_inference(model: SynthesizerTrn, precision: str = "fp32", fast:
     device = next(model.parameters()).device
     resolved = resolve_precision(precision, device)
     remove_weight_norm_(model)
-    dtype = torch.bfloat16 if resolved == "bf16" else torch.float32
     dec = model.dec
     if isinstance(dec, FastGenerator):
         raise ValueError("optimize_for_inference was already applied to this model")
+    model.precision_timing = None
+    if str(precision).lower() == "auto" and resolved == "bf16" and fast and device.type == "cpu":
+        model.precision_timing = measure_decoder_precisions(dec, device)
+        if model.precision_timing["bf16"] > AUTO_BF16_MARGIN * model.precision_timing["fp32"]:
+            resolved = "fp32"
+    dtype = torch.bfloat16 if resolved == "bf16" else torch.float32
     bucketed = fast and (bucketing_default(resolved, device) if bucketed is None else bool(bucketed))
     if fast:
         model.dec = FastGenerator(dec, dtype, bucketed=bucketed).to(device)
@@ -539,6 +548,47 @@ def optimize_for_inference(model: SynthesizerTrn, precision: str = "fp32", fast:
     logger.info("synthesizer prepared for inference: precision %s (requested %s), %s decoder%s", resolved, precision,
                 "fast" if fast else "plain", ", bucketed lengths" if bucketed else "")
     return model
+
+
+#: ``auto`` keeps bf16 only where its decoder took at most this share of fp32's time (fp32 is exact, so a tie is fp32)
+AUTO_BF16_MARGIN = 0.9
+
+#: the request lengths (z frames: about 0.4 and 0.8 s of speech at 44.1 kHz, first clauses of a stream) that ``auto``
+#: times each precision on. The full-size decoder took 11.5 s for both on these two (24 s on 43/77/131 frames) on a
+#: 2-core Ice Lake Xeon with emulated bf16 and the other core busy, where ``auto`` never measures; native bf16 is faster
+AUTO_PROBE_FRAMES = (31, 67)
+
+
+def measure_decoder_precisions(dec: Generator, device: str | torch.device = "cpu",
+                               frames: tuple[int, ...] = AUTO_PROBE_FRAMES) -> dict[str, float]:
+    """Seconds each precision's fast decoder takes for ``frames`` as requests bring them: ``{"fp32": s, "bf16": s}``.
+
+    Why measure: native bf16 instructions (AVX512-BF16, AMX) do not make the decoder faster on every CPU and every
+    model size, and issue 26 saw bf16 lose to fp32 on requests of new lengths. Each path runs as it would serve:
+    bf16 bucketed with its bucket shapes warmed first (what ``warm_up`` does at load), fp32 unbucketed on lengths it
+    has not seen (its new oneDNN primitives are part of its cost). ``dec``: a weight-norm-folded decoder, unchanged.
+    """
+    device = torch.device(device)
+    gin = int(getattr(dec.cond, "in_channels", 0)) if getattr(dec, "cond", None) is not None else 0
+    inter = int(dec.conv_pre.in_channels)
+    g = torch.zeros(1, gin, 1, device=device) if gin else None
+    seconds = {}
+    with torch.inference_mode():
+        for name, dtype, bucketed in (("fp32", torch.float32, False), ("bf16", torch.bfloat16, True)):
+            fast = FastGenerator(dec, dtype, bucketed=bucketed).to(device)
+            fast(torch.zeros(1, inter, 8, device=device), g=g)  # first-call set-up, paid once per process
+            if bucketed:
+                for n in frames:
+                    fast(torch.zeros(1, inter, bucket_length(n), device=device), g=g)
+            t0 = time.perf_counter()
+            for n in frames:
+                fast(torch.randn(1, inter, n, device=device), g=g)
+            seconds[name] = time.perf_counter() - t0
+            del fast
+    logger.info("precision auto: the decoder took %.3f s in fp32 and %.3f s in bf16 on %s frames: %s", seconds["fp32"],
+                seconds["bf16"], "/".join(map(str, frames)),
+                "bf16" if seconds["bf16"] <= AUTO_BF16_MARGIN * seconds["fp32"] else "fp32")
+    return seconds
 
 
 def bucketing_default(precision: str, device: str | torch.device = "cpu") -> bool:

@@ -133,6 +133,48 @@ def test_resolve_precision(monkeypatch):
         resolve_precision("fp16")
 
 
+def test_auto_measures_both_decoders_and_keeps_the_faster(bv2_ref, monkeypatch):
+    """``auto`` on a CPU with native bf16 times both decoders (real runs) and keeps bf16 only when it is clearly
+    faster; without native bf16 it measures nothing and is fp32 (fp32 outputs exact to upstream)."""
+    measured = inference.measure_decoder_precisions(random_decoder("1", [4, 2], [8, 4]), "cpu")
+    assert set(measured) == {"fp32", "bf16"} and all(0 < t < 30 for t in measured.values())
+
+    monkeypatch.setattr(inference, "_cpu_has_native_bf16", lambda: False)
+    model, _ = load_model_for_inference(bv2_ref / "config.json", bv2_ref / "G_ref.pth", precision="auto")
+    assert model.precision == "fp32" and model.precision_timing is None
+
+    monkeypatch.setattr(inference, "_cpu_has_native_bf16", lambda: True)
+    for fp32_s, bf16_s, chosen in ((1.0, 0.5, "bf16"), (1.0, 0.95, "fp32"), (1.0, 2.0, "fp32")):
+        monkeypatch.setattr(inference, "measure_decoder_precisions",
+                            lambda dec, device, a=fp32_s, b=bf16_s: {"fp32": a, "bf16": b})
+        model, _ = load_model_for_inference(bv2_ref / "config.json", bv2_ref / "G_ref.pth", precision="auto")
+        assert model.precision == chosen and model.precision_timing == {"fp32": fp32_s, "bf16": bf16_s}
+        assert isinstance(model.dec, FastGenerator)
+        assert model.dec.dtype == (torch.bfloat16 if chosen == "bf16" else torch.float32)
+        assert model.bucketed == (chosen == "bf16")
+    # asked for by name, nothing is measured
+    model, _ = load_model_for_inference(bv2_ref / "config.json", bv2_ref / "G_ref.pth", precision="fp32")
+    assert model.precision == "fp32" and model.precision_timing is None
+
+
+def test_the_apps_default_to_auto_and_the_library_to_fp32():
+    """Issue 27: webui.py and server_fastapi.py serve at ``auto``; load_model_for_inference and Voice.load stay exact."""
+    import inspect
+
+    import server_fastapi
+    import webui
+    from bert_vits2.synthesis import Voice
+    from motion.server.config import ServerConfig
+    from motion.webui.app import WebUIConfig
+
+    assert webui.build_parser().parse_args(["-m", "x"]).precision == "auto"
+    server_args = server_fastapi.build_parser().parse_args([])
+    assert server_args.precision == "auto" and server_fastapi.config_from_args(server_args).precision == "auto"
+    assert ServerConfig().precision == "auto" and WebUIConfig().precision == "auto"
+    for fn in (load_model_for_inference, Voice.load):
+        assert inspect.signature(fn).parameters["precision"].default == "fp32"
+
+
 def test_bad_precision_fails_before_loading(bv2_ref, tmp_path):
     with pytest.raises(ValueError, match="precision"):
         load_model_for_inference(bv2_ref / "config.json", tmp_path / "missing.pth", precision="int4")

@@ -60,7 +60,7 @@ class ServerConfig:
     bert_dir: str | None = None
     language: str = "ZH"  # default language of the voices loaded at start (upstream: per model)
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"  # bf16 where the hardware has it natively and it decodes faster (measured at load), else fp32
     demo_voice: bool = False  # serve the eSpeak NG demo voice (always when no model folder is given)
     head: str | None = None  # a trained V_*.pth for the faces (default: the shipped default head)
     face_alive: bool = True

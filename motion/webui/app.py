@@ -48,7 +48,7 @@ class WebUIConfig:
     head: str | None = None
     outputs_dir: str | None = None  # default: a fresh temp folder
     device: str = "cpu"
-    precision: str = "fp32"  # "fp32" (exact), "bf16" (faster decoder/flow, same durations) or "auto"
+    precision: str = "auto"  # "fp32" (exact), "bf16" (faster decoder/flow, same durations) or "auto" (bf16 where faster)
     fps: float = FACE_FPS
     blink: bool = True
     use_default_head: bool = True  # False: rule-based lip-sync from phone timings when no --head is given
