@@ -81,19 +81,23 @@ def train_causal(args: argparse.Namespace) -> int:
             atomic_torch_save(cache, args.clips_cache)
     neural_key = [args.causal_neural_clips, args.seed + 2, "causal-neural-v1"]
     if args.causal_neural_clips and list(cache.get("neural_key", [])) == neural_key:
-        train += _unpack(cache["neural"])
+        neural = _unpack(cache["neural"])
+        train += neural
     elif args.causal_neural_clips:
         neural = _distil_clips(args.causal_neural_clips, args.seed + 2, NEURAL_TRAIN_VOICES, True, teacher,
                                "Kokoro clips")
         train += neural
         if args.clips_cache:
             atomic_torch_save({**cache, "neural_key": neural_key, "neural": _pack(neural)}, args.clips_cache)
+    if args.causal_neural_clips and args.neural_repeat > 1:  # the neural voices' share of the epochs, raised
+        train += neural * (args.neural_repeat - 1)
     made_s = time.time() - t0
     logging.info("%d + %d clips ready after %.0f s", len(train), len(val), made_s)
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, crop_s=3.0, learning_rate=args.lr,
                         eval_interval=1, patience=0, seed=args.seed, num_threads=args.threads, resume=args.init is not None,
                         tensorboard=False, keep_checkpoints=1, feature_noise=0.02, head_weight=0.0, eye_weight=0.0,
-                        lip_gap_weight=args.lip_gap_weight, max_minutes=args.max_minutes)
+                        lip_gap_weight=args.lip_gap_weight, closure_weight=args.closure_weight,
+                        max_minutes=args.max_minutes)
     with tempfile.TemporaryDirectory() as tmp:
         if args.init:  # go on from a head trained before: resumed as if it were this run's newest checkpoint
             init = torch.load(args.init, map_location="cpu", weights_only=True)
@@ -112,6 +116,7 @@ def train_causal(args: argparse.Namespace) -> int:
                      "clips": args.clips, "val_clips": args.val_clips, "neural_clips": args.causal_neural_clips,
                      "init": str(args.init) if args.init else None, "epochs_run": res.epochs_run,
                      "stopped": res.stopped, "seed": args.seed, "lip_gap_weight": args.lip_gap_weight,
+                     "closure_weight": args.closure_weight, "neural_repeat": args.neural_repeat,
                      "voices": list(TRAIN_VOICES), "val_voices": list(HELD_OUT_VOICES),
                      "data_minutes": round(made_s / 60, 1), "minutes": round((time.time() - t0) / 60, 1)},
     }
@@ -149,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--lip-gap-weight", type=float, default=0.1,
                     help="weight of the L1 loss on JawOpen - MouthClose (lip closure on /p b m/)")
+    ap.add_argument("--closure-weight", type=float, default=0.0,
+                    help="with --causal: weight of the one-sided loss on frames where the teacher's lips touch and the "
+                         "student's do not (0: off)")
+    ap.add_argument("--neural-repeat", type=int, default=1,
+                    help="with --causal: each epoch sees the --causal-neural-clips this many times (a larger share of "
+                         "neural speech without synthesising more)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--seed", type=int, default=20250801)

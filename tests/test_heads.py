@@ -116,6 +116,27 @@ def test_lip_gap_term_pulls_jaw_minus_close_to_the_target_gap():
         float(masked_loss(off, y, masked, w)) + 0.04, abs=1e-6)
 
 
+def test_closure_term_asks_only_for_the_closures_the_target_makes():
+    from motion.arkit import INDEX
+
+    jaw, close = INDEX["JawOpen"], INDEX["MouthClose"]
+    y = torch.zeros(1, 4, 61)
+    y[0, :2, jaw] = y[0, :2, close] = 0.06  # frames 0-1 sealed (gap 0); frames 2-3 open (gap 0.3)
+    y[0, 2:, jaw] = 0.3
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    w = channel_weights(1.0, 1.0)
+    base = lambda p: float(masked_loss(p, y, mask, w))  # noqa: E731
+    apart = y.clone()
+    apart[0, :2, close] = 0.0  # the sealed frames open by 0.06
+    assert masked_loss(apart, y, mask, w, closure_weight=2.0) == pytest.approx(base(apart) + 2.0 * 0.06, abs=1e-6)
+    tighter = y.clone()
+    tighter[0, :, close] += 0.1  # closes more than asked, also on the open frames: no closure loss
+    assert masked_loss(tighter, y, mask, w, closure_weight=2.0) == pytest.approx(base(tighter), abs=1e-6)
+    wider_open = y.clone()
+    wider_open[0, 2:, jaw] = 0.5  # open frames opened wider: none of this term's business
+    assert masked_loss(wider_open, y, mask, w, closure_weight=2.0) == pytest.approx(base(wider_open), abs=1e-6)
+
+
 def test_sample_predictions_interpolates_at_label_positions():
     pred = torch.arange(10, dtype=torch.float32).repeat(1, 61, 1)  # value = frame index
     pos = torch.tensor([[0.0, 2.5, 8.25, 20.0]], dtype=torch.float64)
