@@ -1,4 +1,4 @@
-"""Streaming synthesis: pieces pipelined in a producer thread, the HiFi-GAN decoded in chunks.
+"""Streaming synthesis: pieces in order, the HiFi-GAN decoded in chunks.
 
 How the stream stays equal to :meth:`bert_vits2.synthesis.Voice.synthesize`:
 
@@ -11,8 +11,14 @@ How the stream stays equal to :meth:`bert_vits2.synthesis.Voice.synthesize`:
   (:func:`decoder_context_frames`), so a chunk differs from the whole-piece decode only by float rounding
   (measured: 9.3e-10 max on the tiny test voice's whole stream; 3.3e-7 for the full-size v2.3 decoder with 20
   frames, 3.0e-7 with 12, 4e-4 with only 8; the default is 18).
-- **Pipelining.** While the consumer decodes piece *i*, the producer thread already computes piece *i + 1*
-  (bounded queue of one piece).
+- **One thread on the CPU.** On the CPU every step runs in the thread that iterates the stream. A producer thread
+  computing piece *i + 1* while piece *i* is decoded made both slower: each thread that runs torch ops gets its own
+  OpenMP team, and with more OpenMP threads than cores libgomp stops spinning between parallel regions, so every one
+  of the thousands of small ops waits for a wake-up (measured on the 2-core Ice Lake Xeon, full-size v2.3 generator,
+  BERT-large-shaped BERT, 2 torch threads: a 10-character clause's generator work 0.34 s in one thread, 0.52 s once a
+  second thread had run torch; the first chunk 0.68 s through the pipelined stream against 0.51 s for its parts).
+  Where the decoder runs on a GPU, the producer thread still computes the next piece's text and BERT meanwhile
+  (bounded queue of one piece): there the overlap is real (``StreamOptions.pipeline`` overrides either way).
 - **Typed chunks.** :class:`~bert_vits2.results.StreamChunk` s carry audio and z; the chunk that completes a piece
   carries the piece's own result, which is all a consumer needs to attach faces (``motion.face.streaming`` does;
   this package knows nothing about faces).
@@ -121,6 +127,9 @@ class StreamOptions:
     first_chunk_frames: int = DEFAULT_FIRST_CHUNK_FRAMES
     max_chunk_frames: int = DEFAULT_MAX_CHUNK_FRAMES
     context_frames: int | None = None
+    #: compute the next piece in a producer thread while this one is decoded (None: only when the decoder is on a
+    #: GPU; on the CPU a second torch thread slows both, see the module docstring)
+    pipeline: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("first_chunk_frames", "max_chunk_frames"):
@@ -166,12 +175,38 @@ class _Producer(threading.Thread):
             if close is not None:
                 close()
 
+    def next(self) -> tuple[str, Any]:
+        return self.q.get()
+
     def halt(self) -> None:
         self._stop_flag.set()
         try:
             self.q.get_nowait()
         except queue.Empty:
             pass
+
+
+class _InThread:
+    """``produce()`` stepped in the consumer's own thread (the CPU default): the same ``next`` / ``halt`` as
+    :class:`_Producer`, without a second thread."""
+
+    def __init__(self, produce: Callable[[], Iterator[PieceOutput]]) -> None:
+        self.produce = produce
+        self.it: Iterator[PieceOutput] | None = None
+
+    def start(self) -> None:
+        self.it = self.produce()
+
+    def next(self) -> tuple[str, Any]:
+        try:
+            return "part", next(self.it)
+        except StopIteration:
+            return "end", None
+
+    def halt(self) -> None:
+        close = getattr(self.it, "close", None)
+        if close is not None:
+            close()
 
 
 class _Emitter:
@@ -271,19 +306,20 @@ def run_stream(
     A piece has either ``audio`` (already a waveform: the demo voice) or ``latent`` + ``g`` (decoded here with ``dec``
     in chunks). Pauses are rounded as :func:`~bert_vits2.results.join_pieces` rounds them, so the joined stream has
     exactly the samples of the joined result. Every chunk is yielded as soon as it is decoded; the last one has
-    ``last=True`` and no audio. Closing the generator (or setting ``cancel``) stops the producer after the piece it
-    is working on.
+    ``last=True`` and no audio. Closing the generator (or setting ``cancel``) stops it after the chunk (with a
+    pipelined producer thread: after the piece that thread is working on).
     """
     context = options.context_frames if options.context_frames is not None else context_frames
     em = _Emitter(sample_rate, hop, voice)
-    producer = _Producer(produce, cancel)
-    producer.start()
+    pipeline = options.pipeline if options.pipeline is not None else _decoder_device(dec).type != "cpu"
+    pieces = _Producer(produce, cancel) if pipeline else _InThread(produce)
+    pieces.start()
     piece = 0
     try:
         while True:
             if cancel is not None and cancel.is_set():
                 return
-            kind, item = producer.q.get()
+            kind, item = pieces.next()
             if kind == "error":
                 raise item
             if kind == "end":
@@ -294,4 +330,11 @@ def run_stream(
             raise SynthesisError("nothing to synthesise: the text is empty after splitting; type some words")
         yield em.tail(max(0, piece - 1))
     finally:
-        producer.halt()
+        pieces.halt()
+
+
+def _decoder_device(dec: Any) -> torch.device:
+    """Where ``dec`` computes (the CPU when it has no tensors: a waveform-only voice)."""
+    for tensor in (*getattr(dec, "parameters", lambda: [])(), *getattr(dec, "buffers", lambda: [])()):
+        return tensor.device
+    return torch.device("cpu")

@@ -542,14 +542,14 @@ class Voice:
         """:meth:`synthesize` as a stream of :class:`~bert_vits2.results.StreamChunk` (same request, same pieces,
         same random draws).
 
-        The next piece's text/BERT/encoder work runs in a producer thread while the current piece is decoded in
-        chunks (see :mod:`bert_vits2.streaming`); the joined audio equals ``synthesize``'s for the same ``seed``
+        Pieces are computed in order and decoded in chunks, all in the iterating thread on the CPU (a producer thread
+        computes the next piece meanwhile where the decoder is on a GPU: see :mod:`bert_vits2.streaming`); the joined audio equals ``synthesize``'s for the same ``seed``
         within float rounding. ``options``: chunk sizes (:class:`~bert_vits2.streaming.StreamOptions`). Close the
         generator or set ``cancel`` to stop early. ``peak_normalize`` is refused: it needs a whole slice's peak
         before the slice's first sample can be sent. Faces: ``motion.face.streaming.with_faces`` attaches them.
 
         **Text streamed in**: ``text_pieces`` (or ``request`` itself) may be an iterable of text pieces (the tokens of
-        a language model, read as they come, in the producer thread; the request's own text is then unused); each
+        a language model, read as they come; the request's own text is then unused); each
         sentence is spoken as soon as it is complete (:func:`streamed_calls`), and the speech equals the whole text's
         with ``split_sentences=True``. ``min_clause_chars`` starts a long sentence at a comma (earlier speech, not
         equal to the whole text's there)."""

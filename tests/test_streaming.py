@@ -124,14 +124,35 @@ def test_voice_stream_face_equals_piecewise_face(voice):
     assert err < TOL, err
 
 
-def test_stream_pipelines_and_cancels(voice):
+def _producers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "bv2-stream-producer"]
+
+
+def test_cpu_stream_runs_in_the_callers_thread_and_cancels(voice):
+    """On the CPU no producer thread (a second thread running torch slows both: see bert_vits2.streaming); closing
+    the stream mid-way releases the voice."""
     text = "。".join(["今天天气很好"] * 6) + "。"
-    cancel = threading.Event()
-    gen = voice.stream(text, "bob", "ZH", split_sentences=True, cancel=cancel)
+    before = set(_producers())
+    gen = voice.stream(text, "bob", "ZH", split_sentences=True, cancel=threading.Event())
     first = next(gen)
     assert first.audio.size and first.timings["ready_s"] > 0
-    producers = [t for t in threading.enumerate() if t.name == "bv2-stream-producer"]
-    assert producers, "the stream runs its producer thread"
+    assert set(_producers()) == before, "a CPU stream started a producer thread"
+    gen.close()
+    assert voice._lock.acquire(blocking=False), "the voice's lock is still held after the stream was closed"
+    voice._lock.release()
+
+
+def test_pipelined_stream_equals_the_in_thread_one_and_stops_its_producer(voice):
+    from bert_vits2.streaming import StreamOptions
+
+    text = "。".join(["今天天气很好"] * 6) + "。"
+    plain = np.concatenate([c.audio for c in voice.stream(text, "bob", "ZH", split_sentences=True, seed=4)])
+    piped = list(voice.stream(text, "bob", "ZH", split_sentences=True, seed=4, options=StreamOptions(pipeline=True)))
+    np.testing.assert_array_equal(np.concatenate([c.audio for c in piped]), plain)
+    gen = voice.stream(text, "bob", "ZH", split_sentences=True, options=StreamOptions(pipeline=True))
+    next(gen)
+    producers = _producers()
+    assert producers, "pipeline=True runs a producer thread"
     gen.close()  # the producer stops after the piece it is working on
     for t in producers:
         t.join(timeout=30)

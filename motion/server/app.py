@@ -24,6 +24,7 @@ from bert_vits2.checkpoint import CheckpointError
 from motion.server.config import ServerConfig
 from motion.server.docs import add_docs
 from motion.server.errors import ApiError, as_api_error, error_body
+from bert_vits2.threads import run_in_own_thread
 from motion.server.registry import NotFound, PathRefused
 from motion.server.routes import http_router, live_router, rss_mb
 from motion.server.state import ServerState
@@ -78,9 +79,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 def create_app(config: ServerConfig, *, load: bool = True) -> FastAPI:
     """The FastAPI app for ``config`` (loads the configured voices unless ``load=False``)."""
     config.check()
-    state = ServerState(config)
+    state = run_in_own_thread(ServerState, config)  # torch work never in this thread (motion.server.jobs)
     if load:
-        state.load_initial()
+        run_in_own_thread(state.load_initial)
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield

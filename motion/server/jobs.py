@@ -3,9 +3,15 @@
 - **Every request is a job**, HTTP or WebSocket (``/ws/face`` included): :meth:`Admission.job` admits at most
   ``workers`` running and ``max_queue`` waiting jobs and refuses the rest at once with 503. Waiting is an
   ``asyncio.Semaphore`` on the event loop: no thread waits and nothing polls.
-- **Blocking work runs in the job pool**, a thread pool of ``workers`` threads, one step at a time:
-  :class:`BlockingStream` runs each ``next()`` of a voice's stream (with faces attached) there and the request's
-  coroutine awaits it, so backpressure is the await itself.
+- **Blocking work runs in a thread of the job's own**, one step at a time: :class:`BlockingStream` runs each
+  ``next()`` of a voice's stream (with faces attached) in its thread and the request's coroutine awaits it, so
+  backpressure is the await itself. The thread ends with the job. Why not a pool: every thread that runs torch ops
+  keeps an OpenMP team for as long as it lives, and once there are more OpenMP threads than cores libgomp stops
+  spinning between parallel regions, so each of the thousands of small ops of a request waits for a wake-up. With
+  pooled threads (and voices loaded in the main thread) one request at a time ran its generator work 1.5x slower
+  (measured on the 2-core Ice Lake Xeon, full-size v2.3 generator: 0.52 s instead of 0.34 s for a 10-character
+  clause). A thread that ends frees its team (:mod:`bert_vits2.threads`); voices are loaded in a thread that ends
+  too, so the event loop's thread never runs torch.
 - **Cancellation** is the request's task being cancelled (the client went away, sent ``cancel``, or a limit was hit):
   the job is counted ``cancelled``, its cancel event is set (the stream stops after its current chunk) and the stream
   is closed in the pool once the step in flight has returned (a generator is never closed while it runs).
@@ -21,6 +27,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 from starlette.requests import Request
 
+from bert_vits2.threads import in_own_thread, run_in_own_thread
 from motion.server.errors import ApiError, Cancelled
 
 __all__ = ["Admission", "BlockingStream", "JobPool", "run_until_disconnect"]
@@ -80,29 +87,38 @@ class Admission:
 
 
 class JobPool:
-    """The threads that run jobs' blocking steps (``workers`` of them, plus one for closing streams)."""
+    """Runs jobs' blocking steps, each job in a thread of its own (the jobs admitted at once: ``workers``)."""
 
     def __init__(self, workers: int) -> None:
-        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=int(workers) + 1,
-                                                              thread_name_prefix="bv2-job")
+        self.workers = int(workers)
+        self._streams: set[concurrent.futures.ThreadPoolExecutor] = set()
+        self._closed = False
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` in the pool, awaited."""
-        return await asyncio.wrap_future(self.executor.submit(fn, *args))
+        """``fn(*args)`` in a thread of its own, awaited."""
+        return await asyncio.wrap_future(in_own_thread(fn, *args))
 
     def stream(self, make: Callable[[threading.Event], Iterator[Any]]) -> "BlockingStream":
-        return BlockingStream(self.executor, make)
+        """A stream whose steps all run in one thread of its own, which ends once the stream is closed."""
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bv2-job")
+        if self._closed:
+            executor.shutdown(wait=False)
+        self._streams.add(executor)
+        return BlockingStream(executor, make, on_closed=lambda: self._streams.discard(executor))
 
     def shutdown(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._closed = True
+        for executor in list(self._streams):
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 class BlockingStream:
     """A blocking iterator stepped in the pool: ``async for item in stream`` then :meth:`close` (always, in a
     ``finally``). ``make(cancel)`` builds the iterator in the pool; ``cancel`` is set by :meth:`close`."""
 
-    def __init__(self, executor: concurrent.futures.Executor, make: Callable[[threading.Event], Iterator[Any]]) -> None:
-        self.executor, self.make = executor, make
+    def __init__(self, executor: concurrent.futures.ThreadPoolExecutor,
+                 make: Callable[[threading.Event], Iterator[Any]], on_closed: Callable[[], None] | None = None) -> None:
+        self.executor, self.make, self.on_closed = executor, make, on_closed
         self.cancel = threading.Event()
         self._it: Iterator[Any] | None = None
         self._inflight: concurrent.futures.Future | None = None
@@ -128,12 +144,16 @@ class BlockingStream:
 
         def close_iterator(_future: Any = None) -> None:
             close = getattr(self._it, "close", None)
-            if close is None:
-                return
             try:
-                self.executor.submit(close)
-            except RuntimeError:  # the pool is shut down (the server is stopping): no step runs, close it here
-                close()
+                if close is not None:
+                    try:
+                        self.executor.submit(close)
+                    except RuntimeError:  # the server is stopping (its thread is shut down): no step runs, close here
+                        close()
+            finally:
+                self.executor.shutdown(wait=False)  # the thread ends after the close: its OpenMP team with it
+                if self.on_closed is not None:
+                    self.on_closed()
 
         if self._inflight is not None and not self._inflight.done():
             self._inflight.add_done_callback(close_iterator)

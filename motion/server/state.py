@@ -75,7 +75,7 @@ class ServerState:
 
 def _limited(items: Iterator[Any], max_samples: int, max_audio_s: float) -> Iterator[Any]:
     """``items`` until one reaches past ``max_samples`` (413); closing this closes ``items`` (and the voice's
-    producer thread with it)."""
+    stream with it)."""
     try:
         for item in items:
             if getattr(item, "chunk", item).end_sample > max_samples:

@@ -86,7 +86,7 @@ async def _session(ws: WebSocket, state: ServerState, authorise: Callable[[Any, 
 
 
 class TextFeed:
-    """Text pieces from the client to the voice's producer thread: an iterable that blocks until the next piece
+    """Text pieces from the client to the voice's stream (read in the job pool): an iterable that blocks until the next piece
     (``end`` finishes it: the last sentence is spoken; ``cancel`` stops it: nothing more is spoken)."""
 
     _END, _CANCEL = object(), object()

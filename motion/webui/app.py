@@ -21,6 +21,7 @@ import numpy as np
 from bert_vits2.audio import AudioReadError, load_audio, wav_pcm16_writer
 from bert_vits2.request import LANGUAGE_CHOICES, WEBUI_DEFAULTS, SynthesisError, SynthesisRequest
 from bert_vits2.synthesis import ModelFiles, Voice, find_model_files
+from bert_vits2.threads import own_thread, run_in_own_thread
 from motion.arkit import NAMES
 from motion.constants import DEFAULT_HOST, FACE_FPS, LIVELINK_PORT, VMC_PORT, WEBUI_PORT
 from motion.demo_voice import DemoVoice
@@ -140,6 +141,7 @@ class Handlers:
         files = [str(paths[k]) for k in ("wav", "npy", "csv", "json")]
         return str(paths["wav"]), str(paths["png"]), files, last
 
+    @own_thread  # torch in a thread that ends with the request, not in gradio's pool (bert_vits2.threads)
     def tts(self, voice_name, text, speaker, language, sdp, noise, noise_w, length, style_text, style_weight,
             split_para, split_sent, para_pause, sent_pause, emotion="neutral", emotion_weight=1.0):
         """Text → speech with a face. Emotion tags in the text (``[joy]``, ``[sadness:0.5]``, ``[neutral]``) are
@@ -185,6 +187,7 @@ class Handlers:
                       f" — {len(result.pieces)} piece(s), {len(result.phones)} phones")
         return wav, png, files, md, last
 
+    @own_thread
     def audio_to_face(self, path, voice_name):
         """The same faces as ``wav_to_visemes.py`` (same reading, same FaceMaker): mono 44.1 kHz.
 
@@ -293,7 +296,7 @@ def build_app(cfg: WebUIConfig | None = None, state: WebUIState | None = None):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr  # gradio: optional [webui] extra, ~10 s import, only when the UI is built
 
-    state = state or WebUIState(cfg or WebUIConfig())
+    state = state or run_in_own_thread(WebUIState, cfg or WebUIConfig())  # see bert_vits2.threads
     h = Handlers(state)
     keep = float(state.cfg.keep_outputs_s)
     cache = (int(max(60, keep // 4)), int(keep)) if keep > 0 else None  # gradio's own cached copies
