@@ -75,7 +75,7 @@ def test_alive_is_deterministic_switchable_and_keeps_what_the_source_predicts():
 #: 2-core Xeon): its fourth clip (17 s of Japanese) was a third of that and is left to the benchmark.
 TEST_CLIPS = {"espeak": 6, "kokoro": 3, "piper": 4}
 #: bilabial closures asserted per group. The issue's target is 90 %; on the small CI sets the head was measured at
-#: eSpeak NG 28/33 (84.8 %; the full 12-clip set: 68/75, 90.7 %), Kokoro 19/27 (70.4 %; 4 clips 35/43; full 95/109),
+#: eSpeak NG 29/33 (87.9 %, clips each spoken by a fresh eSpeak NG engine; 28/33 before; the full 12-clip set: 68/75), Kokoro 19/27 (70.4 %; 4 clips 35/43; full 95/109),
 #: joe 8-11/26 (full 30/73). eSpeak NG, which meets the target on the full set, is held to its small-set floor with a
 #: margin (80 %); the groups short of the target on the full set keep the target under a strict xfail (see _known_gap).
 CLOSURE_FLOOR = {"espeak": 0.80, "kokoro": 0.90, "piper": 0.90}

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from bert_vits2.checkpoint import CheckpointError, atomic_torch_save, read_checkpoint
 from bert_vits2.checkpoint_files import prune_checkpoints
 from motion.arkit import INDEX, MOUTH_NAMES, NAMES, NUM_VALUES
+from motion.face.evaluation import CLOSED
 from motion.face.heads import (
     FEATURE_FPS,
     MAX_LOOKAHEAD_FRAMES,
@@ -38,7 +39,6 @@ from motion.face.heads import (
     is_causal,
     lengths_mask,
 )
-from motion.face.evaluation import CLOSED
 from motion.face.model import latest_head_checkpoint
 from motion.face.prepare import read_filelist
 

@@ -21,10 +21,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bert_vits2.checkpoint import CheckpointError
+from bert_vits2.threads import run_in_own_thread
 from motion.server.config import ServerConfig
 from motion.server.docs import add_docs
 from motion.server.errors import ApiError, as_api_error, error_body
-from bert_vits2.threads import run_in_own_thread
 from motion.server.registry import NotFound, PathRefused
 from motion.server.routes import http_router, live_router, rss_mb
 from motion.server.state import ServerState

@@ -27,7 +27,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 from starlette.requests import Request
 
-from bert_vits2.threads import in_own_thread, run_in_own_thread
+from bert_vits2.threads import in_own_thread
 from motion.server.errors import ApiError, Cancelled
 
 __all__ = ["Admission", "BlockingStream", "JobPool", "run_until_disconnect"]
