@@ -187,8 +187,10 @@ def test_optimize_twice_is_refused(bv2_ref):
 
 
 @pytest.mark.slow
-def test_voice_load_passes_precision(bv2_ref, tmp_path):
+def test_voice_load_passes_precision(bv2_ref, tmp_path, monkeypatch):
     from webui_helpers import make_tiny_voice
+
+    monkeypatch.setattr(inference, "DEFAULT_WARMUP_S", 0.0)  # the bf16 warm-up is tested in test_speed_paths
 
     from bert_vits2.synthesis import Voice, find_model_files
 

@@ -111,6 +111,7 @@ def test_bert_follows_the_generator_precision(tiny_folder, monkeypatch):
         return real(folder, language, device, precision)
 
     monkeypatch.setattr(bert_mod, "load_bert", spy)
+    monkeypatch.setattr("bert_vits2.inference.DEFAULT_WARMUP_S", 0.0)  # the bf16 warm-up is tested in test_speed_paths
     fp32 = Voice.load(find_model_files(tiny_folder))
     bf16 = Voice.load(find_model_files(tiny_folder), precision="bf16")
     assert (fp32.bert_precision, bf16.bert_precision) == ("fp32", "bf16")

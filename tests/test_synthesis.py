@@ -178,10 +178,12 @@ def test_streamer_sends_live_link_packets():
 
 
 @pytest.mark.slow  # ~10 s on 2 cores
-def test_web_ui_loads_the_voice_at_the_requested_precision(bv2_ref, tmp_path):
+def test_web_ui_loads_the_voice_at_the_requested_precision(bv2_ref, tmp_path, monkeypatch):
     from webui_helpers import make_tiny_voice
 
     from motion.webui.app import WebUIConfig, WebUIState
+
+    monkeypatch.setattr("bert_vits2.inference.DEFAULT_WARMUP_S", 0.0)  # the bf16 warm-up is tested in test_speed_paths
 
     folder = make_tiny_voice(bv2_ref, tmp_path / "voice")
     state = WebUIState(WebUIConfig(model_dir=str(folder), outputs_dir=str(tmp_path / "out"), precision="bf16"))
