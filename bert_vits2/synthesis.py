@@ -543,8 +543,8 @@ class Voice:
         same random draws).
 
         Pieces are computed in order and decoded in chunks, all in the iterating thread on the CPU (a producer thread
-        computes the next piece meanwhile where the decoder is on a GPU: see :mod:`bert_vits2.streaming`); the joined audio equals ``synthesize``'s for the same ``seed``
-        within float rounding. ``options``: chunk sizes (:class:`~bert_vits2.streaming.StreamOptions`). Close the
+        computes the next piece meanwhile where the decoder is on a GPU: see :mod:`bert_vits2.streaming`); the joined
+        audio equals ``synthesize``'s for the same ``seed`` within float rounding. ``options``: chunk sizes (:class:`~bert_vits2.streaming.StreamOptions`). Close the
         generator or set ``cancel`` to stop early. ``peak_normalize`` is refused: it needs a whole slice's peak
         before the slice's first sample can be sent. Faces: ``motion.face.streaming.with_faces`` attaches them.
 

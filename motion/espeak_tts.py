@@ -100,9 +100,6 @@ def _on_synth(wav, numsamples, events) -> int:
     return 0  # continue synthesis
 
 
-_copies = 0  # private copies of the library loaded by reset_engine()
-
-
 def _library_paths() -> tuple[str, str]:
     try:
         import espeakng_loader  # espeakng_loader: a missing install becomes EspeakError on first use
@@ -156,11 +153,11 @@ def reset_engine() -> None:
     clip, not in training-data loops). Where no copy can be loaded (a ``noexec`` temporary folder), it logs a warning
     and keeps the engine it has.
     """
-    global _engine, _copies
+    global _engine
     with _lock:
         path, _ = _library_paths()
-        folder = tempfile.mkdtemp(prefix="bv2-espeak-")
-        copy = os.path.join(folder, f"libespeak-ng-{os.getpid()}-{_copies}.so")
+        folder = tempfile.mkdtemp(prefix="bv2-espeak-")  # a new path each time: dlopen loads it as a new library
+        copy = os.path.join(folder, os.path.basename(path))
         try:
             shutil.copyfile(path, copy)
             fresh = ctypes.CDLL(copy)
@@ -173,7 +170,6 @@ def reset_engine() -> None:
         if old is not None:
             old.lib.espeak_Terminate()
             _dlclose(old.lib)
-        _copies += 1
         _load(fresh)
 
 

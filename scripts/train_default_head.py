@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                          "jf_tebukuro)")
     ap.add_argument("--init", type=Path, default=None,
                     help="with --causal: start from this head checkpoint (a V_*.pth of an earlier run) instead of "
-                         "random weights; its epoch count and optimizer state carry on")
+                         "random weights; its epoch count carries on, and its optimizer state where it has one (a shipped head "
+                         "has none)")
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop training after this many minutes (the clips' synthesis not counted)")
     args = ap.parse_args(argv)

@@ -53,7 +53,7 @@ def test_own_thread_keeps_the_handlers_signature_and_self():
 def test_a_server_stream_steps_in_one_thread_that_ends_when_closed():
     from motion.server.jobs import JobPool
 
-    pool = JobPool(workers=2)
+    pool = JobPool()
 
     def make(cancel: threading.Event):
         for i in range(3):

@@ -14,7 +14,7 @@
   too, so the event loop's thread never runs torch.
 - **Cancellation** is the request's task being cancelled (the client went away, sent ``cancel``, or a limit was hit):
   the job is counted ``cancelled``, its cancel event is set (the stream stops after its current chunk) and the stream
-  is closed in the pool once the step in flight has returned (a generator is never closed while it runs).
+  is closed in its thread once the step in flight has returned (a generator is never closed while it runs).
 """
 
 from __future__ import annotations
@@ -87,10 +87,9 @@ class Admission:
 
 
 class JobPool:
-    """Runs jobs' blocking steps, each job in a thread of its own (the jobs admitted at once: ``workers``)."""
+    """Runs jobs' blocking steps, each job in a thread of its own (how many run at once is :class:`Admission`'s)."""
 
-    def __init__(self, workers: int) -> None:
-        self.workers = int(workers)
+    def __init__(self) -> None:
         self._streams: set[concurrent.futures.ThreadPoolExecutor] = set()
         self._closed = False
 
@@ -113,8 +112,8 @@ class JobPool:
 
 
 class BlockingStream:
-    """A blocking iterator stepped in the pool: ``async for item in stream`` then :meth:`close` (always, in a
-    ``finally``). ``make(cancel)`` builds the iterator in the pool; ``cancel`` is set by :meth:`close`."""
+    """A blocking iterator stepped in its own thread: ``async for item in stream`` then :meth:`close` (always, in a
+    ``finally``). ``make(cancel)`` builds the iterator in that thread; ``cancel`` is set by :meth:`close`."""
 
     def __init__(self, executor: concurrent.futures.ThreadPoolExecutor,
                  make: Callable[[threading.Event], Iterator[Any]], on_closed: Callable[[], None] | None = None) -> None:

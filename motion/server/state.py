@@ -33,7 +33,7 @@ class ServerState:
         self.registry = registry or ModelRegistry(config.model_roots, config.bert_dir, config.precision,
                                                   base_dir=config.base_dir)
         self.admission = Admission(config.workers, config.max_queue)
-        self.pool = JobPool(config.workers)
+        self.pool = JobPool()
         self.face_maker = FaceMaker(head_path=config.head, alive=config.face_alive, seed=int(config.face_seed))
 
     def load_initial(self) -> None:
