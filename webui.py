@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthesis precision (BERT follows it): fp32 (exact), bf16 (faster decoder/flow, same "
                         "durations), auto (default: bf16 where the CPU/GPU has it natively and it measured faster at "
                         "load, else fp32)")
+    p.add_argument("--bert-precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
+                   help="the BERT's precision: auto (default: the generator's), fp32, bf16, or int8 (CPU: dynamic int8 "
+                        "linears, about half the BERT's time; the audio differs slightly from fp32: see the README)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, local only)")
     p.add_argument("--port", type=port_number, default=7860, help="port (default 7860)")
     p.add_argument("--share", action="store_true", help="create a public gradio share link (off by default)")
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from motion.webui.app import WebUIConfig, build_app, launch
 
     bert_dirs = {k: v for k, v in (("ZH", args.bert_zh), ("JP", args.bert_jp), ("EN", args.bert_en)) if v}
-    extra = {"precision": args.precision}
+    extra = {"precision": args.precision, "bert_precision": args.bert_precision}
     cfg = WebUIConfig(model_dir=args.model_dir, config=args.config, checkpoint=args.checkpoint, bert_dir=args.bert_dir,
                       bert_dirs=bert_dirs, head=args.head, outputs_dir=args.outputs, device=args.device, fps=args.fps,
                       blink=not args.no_blink, use_default_head=not args.no_default_head, alive=not args.no_alive,

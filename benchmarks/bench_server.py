@@ -89,14 +89,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(folder: Path, port: int, threads: int, precision: str = "fp32") -> subprocess.Popen:
+def start_server(folder: Path, port: int, threads: int, precision: str = "fp32",
+                 bert_precision: str = "auto") -> subprocess.Popen:
     import httpx
 
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "server_fastapi.py"), "--model-dir", str(folder), "--port", str(port),
          "--workers", "2", "--max-queue", "64", "--max-chars", "2000", "--log-level", "warning",
-         "--precision", precision, "-y", str(folder / "none.yml")], env=env, cwd=str(ROOT))
+         "--precision", precision, "--bert-precision", bert_precision, "-y", str(folder / "none.yml")], env=env, cwd=str(ROOT))
     t0 = time.time()
     while True:
         if proc.poll() is not None:
@@ -169,10 +170,10 @@ def ttfa(folder: Path, threads: int, repeats: int, precisions: list[str]) -> Non
     faces, per server precision; and for text streamed in token by token."""
     print("\n== time to first audio (WebSocket, warm, median of %d) ==" % repeats)
     print(f"{'precision':<10} {'first piece':<22} {'faces':<6} {'first audio':>12} {'whole':>9}")
-    for precision in precisions:
+    for precision in precisions:  # "fp32", "auto", or "fp32:int8" (generator fp32, BERT int8)
         port = free_port()
         ws = f"ws://127.0.0.1:{port}/ws/voice"
-        proc = start_server(folder, port, threads, precision)
+        proc = start_server(folder, port, threads, *precision.split(":", 1))
         try:
             for _ in range(2):
                 asyncio.run(ws_once(ws, SENTENCE, True))  # warm-up (two lengths)
@@ -206,7 +207,9 @@ def in_process(folder: Path, threads: int, repeats: int) -> None:
     v = Voice.load(find_model_files(folder))
     opts, ctx = StreamOptions(), v.model.dec.context
     print(f"\n== in-process, fp32, {threads} threads (median of {repeats}, warm) ==")
-    for name, text in (("clause", CLAUSE), ("sentence", SENTENCE)):
+    for name, text, bert_precision in (("clause", CLAUSE, "fp32"), ("sentence", SENTENCE, "fp32"),
+                                       ("clause, int8 BERT", CLAUSE, "int8")):
+        v.bert_precision = bert_precision  # what Voice.load(bert_precision=...) sets
         req = SynthesisRequest.of(text, "spk0", "ZH", seed=1)
         call = plan_slices(text, "ZH")[0]
         rows = []
@@ -234,6 +237,7 @@ def in_process(folder: Path, threads: int, repeats: int) -> None:
         print(f"{name:<9} Voice.stream's first chunk: {med(firsts[1:]):.3f} s wall (the parts above: "
               f"{t_text + t_gen + t_dec:.3f} s; the WebSocket table's difference to this is the server path)",
               flush=True)
+    v.bert_precision = "fp32"
     for name, text in (("sentence", SENTENCE), ("5 sentences", FIVE)):
         v.synthesize(text, "spk0", "ZH", split_sentences=True, seed=1)
         syn, stream, dec_whole, dec_chunks = [], [], [], []
@@ -294,7 +298,9 @@ def main() -> None:
     ap.add_argument("--ref", default=str(ROOT.parent / "shared" / "reference" / "bv2"))
     ap.add_argument("--skip-batch", action="store_true", help="skip the in-process Voice.synthesize reference")
     ap.add_argument("--ttfa-only", action="store_true", help="only the time-to-first-audio table (fp32 and auto)")
-    ap.add_argument("--precisions", default="fp32,auto", help="server precisions for the time-to-first-audio table")
+    ap.add_argument("--precisions", default="fp32,auto,fp32:int8",
+                    help="server precisions for the time-to-first-audio table; PRECISION:BERT_PRECISION sets the "
+                         "BERT's too (fp32:int8 = --precision fp32 --bert-precision int8)")
     args = ap.parse_args()
 
     import httpx

@@ -35,7 +35,7 @@ from bert_vits2.inference import FastGenerator, load_model_for_inference
 from bert_vits2.request import LANGUAGE_CHOICES, MAX_SEED, WEBUI_DEFAULTS, SynthesisError, SynthesisRequest
 from bert_vits2.results import PieceOutput, StreamChunk, SynthesisResult, join_pieces, pause_samples
 from bert_vits2.streaming import StreamOptions
-from bert_vits2.text.bert import BERT_MODELS, LANGUAGES, default_bert_dir, normalize_language
+from bert_vits2.text.bert import BERT_MODELS, LANGUAGES, default_bert_dir, normalize_language, resolve_bert_precision
 from bert_vits2.text.inputs import get_text
 from bert_vits2.text.language import split_auto, split_mix
 
@@ -365,28 +365,37 @@ class Voice:
 
     kind = "bert-vits2"
 
-    def __init__(self, model: torch.nn.Module, hps: Any, files: ModelFiles, device: str = "cpu") -> None:
+    def __init__(self, model: torch.nn.Module, hps: Any, files: ModelFiles, device: str = "cpu",
+                 bert_precision: str | None = None) -> None:
         self.model, self.hps, self.files, self.device = model, hps, files, device
         self._lock = threading.Lock()
         self.name = files.checkpoint.name if files.checkpoint else "voice"
-        #: the BERT runs in the generator's precision (bf16 voice: bf16 BERT; fp32: fp32, exact as before)
-        self.bert_precision = "bf16" if getattr(model, "precision", "fp32") == "bf16" else "fp32"
+        #: the BERT's precision (:data:`bert_vits2.text.bert.BERT_PRECISIONS`); by default the generator's (bf16 voice:
+        #: bf16 BERT; fp32: fp32, exact as before). ``int8`` trades exactness for speed: see :meth:`load`
+        self.bert_precision = resolve_bert_precision(bert_precision, getattr(model, "precision", "fp32"), device)
         # streaming needs z only: the fast decoder takes 0 frames (no decoder work), the plain one at least 1
         self._latent_only_len = 0 if isinstance(getattr(model, "dec", None), FastGenerator) else 1
 
     @classmethod
-    def load(cls, files: ModelFiles, device: str = "cpu", precision: str = "fp32") -> "Voice":
+    def load(cls, files: ModelFiles, device: str = "cpu", precision: str = "fp32",
+             bert_precision: str | None = None) -> "Voice":
         """Load the generator of ``files`` (see :func:`find_model_files`); clear error if something is missing.
 
         ``precision``: ``fp32`` / ``bf16`` / ``auto`` (see :func:`bert_vits2.inference.load_model_for_inference`).
+        ``bert_precision``: ``None``/``auto`` (the generator's), ``fp32``, ``bf16`` or ``int8`` (dynamic int8
+        quantisation of the BERT's linears, CPU only). Why int8: a BERT-large feature for a short clause is bound by
+        reading its 1.3 GB of fp32 weights; int8 reads a quarter of that and takes about half the time (the first
+        audio's largest part after the flow). It changes the features slightly (README: measured error), so the audio
+        is no longer bit-equal to upstream's; ``synthesize`` and ``stream`` still agree with each other.
         """
         if not files.complete:
             raise SynthesisError("cannot load the Bert-VITS2 voice:\n" + files.describe())
+        resolve_bert_precision(bert_precision, "fp32", device)  # a bad value fails before the model loads
         model, hps = load_model_for_inference(files.config, files.checkpoint, device=device, precision=precision,
                                               warmup_s=None)  # bf16: bucket shapes warmed (bounded, logged)
         log.info("loaded voice %s (%d speakers, precision %s)", files.checkpoint, len(hps.data.spk2id),
                  getattr(model, "precision", precision))
-        return cls(model, hps, files, device)
+        return cls(model, hps, files, device, bert_precision=bert_precision)
 
     @property
     def speakers(self) -> list[str]:

@@ -79,18 +79,20 @@ def train_causal(args: argparse.Namespace) -> int:
         cache = {"key": key, "train": _pack(train), "val": _pack(val)}
         if args.clips_cache:
             atomic_torch_save(cache, args.clips_cache)
-    neural_key = [args.causal_neural_clips, args.seed + 2, "causal-neural-v1"]
-    if args.causal_neural_clips and list(cache.get("neural_key", [])) == neural_key:
-        neural = _unpack(cache["neural"])
-        train += neural
-    elif args.causal_neural_clips:
-        neural = _distil_clips(args.causal_neural_clips, args.seed + 2, NEURAL_TRAIN_VOICES, True, teacher,
-                               "Kokoro clips")
-        train += neural
+    neural = []
+    for i, count in enumerate(args.causal_neural_clips):  # sets of Kokoro clips, each seeded and cached on its own
+        suffix = "" if i == 0 else f"_{i}"  # the first set keeps the cache keys it had before sets existed
+        neural_key = [count, args.seed + 2 + 100 * i, "causal-neural-v1"]
+        if list(cache.get("neural_key" + suffix, [])) == neural_key:
+            neural += _unpack(cache["neural" + suffix])
+            continue
+        made = _distil_clips(count, args.seed + 2 + 100 * i, NEURAL_TRAIN_VOICES, True, teacher,
+                             f"Kokoro clips (set {i + 1})")
+        neural += made
         if args.clips_cache:
-            atomic_torch_save({**cache, "neural_key": neural_key, "neural": _pack(neural)}, args.clips_cache)
-    if args.causal_neural_clips and args.neural_repeat > 1:  # the neural voices' share of the epochs, raised
-        train += neural * (args.neural_repeat - 1)
+            cache = {**cache, "neural_key" + suffix: neural_key, "neural" + suffix: _pack(made)}
+            atomic_torch_save(cache, args.clips_cache)
+    train += neural * max(1, args.neural_repeat)  # the neural voices' share of the epochs, raised by --neural-repeat
     made_s = time.time() - t0
     logging.info("%d + %d clips ready after %.0f s", len(train), len(val), made_s)
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, crop_s=3.0, learning_rate=args.lr,
@@ -113,7 +115,7 @@ def train_causal(args: argparse.Namespace) -> int:
         "epoch": ckpt["epoch"], "step": ckpt["step"], "offset_s": 0.0,
         "val_metrics": {"loss": ckpt["val_metrics"]["loss"], "r": ckpt["val_metrics"]["r"]},
         "training": {"script": "scripts/train_default_head.py --causal", "teacher": "default_mel_head.pth",
-                     "clips": args.clips, "val_clips": args.val_clips, "neural_clips": args.causal_neural_clips,
+                     "clips": args.clips, "val_clips": args.val_clips, "neural_clips": list(args.causal_neural_clips),
                      "init": str(args.init) if args.init else None, "epochs_run": res.epochs_run,
                      "stopped": res.stopped, "seed": args.seed, "lip_gap_weight": args.lip_gap_weight,
                      "closure_weight": args.closure_weight, "neural_repeat": args.neural_repeat,
@@ -169,9 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--causal", action="store_true",
                     help="train the causal live head by distilling the offline default head (eSpeak NG clips; Kokoro too with "
                          "--causal-neural-clips)")
-    ap.add_argument("--causal-neural-clips", type=int, default=0,
+    ap.add_argument("--causal-neural-clips", type=int, nargs="+", default=[],
                     help="with --causal: also distil on this many clips of the Kokoro training voices (never "
-                         "jf_tebukuro)")
+                         "jf_tebukuro); several counts make several sets, each with its own seed and cached on its "
+                         "own, so more clips can be added to a cached set without synthesising it again")
     ap.add_argument("--init", type=Path, default=None,
                     help="with --causal: start from this head checkpoint (a V_*.pth of an earlier run) instead of "
                          "random weights; its epoch count carries on, and its optimizer state where it has one (a shipped head "

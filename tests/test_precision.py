@@ -175,6 +175,20 @@ def test_the_apps_default_to_auto_and_the_library_to_fp32():
         assert inspect.signature(fn).parameters["precision"].default == "fp32"
 
 
+def test_the_apps_pass_the_bert_precision_on():
+    """``--bert-precision int8`` (the first-audio option) reaches the server's and the web UI's configs; by default the
+    BERT follows the generator."""
+    import server_fastapi
+    import webui
+
+    server_args = server_fastapi.build_parser().parse_args(["--bert-precision", "int8"])
+    assert server_fastapi.config_from_args(server_args).bert_precision == "int8"
+    assert server_fastapi.config_from_args(server_fastapi.build_parser().parse_args([])).bert_precision == "auto"
+    assert webui.build_parser().parse_args(["-m", "x", "--bert-precision", "int8"]).bert_precision == "int8"
+    with pytest.raises(SystemExit):
+        server_fastapi.build_parser().parse_args(["--bert-precision", "int4"])
+
+
 def test_bad_precision_fails_before_loading(bv2_ref, tmp_path):
     with pytest.raises(ValueError, match="precision"):
         load_model_for_inference(bv2_ref / "config.json", tmp_path / "missing.pth", precision="int4")

@@ -218,6 +218,8 @@ def test_models_add_bad_files_answer_4xx(server):
     ({"device": "banana"}, "device"),
     ({"livelink_hosts": ["!!!"]}, "--push-host"),
     ({"ws_idle_s": 0}, "ws_idle_s"),
+    ({"bert_precision": "int4"}, "bert_precision 'int4': use auto, fp32, bf16, int8"),
+    ({"bert_precision": "int8", "device": "cuda"}, "CPU only"),
 ])
 def test_bad_settings_are_refused_at_start(settings, words):
     with pytest.raises(ServerConfigError, match=words):

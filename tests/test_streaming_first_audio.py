@@ -1,5 +1,6 @@
 """First audio sooner (issue 27): a streamed chunk decoded with its context cropped stage by stage equals the
-whole decode; a stream runs no decoder work before its chunks; a bf16 voice runs its BERT in bf16."""
+whole decode; a stream runs no decoder work before its chunks; a bf16 voice runs its BERT in bf16; an int8 BERT on
+request."""
 
 from __future__ import annotations
 
@@ -122,6 +123,51 @@ def test_bert_follows_the_generator_precision(tiny_folder, monkeypatch):
     assert next(real(zh, "ZH", "cpu", "bf16")[1].parameters()).dtype == torch.bfloat16
     assert next(real(zh, "ZH", "cpu", "fp32")[1].parameters()).dtype == torch.float32
 
+
+def test_an_int8_bert_is_chosen_by_name_and_stream_and_synthesize_still_agree(tiny_folder, monkeypatch):
+    """``bert_precision="int8"`` (the first-audio option): the voice loads its BERT quantised and its stream equals
+    its own ``synthesize``. (The tiny BERT's feature is its embeddings, hidden layer -3 of 2, so the audio cannot show
+    the quantisation here; test_precision measures an int8 BERT's feature error.)"""
+    from bert_vits2.text import bert as bert_mod
+
+    seen = []
+    real = bert_mod.load_bert
+
+    def spy(folder, language, device="cpu", precision="fp32"):
+        seen.append(precision)
+        return real(folder, language, device, precision)
+
+    monkeypatch.setattr(bert_mod, "load_bert", spy)
+    fp32 = Voice.load(find_model_files(tiny_folder))
+    int8 = Voice.load(find_model_files(tiny_folder), bert_precision="int8")
+    assert int8.bert_precision == "int8" and int8.model.precision == "fp32"
+    text = "今天天气很好，我们走。"
+    a = fp32.synthesize(text, "", "ZH", seed=1)
+    b = int8.synthesize(text, "", "ZH", seed=1)
+    assert seen == ["fp32", "int8"]
+    zh = int8.files.bert_dirs["ZH"]
+    assert any("quantized" in type(m).__module__ for m in real(zh, "ZH", "cpu", "int8")[1].modules())
+    assert b.audio.shape == a.audio.shape
+    chunks = list(int8.stream(text, "", "ZH", seed=1))
+    np.testing.assert_allclose(np.concatenate([c.audio for c in chunks]), b.audio, atol=1e-4)
+
+
+@pytest.mark.parametrize("asked, generator, device, want", [
+    (None, "fp32", "cpu", "fp32"), ("auto", "bf16", "cpu", "bf16"), ("AUTO", "fp32", "cuda", "fp32"),
+    ("int8", "fp32", "cpu", "int8"), ("fp32", "bf16", "cpu", "fp32"), ("bf16", "fp32", "cuda", "bf16")])
+def test_resolve_bert_precision(asked, generator, device, want):
+    from bert_vits2.text.bert import resolve_bert_precision
+
+    assert resolve_bert_precision(asked, generator, device) == want
+
+
+@pytest.mark.parametrize("asked, device, words", [("int4", "cpu", "auto or one of fp32, bf16, int8"),
+                                                  ("int8", "cuda", "CPU only")])
+def test_resolve_bert_precision_refuses_with_the_choices(asked, device, words):
+    from bert_vits2.text.bert import resolve_bert_precision
+
+    with pytest.raises(ValueError, match=words):
+        resolve_bert_precision(asked, "fp32", device)
 
 def test_packed_ffn_equals_the_plain_ffn():
     """The fast path's FFN (flow, text encoder): oneDNN convolutions on the module's own weights (views, no copy)."""

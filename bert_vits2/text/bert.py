@@ -134,6 +134,20 @@ _cache_lock = threading.Lock()
 _key_locks: dict[tuple[str, ...], threading.Lock] = {}
 
 
+def resolve_bert_precision(bert_precision: str | None, generator_precision: str = "fp32",
+                           device: str | torch.device = "cpu") -> str:
+    """The BERT precision a voice runs: ``None``/``auto`` follows the generator (bf16 generator: bf16, else fp32);
+    ``fp32``/``bf16``/``int8`` as asked (int8 on a CPU only). Raises ``ValueError`` with the choices otherwise."""
+    choice = "auto" if bert_precision is None else str(bert_precision).lower()
+    if choice == "auto":
+        return "bf16" if generator_precision == "bf16" else "fp32"
+    if choice not in BERT_PRECISIONS:
+        raise ValueError(f"bert_precision must be auto or one of {', '.join(BERT_PRECISIONS)}, not {bert_precision!r}")
+    if choice == "int8" and torch.device(device).type != "cpu":
+        raise ValueError("an int8 BERT runs on the CPU only: use bf16 (or auto) on a GPU")
+    return choice
+
+
 def apply_bert_precision(model: Any, precision: str, device: str = "cpu") -> Any:
     """Return ``model`` converted for ``precision`` (``fp32`` unchanged, ``bf16`` cast, ``int8`` dynamic-quantised)."""
     precision = str(precision).lower()

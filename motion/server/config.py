@@ -50,6 +50,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: ``bert_precision`` values (``Voice.load``): auto = the generator's precision
+BERT_PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")
+
+
 @dataclass
 class ServerConfig:
     """Everything :func:`motion.server.create_app` needs. Paths the clients name are confined to ``model_roots``."""
@@ -61,6 +65,7 @@ class ServerConfig:
     language: str = "ZH"  # default language of the voices loaded at start (upstream: per model)
     device: str = "cpu"
     precision: str = "auto"  # bf16 where the hardware has it natively and it decodes faster (measured at load), else fp32
+    bert_precision: str = "auto"  # the generator's; int8: about half the BERT time, not bit-equal (Voice.load)
     demo_voice: bool = False  # serve the eSpeak NG demo voice (always when no model folder is given)
     head: str | None = None  # a trained V_*.pth for the faces (default: the shipped default head)
     face_alive: bool = True
@@ -104,6 +109,11 @@ class ServerConfig:
             if not float(getattr(self, name)) > 0:
                 raise ServerConfigError(f"{name} must be positive, got {getattr(self, name)}")
         _check_language(self.language)
+        bert_precision = str(self.bert_precision).lower()
+        if bert_precision not in BERT_PRECISION_CHOICES:
+            raise ServerConfigError(f"bert_precision {self.bert_precision!r}: use {', '.join(BERT_PRECISION_CHOICES)}")
+        if bert_precision == "int8" and str(self.device or "cpu") != "cpu":
+            raise ServerConfigError("--bert-precision int8 runs on the CPU only: use bf16 or auto with a GPU")
         if not re.fullmatch(r"(cpu|cuda(:\d+)?|mps)?", str(self.device or "")):
             raise ServerConfigError(f"device {self.device!r}: use cpu, cuda, cuda:N or mps")
         for host in self.livelink_hosts:

@@ -102,11 +102,11 @@ class ModelRegistry:
     are relative to its working folder), then in the other roots; it is one of the roots."""
 
     def __init__(self, roots: list[str], bert_dir: str | None = None, precision: str = "fp32",
-                 base_dir: str | None = None) -> None:
+                 base_dir: str | None = None, bert_precision: str | None = None) -> None:
         self.base_dir = Path(os.path.realpath(base_dir)) if base_dir else None
         self.model_roots = list(dict.fromkeys(Path(os.path.realpath(r)) for r in roots))  # listed by default
         self.roots = list(dict.fromkeys(([self.base_dir] if self.base_dir else []) + self.model_roots))
-        self.bert_dir, self.precision = bert_dir, precision
+        self.bert_dir, self.precision, self.bert_precision = bert_dir, precision, bert_precision
         self.models: dict[int, Entry] = {}
         self._next = 0
         self._lock = threading.Lock()
@@ -157,7 +157,7 @@ class ModelRegistry:
                 shared = None
         if shared is not None:
             return self.add_voice(shared.voice, shared.model_path, shared.config_path, device, language)
-        voice = Voice.load(files, device=device, precision=self.precision)
+        voice = Voice.load(files, device=device, precision=self.precision, bert_precision=self.bert_precision)
         return self.add_voice(voice, str(real), str(os.path.realpath(files.config)), device, language)
 
     def add(self, model_path: str, config_path: str | None, device: str, language: str) -> int:

@@ -31,7 +31,7 @@ class ServerState:
     def __init__(self, config: ServerConfig, registry: ModelRegistry | None = None) -> None:
         self.config = config
         self.registry = registry or ModelRegistry(config.model_roots, config.bert_dir, config.precision,
-                                                  base_dir=config.base_dir)
+                                                  base_dir=config.base_dir, bert_precision=config.bert_precision)
         self.admission = Admission(config.workers, config.max_queue)
         self.pool = JobPool()
         self.face_maker = FaceMaker(head_path=config.head, alive=config.face_alive, seed=int(config.face_seed))

@@ -50,6 +50,7 @@ class WebUIConfig:
     outputs_dir: str | None = None  # default: a fresh temp folder
     device: str = "cpu"
     precision: str = "auto"  # "fp32" (exact), "bf16" (faster decoder/flow, same durations) or "auto" (bf16 where faster)
+    bert_precision: str = "auto"  # the generator's; "int8": about half the BERT time, not bit-equal (Voice.load)
     fps: float = FACE_FPS
     blink: bool = True
     use_default_head: bool = True  # False: rule-based lip-sync from phone timings when no --head is given
@@ -76,7 +77,7 @@ class WebUIState:
         self.load_error = ""
         if self.files.complete:
             try:
-                voice = Voice.load(self.files, cfg.device, precision=cfg.precision)
+                voice = Voice.load(self.files, cfg.device, precision=cfg.precision, bert_precision=cfg.bert_precision)
                 self.voices[f"Bert-VITS2: {voice.name}"] = voice
             except Exception as err:  # noqa: BLE001 - shown in the settings panel, demo voice still works
                 self.load_error = f"{type(err).__name__}: {err}"
