@@ -237,6 +237,17 @@ def in_process(folder: Path, threads: int, repeats: int) -> None:
         print(f"{name:<9} Voice.stream's first chunk: {med(firsts[1:]):.3f} s wall (the parts above: "
               f"{t_text + t_gen + t_dec:.3f} s; the WebSocket table's difference to this is the server path)",
               flush=True)
+    outs = {}
+    for v.bert_precision in ("fp32", "int8"):  # what the int8 BERT costs in accuracy, on this (random) BERT
+        outs[v.bert_precision] = v.synthesize(SENTENCE, "spk0", "ZH", split_sentences=True, seed=1).audio
+    a, b = outs["fp32"], outs["int8"]
+    if len(a) == len(b):
+        snr = 10 * np.log10(float(np.sum(a * a)) / max(1e-20, float(np.sum((a - b) ** 2))))
+        print(f"int8 BERT vs fp32, the 30-char sentence: same length ({len(a)} samples), audio SNR {snr:.1f} dB",
+              flush=True)
+    else:
+        print(f"int8 BERT vs fp32, the 30-char sentence: lengths differ ({len(b)} vs {len(a)} samples: the durations "
+              "moved)", flush=True)
     v.bert_precision = "fp32"
     for name, text in (("sentence", SENTENCE), ("5 sentences", FIVE)):
         v.synthesize(text, "spk0", "ZH", split_sentences=True, seed=1)

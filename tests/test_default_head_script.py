@@ -41,3 +41,23 @@ def test_default_head_script_trains_and_reuses_cached_parts(tmp_path, caplog):
     caplog.clear()
     assert main(["--clips", "4", *common]) == 0
     assert "espeak_train: reusing 4 clips" in caplog.text
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt install espeak-ng)")
+def test_causal_head_script_averages_the_last_epochs(tmp_path):
+    """``--causal --average-last N`` ships the mean weights of the run's last N epochs (how the shipped live head
+    was made) and says which epochs; the result runs live."""
+    main = runpy.run_path(str(REPO / "scripts" / "train_default_head.py"))["main"]
+    out = tmp_path / "causal.pth"
+    assert main(["--causal", "--clips", "3", "--val-clips", "2", "--epochs", "3", "--batch-size", "2", "--threads", "1",
+                 "--average-last", "2", "--out", str(out)]) == 0
+    asset = torch.load(out, map_location="cpu", weights_only=True)
+    assert asset["training"]["averaged_epochs"] == [2, 3] and asset["epoch"] == 3
+    assert asset["head_config"]["causal"] is True
+    assert all(v.dtype == torch.float16 for v in asset["model"].values() if v.is_floating_point())
+
+    from motion.face.live import LiveFace
+
+    live = LiveFace(44100, head=out, alive=False)
+    frames = np.concatenate([live.feed(np.zeros(4410, np.float32)) for _ in range(10)] + [live.close()])
+    assert frames.shape == (60, 61)
