@@ -301,7 +301,19 @@ def _ckpt_names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith((".pth", ".tmp")))
 
 
+@pytest.fixture
+def terminal_sigint():
+    """Python's own Ctrl-C handler, as in a terminal, whatever this process inherited (a shell's background job starts
+    with SIGINT ignored); the inherited handler is put back afterwards."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("terminal_sigint")
 def test_sigint_during_saves_is_held_until_the_set_is_complete(dataset, tmp_path, monkeypatch, caplog):
     import signal
 
