@@ -143,6 +143,9 @@ class KokoroVoice:
             model.graph.output.append(out)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, int(threads or min(4, os.cpu_count() or 1)))
+        # its pool's threads would spin between ops, taking a core from whatever else runs (a live face, a server,
+        # a second test worker); they sleep instead
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         core._load()  # the package's vocabulary, speaker styles and Japanese G2P
         self._vocab: dict[str, int] = dict(core._vocab)
