@@ -188,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--neural-repeat", type=int, default=1,
                     help="with --causal: each epoch sees the --causal-neural-clips this many times (a larger share of "
                          "neural speech without synthesising more)")
+    ap.add_argument("--channel-aug", action="store_true",
+                    help="also change speaker and channel on the training clips (speed 0.88-1.12, band limits, room, "
+                         "mu-law codec: synth_data.perturb_speaker_and_channel), for voices and microphones never "
+                         "heard")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--seed", type=int, default=20250801)
@@ -223,21 +227,22 @@ def main(argv: list[str] | None = None) -> int:
     cache = torch.load(args.clips_cache, weights_only=True) if args.clips_cache and args.clips_cache.exists() else {}
     parts = cache.get("parts", {}) if isinstance(cache, dict) else {}
 
-    def clips(part: str, count: int, seed: int, voices: tuple[str, ...], eq: bool) -> list:
+    def clips(part: str, count: int, seed: int, voices: tuple[str, ...], eq: bool, channel: bool = False) -> list:
         """One part of the data: from the cache when it was made with the same settings, else synthesised."""
-        key = [count, seed, HEAD["n_mels"], ",".join(voices), eq]
+        key = [count, seed, HEAD["n_mels"], ",".join(voices), eq] + (["channel"] if channel else [])
         if part in parts and list(parts[part]["key"]) == key:
             logging.info("%s: reusing %d clips from %s", part, count, args.clips_cache)
             return _unpack(parts[part]["clips"])
-        made = make_clips(count, seed=seed, voices=voices, n_mels=HEAD["n_mels"], progress=True, eq=eq) if count else []
+        made = make_clips(count, seed=seed, voices=voices, n_mels=HEAD["n_mels"], progress=True, eq=eq,
+                          channel=channel) if count else []
         if args.clips_cache:
             parts[part] = {"key": key, "clips": _pack(made)}
             atomic_torch_save({"parts": parts}, args.clips_cache)
         return made
 
     # training clips also get random tone colour (synth_data.augment's eq); validation keeps the voices as they are
-    train = (clips("espeak_train", args.clips, args.seed, TRAIN_VOICES, True)
-             + clips("neural_train", args.neural_clips, args.seed + 2, NEURAL_TRAIN_VOICES, True))
+    train = (clips("espeak_train", args.clips, args.seed, TRAIN_VOICES, True, args.channel_aug)
+             + clips("neural_train", args.neural_clips, args.seed + 2, NEURAL_TRAIN_VOICES, True, args.channel_aug))
     val = clips("espeak_val", args.val_clips, args.seed + 1, HELD_OUT_VOICES, False)
     logging.info("%d + %d clips ready after %.0f s", len(train), len(val), time.time() - t0)
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, crop_s=3.0, learning_rate=args.lr,
@@ -253,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         "val_metrics": {"loss": ckpt["val_metrics"]["loss"], "r": ckpt["val_metrics"]["r"]},
         "training": {"script": "scripts/train_default_head.py", "clips": args.clips, "val_clips": args.val_clips,
                      "neural_clips": args.neural_clips, "epochs": args.epochs, "seed": args.seed,
-                     "lip_gap_weight": args.lip_gap_weight, "voices": list(TRAIN_VOICES + NEURAL_TRAIN_VOICES),
+                     "lip_gap_weight": args.lip_gap_weight, "channel_aug": args.channel_aug,
+                     "voices": list(TRAIN_VOICES + NEURAL_TRAIN_VOICES),
                      "val_voices": list(HELD_OUT_VOICES), "minutes": round((time.time() - t0) / 60, 1)},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

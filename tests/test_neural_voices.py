@@ -162,3 +162,23 @@ def test_tone_colour_augmentation_changes_the_treble_only_when_asked():
     assert spread(coloured) > 3 * spread(plain)
     again = augment(audio, np.random.default_rng(7), eq=True)
     np.testing.assert_array_equal(again[0], augment(audio, np.random.default_rng(7), eq=True)[0])  # seeded
+
+
+def test_speaker_and_channel_perturbation_moves_the_sound_with_its_times():
+    """``perturb_speaker_and_channel`` (``train_default_head.py --channel-aug``): a speed change moves every sound
+    by the time scale it returns (the phone times are scaled with it), and the audio stays finite and in range."""
+    from motion.face.synth_data import perturb_speaker_and_channel
+
+    sr = 44100
+    audio = np.zeros(2 * sr, np.float32)
+    audio[sr:sr + 441] = 0.8 * np.hanning(441)  # a 10 ms burst at 1.0 s
+    scales = set()
+    for seed in range(12):
+        out, scale = perturb_speaker_and_channel(audio, np.random.default_rng(seed), sr)
+        assert np.isfinite(out).all() and np.abs(out).max() <= 1.5
+        assert abs(len(out) - len(audio) * scale) <= 2
+        level = np.abs(out)
+        onset = int(np.argmax(level > 0.3 * level.max()))  # the burst's start (a room only adds after it)
+        assert abs(onset / sr - 1.0 * scale) <= 0.01, (seed, scale, onset / sr)
+        scales.add(round(scale, 3))
+    assert len(scales) > 3 and min(scales) < 0.97 and max(scales) > 1.03  # the speed really varies

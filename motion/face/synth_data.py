@@ -177,9 +177,46 @@ def augment(audio: np.ndarray, rng: np.random.Generator, sr: int = TTS_SAMPLE_RA
     return np.clip(a, -1.0, 1.0).astype(np.float32), lead
 
 
+def perturb_speaker_and_channel(audio: np.ndarray, rng: np.random.Generator,
+                                sr: int = TTS_SAMPLE_RATE) -> tuple[np.ndarray, float]:
+    """Changes that other voices, rooms and transmission bring, each on a share of clips: a speed change of
+    0.88-1.12 (pitch, formants and tempo move together, as between speakers of different vocal tract length; 60 %),
+    a low-pass at 3.4-8 kHz (telephone, low-rate codecs; 30 %), a high-pass at 80-300 Hz (small microphones; 30 %),
+    a room (exponentially decaying noise, RT60 0.15-0.6 s, 20-60 % wet; 30 %) and 8-bit mu-law at 8 or 16 kHz (20 %).
+    Returns (audio, time scale): phone times of the input are multiplied by the scale."""
+    from scipy.signal import butter, fftconvolve, sosfilt  # scipy.signal: ~2 s import, only for this augmentation
+
+    scale = 1.0
+    if rng.random() < 0.6:
+        factor = float(rng.uniform(0.88, 1.12))  # > 1: faster and higher
+        audio = soxr.resample(audio, sr * factor, sr, quality="HQ").astype(np.float32)
+        scale = 1.0 / factor
+    if rng.random() < 0.3:
+        audio = sosfilt(butter(6, float(rng.uniform(3400, 8000)), "lowpass", fs=sr, output="sos"), audio)
+    if rng.random() < 0.3:
+        audio = sosfilt(butter(2, float(rng.uniform(80, 300)), "highpass", fs=sr, output="sos"), audio)
+    if rng.random() < 0.3:
+        rt60 = float(rng.uniform(0.15, 0.6))
+        t = np.arange(int(rt60 * sr)) / sr
+        rir = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
+        rir /= np.sqrt(np.sum(rir ** 2))
+        wet = float(rng.uniform(0.2, 0.6))
+        audio = (1 - wet) * audio + wet * fftconvolve(audio, rir)[:len(audio)]
+    if rng.random() < 0.2:
+        low = int(rng.choice([8000, 16000]))
+        x = soxr.resample(np.asarray(audio, np.float32), sr, low)
+        x = np.clip(x / max(1e-6, float(np.abs(x).max())), -1, 1)
+        mu = np.sign(x) * np.log1p(255 * np.abs(x)) / np.log1p(255)
+        x = np.sign(np.round(mu * 127) / 127) * np.expm1(np.abs(np.round(mu * 127) / 127) * np.log1p(255)) / 255
+        n = len(audio)
+        audio = soxr.resample(x.astype(np.float32), low, sr)[:n]
+        audio = np.pad(audio, (0, n - len(audio)))  # the same length: the phone times stay valid
+    return np.asarray(audio, np.float32), scale
+
+
 def make_utterance(
     text: str, voice: str = "en", rate: float = 175, pitch: int = 50, rng: np.random.Generator | None = None,
-    fps: float = 60.0, eq: bool = False,
+    fps: float = 60.0, eq: bool = False, channel: bool = False,
 ) -> Utterance:
     """Speak ``text`` and make its rule-based targets (with augmentation when ``rng`` is given).
 
@@ -192,22 +229,24 @@ def make_utterance(
     else:
         audio, sr, events = espeak_tts.synthesize(text, voice=voice, rate=rate, pitch=pitch)
     audio = soxr.resample(audio, sr, TTS_SAMPLE_RATE, quality="HQ").astype(np.float32)
-    lead = 0.0
+    lead, scale = 0.0, 1.0
+    if rng is not None and channel:
+        audio, scale = perturb_speaker_and_channel(audio, rng)
     if rng is not None:
         audio, lead = augment(audio, rng, eq=eq)
-    events = [(p, t0 + lead, t1 + lead) for p, t0, t1 in events]
+    events = [(p, t0 * scale + lead, t1 * scale + lead) for p, t0, t1 in events]
     num = max(1, int(round(len(audio) / TTS_SAMPLE_RATE * fps)))
     targets = lipsync_events(events, fps=fps, num_frames=num, lang="ipa")
     return Utterance(text, voice, audio, events, targets)
 
 
 def random_utterance(rng: np.random.Generator, voices: Sequence[str] = TRAIN_VOICES, augmented: bool = True,
-                     eq: bool = False) -> Utterance:
+                     eq: bool = False, channel: bool = False) -> Utterance:
     voice = voices[int(rng.integers(0, len(voices)))]
     text = random_sentence(voice, rng)
     rate: float = float(rng.uniform(0.8, 1.25)) if "@" in voice else int(rng.integers(120, 230))
     return make_utterance(text, voice, rate=rate, pitch=int(rng.integers(25, 80)), rng=rng if augmented else None,
-                          eq=eq)
+                          eq=eq, channel=channel)
 
 
 def evaluation_utterances(voices: Sequence[str], count: int = 12, seed: int = 17) -> list[Utterance]:
@@ -253,7 +292,7 @@ def write_take(
 
 def make_clips(
     count: int, seed: int = 0, voices: Sequence[str] = TRAIN_VOICES, n_mels: int = 80, augmented: bool = True,
-    progress: bool = False, eq: bool = False,
+    progress: bool = False, eq: bool = False, channel: bool = False,
 ):
     """``count`` in-memory training clips (``train_visemes.Clip``: log-mel + 60 fps targets, all frames valid)."""
     from motion.face.features import log_mel  # features imports torch (~3 s): making takes needs none
@@ -265,12 +304,12 @@ def make_clips(
     if progress:
         rng_iter = tqdm(rng_iter, desc="synthesising")
     for i in rng_iter:
-        u = random_utterance(rng, voices, augmented, eq=eq)
+        u = random_utterance(rng, voices, augmented, eq=eq, channel=channel)
         clips.append(Clip(f"{u.voice}-{i}", log_mel(u.audio, n_mels), u.targets, np.ones(len(u.targets), bool)))
     return clips
 
 
 __all__ = [
-    "HELD_OUT_VOICES", "NEURAL_HELD_OUT_VOICES", "NEURAL_TRAIN_VOICES", "OTHER_ENGINE_VOICES", "TRAIN_VOICES", "Utterance", "WORDS", "augment", "evaluation_utterances", "make_clips", "make_utterance",
+    "HELD_OUT_VOICES", "NEURAL_HELD_OUT_VOICES", "NEURAL_TRAIN_VOICES", "OTHER_ENGINE_VOICES", "TRAIN_VOICES", "Utterance", "WORDS", "augment", "evaluation_utterances", "make_clips", "make_utterance", "perturb_speaker_and_channel",
     "random_sentence", "random_utterance", "write_take",
 ]
