@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--groups", nargs="+", choices=("espeak", "kokoro", "piper"), default=["espeak", "kokoro", "piper"])
     ap.add_argument("--clips", type=int, default=12)
     ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--head", default=None, help="a mel head V_*.pth to measure instead of the shipped default head")
     args = ap.parse_args(argv)
     if args.clips < 1:
         ap.error("--clips must be at least 1")
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     voices = {"espeak": HELD_OUT_VOICES, "kokoro": NEURAL_HELD_OUT_VOICES, "piper": OTHER_ENGINE_VOICES}
-    maker = FaceMaker()
+    maker = FaceMaker(head_path=args.head)
+    print(f"head: {args.head or 'the shipped default head'}")
     step_limit = MAX_HEAD_DEG_PER_S / FPS
     for name in args.groups:
         t0 = time.perf_counter()
