@@ -101,10 +101,12 @@ def test_stream_runs_the_decoder_only_for_its_chunks(tiny_folder):
     np.testing.assert_allclose(np.concatenate([c.audio for c in chunks]), res.audio, atol=1e-4)
 
 
-def test_bert_follows_the_generator_precision(tiny_folder, monkeypatch):
+@pytest.fixture
+def bert_loads(monkeypatch):
+    """``(seen, real)``: the precisions ``load_bert`` is called with, in order (a spy on it), and the real loader."""
     from bert_vits2.text import bert as bert_mod
 
-    seen = []
+    seen: list[str] = []
     real = bert_mod.load_bert
 
     def spy(folder, language, device="cpu", precision="fp32"):
@@ -112,6 +114,11 @@ def test_bert_follows_the_generator_precision(tiny_folder, monkeypatch):
         return real(folder, language, device, precision)
 
     monkeypatch.setattr(bert_mod, "load_bert", spy)
+    return seen, real
+
+
+def test_bert_follows_the_generator_precision(tiny_folder, monkeypatch, bert_loads):
+    seen, real = bert_loads
     monkeypatch.setattr("bert_vits2.inference.DEFAULT_WARMUP_S", 0.0)  # the bf16 warm-up is tested in test_speed_paths
     fp32 = Voice.load(find_model_files(tiny_folder))
     bf16 = Voice.load(find_model_files(tiny_folder), precision="bf16")
@@ -124,20 +131,11 @@ def test_bert_follows_the_generator_precision(tiny_folder, monkeypatch):
     assert next(real(zh, "ZH", "cpu", "fp32")[1].parameters()).dtype == torch.float32
 
 
-def test_an_int8_bert_is_chosen_by_name_and_stream_and_synthesize_still_agree(tiny_folder, monkeypatch):
+def test_an_int8_bert_is_chosen_by_name_and_stream_and_synthesize_still_agree(tiny_folder, bert_loads):
     """``bert_precision="int8"`` (the first-audio option): the voice loads its BERT quantised and its stream equals
     its own ``synthesize``. (The tiny BERT's feature is its embeddings, hidden layer -3 of 2, so the audio cannot show
     the quantisation here; test_precision measures an int8 BERT's feature error.)"""
-    from bert_vits2.text import bert as bert_mod
-
-    seen = []
-    real = bert_mod.load_bert
-
-    def spy(folder, language, device="cpu", precision="fp32"):
-        seen.append(precision)
-        return real(folder, language, device, precision)
-
-    monkeypatch.setattr(bert_mod, "load_bert", spy)
+    seen, real = bert_loads
     fp32 = Voice.load(find_model_files(tiny_folder))
     int8 = Voice.load(find_model_files(tiny_folder), bert_precision="int8")
     assert int8.bert_precision == "int8" and int8.model.precision == "fp32"
