@@ -43,6 +43,7 @@ def test_default_head_script_trains_and_reuses_cached_parts(tmp_path, caplog):
     assert "espeak_train: reusing 4 clips" in caplog.text
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt install espeak-ng)")
 def test_causal_head_script_averages_the_last_epochs(tmp_path):
     """``--causal --average-last N`` ships the mean weights of the run's last N epochs (how the shipped live head
