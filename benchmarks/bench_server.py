@@ -238,8 +238,9 @@ def in_process(folder: Path, threads: int, repeats: int) -> None:
               f"{t_text + t_gen + t_dec:.3f} s; the WebSocket table's difference to this is the server path)",
               flush=True)
     outs = {}
-    for v.bert_precision in ("fp32", "int8"):  # what the int8 BERT costs in accuracy, on this (random) BERT
-        outs[v.bert_precision] = v.synthesize(SENTENCE, "spk0", "ZH", split_sentences=True, seed=1).audio
+    for bert_precision in ("fp32", "int8"):  # what the int8 BERT costs in accuracy, on this (random) BERT
+        v.bert_precision = bert_precision
+        outs[bert_precision] = v.synthesize(SENTENCE, "spk0", "ZH", split_sentences=True, seed=1).audio
     a, b = outs["fp32"], outs["int8"]
     if len(a) == len(b):
         snr = 10 * np.log10(float(np.sum(a * a)) / max(1e-20, float(np.sum((a - b) ** 2))))

@@ -254,21 +254,29 @@ def test_online_alive_keeps_the_offline_rates_and_limits(speech):
     assert np.ptp(face[:, INDEX["LeftEyeYaw"]]) * 180 > 1.0
 
 
-@pytest.fixture(scope="module")
-def shipped_faces(speech):
-    """The shipped live head (10 ms chunks) and the offline default head on held-out voices, both without alive."""
-    from motion.face.live import DEFAULT_CAUSAL_HEAD, LiveFace
+def _shipped_live_and_offline_faces(clips) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Faces of ``clips`` by the shipped live head (10 ms chunks) and by the offline default head, both without
+    alive."""
+    from motion.face.live import LiveFace
     from motion.face.model import ExpressionModel
 
-    assert DEFAULT_CAUSAL_HEAD.is_file() and DEFAULT_CAUSAL_HEAD.stat().st_size < 1_000_000
-    clips, _ = speech
     offline = ExpressionModel.load()
     live_faces, off_faces = [], []
-    for c in clips[:4]:
+    for c in clips:
         live = LiveFace(44100, alive=False)
         live_faces.append(np.concatenate(_feed(live, c.audio, 441) + [live.close()]))
         off_faces.append(offline.audio_to_frames(c.audio, 60.0, len(live_faces[-1])))
-    return clips[:4], live_faces, off_faces
+    return live_faces, off_faces
+
+
+@pytest.fixture(scope="module")
+def shipped_faces(speech):
+    """The shipped live head and the offline default head on held-out voices (:func:`_shipped_live_and_offline_faces`)."""
+    from motion.face.live import DEFAULT_CAUSAL_HEAD
+
+    assert DEFAULT_CAUSAL_HEAD.is_file() and DEFAULT_CAUSAL_HEAD.stat().st_size < 1_000_000
+    clips = speech[0][:4]
+    return (clips, *_shipped_live_and_offline_faces(clips))
 
 
 def test_shipped_causal_head_jaw_agrees_with_the_offline_face(shipped_faces):
@@ -301,17 +309,10 @@ def test_shipped_causal_head_closes_lips_on_kokoros_unseen_speaker_as_often_as_o
     from face_clips import evaluation_clips
 
     from motion.face.evaluation import closure_rate
-    from motion.face.live import LiveFace
-    from motion.face.model import ExpressionModel
     from motion.face.synth_data import NEURAL_HELD_OUT_VOICES
 
     clips = evaluation_clips(NEURAL_HELD_OUT_VOICES, 6, seed=17)
-    offline = ExpressionModel.load()
-    live_faces, off_faces = [], []
-    for c in clips:
-        live = LiveFace(44100, alive=False)
-        live_faces.append(np.concatenate(_feed(live, c.audio, 441) + [live.close()]))
-        off_faces.append(offline.audio_to_frames(c.audio, 60.0, len(live_faces[-1])))
+    live_faces, off_faces = _shipped_live_and_offline_faces(clips)
     ev = [c.events for c in clips]
     live_closed, total = closure_rate(live_faces, ev)
     off_closed, _ = closure_rate(off_faces, ev)

@@ -206,8 +206,8 @@ def perturb_speaker_and_channel(audio: np.ndarray, rng: np.random.Generator,
         low = int(rng.choice([8000, 16000]))
         x = soxr.resample(np.asarray(audio, np.float32), sr, low)
         x = np.clip(x / max(1e-6, float(np.abs(x).max())), -1, 1)
-        mu = np.sign(x) * np.log1p(255 * np.abs(x)) / np.log1p(255)
-        x = np.sign(np.round(mu * 127) / 127) * np.expm1(np.abs(np.round(mu * 127) / 127) * np.log1p(255)) / 255
+        mu = np.round(np.sign(x) * np.log1p(255 * np.abs(x)) / np.log1p(255) * 127) / 127  # 8-bit mu-law code
+        x = np.sign(mu) * np.expm1(np.abs(mu) * np.log1p(255)) / 255
         n = len(audio)
         audio = soxr.resample(x.astype(np.float32), low, sr)[:n]
         audio = np.pad(audio, (0, n - len(audio)))  # the same length: the phone times stay valid
