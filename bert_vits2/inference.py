@@ -479,6 +479,70 @@ def _pack_ffns(model: nn.Module) -> int:
     return n
 
 
+class _BandedAttention:
+    """Relative-position self-attention without the 2L-1 offset tensors: the relative logits and weights exist only
+    for the 2*window+1 offsets of the band, so they are added to / read from the score matrix's diagonals directly
+    (upstream pads them to 2L-1 offsets and reshapes, five pads and their copies per layer), q/k/v come from one
+    matrix product and every 1x1 convolution is a plain matrix product. Same arithmetic: the scores get the same
+    additions (out-of-band offsets were +0), the band's weights meet the same embeddings. Inference only: training,
+    tracing and cross-attention run the module's own forward."""
+
+    def forward(self, x, c, attn_mask=None):
+        qkv = self.__dict__.get("_qkv")
+        if qkv is None or x is not c or self.training or _tracing() or x.shape[0] != 1:
+            return super().forward(x, c, attn_mask)
+        w, b = qkv
+        q, k, v = torch.addmm(b, w, x[0]).unsqueeze(0).split(self.channels, dim=1)
+        out = self._banded(q, k, v, attn_mask)
+        return torch.addmm(self.conv_o.bias.unsqueeze(1), self.conv_o.weight.squeeze(2), out[0]).unsqueeze(0)
+
+    def _banded(self, query, key, value, mask):
+        b, d, t = key.shape
+        h, kc = self.n_heads, self.k_channels
+        query = query.view(b, h, kc, t).transpose(2, 3) / math.sqrt(kc)
+        key = key.view(b, h, kc, t).transpose(2, 3)
+        value = value.view(b, h, kc, t).transpose(2, 3)
+        scores = torch.matmul(query, key.transpose(-2, -1))
+        key_rel, _ = self._window_embeddings(self.emb_rel_k, t)
+        rel = torch.matmul(query, key_rel.unsqueeze(0).transpose(-2, -1))  # [b, h, t, m]: offset = column - half
+        band = rel.shape[-1]
+        half = (band - 1) // 2
+        for col in range(band):
+            off = col - half
+            scores.diagonal(off, -2, -1).add_(rel[..., max(0, -off):t - max(0, off), col])
+        if mask is not None and not bool(mask.all()):
+            scores = scores.masked_fill(mask == 0, -1e4)
+        p_attn = F.softmax(scores, dim=-1)
+        output = torch.matmul(p_attn, value)
+        weights = p_attn.new_zeros(b, h, t, band)
+        for col in range(band):
+            off = col - half
+            weights[..., max(0, -off):t - max(0, off), col] = p_attn.diagonal(off, -2, -1)
+        value_rel, _ = self._window_embeddings(self.emb_rel_v, t)
+        output = output + torch.matmul(weights, value_rel.unsqueeze(0))
+        return output.transpose(2, 3).contiguous().view(b, d, t)
+
+
+def _band_attentions(model: nn.Module) -> int:
+    """Give every relative-position ``attentions.MultiHeadAttention`` of ``model`` the :class:`_BandedAttention`
+    forward, its q/k/v weights laid out as one matrix (the module's own weights become views of it); returns how
+    many."""
+    n = 0
+    for attn in model.modules():
+        if not isinstance(attn, attentions.MultiHeadAttention) or attn.window_size is None:
+            continue
+        convs = (attn.conv_q, attn.conv_k, attn.conv_v)
+        w = torch.cat([c.weight.detach().squeeze(2) for c in convs])
+        bias = torch.cat([c.bias.detach() for c in convs]).unsqueeze(1)
+        for i, conv in enumerate(convs):  # views of the fused layout: weights loaded later reach both
+            conv.weight.data = w[i * attn.channels:(i + 1) * attn.channels].unsqueeze(2)
+            conv.bias.data = bias[i * attn.channels:(i + 1) * attn.channels, 0]
+        attn.__dict__["_qkv"] = (w, bias)
+        _bucketize(attn, _BandedAttention)
+        n += 1
+    return n
+
+
 _BUCKETED_CLASSES: dict[type, type] = {}
 
 
@@ -542,6 +606,7 @@ def optimize_for_inference(model: SynthesizerTrn, precision: str = "fp32", fast:
         model.flow.autocast_dtype = dtype
     elif fast and device.type == "cpu":
         _pack_ffns(model)
+        _band_attentions(model)
     model.precision = resolved
     model.eval()
     model.bucketed = bucketed

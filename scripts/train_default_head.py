@@ -22,6 +22,7 @@ after ``--max-minutes`` (a hard CPU budget) and is stored in float16 (a few hund
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import sys
 import tempfile
@@ -70,7 +71,8 @@ def train_causal(args: argparse.Namespace) -> int:
     teacher = ExpressionModel.load()
     out = args.out if args.out != DEFAULT_OUT else CAUSAL_OUT
     cache = torch.load(args.clips_cache, weights_only=True) if args.clips_cache and args.clips_cache.exists() else {}
-    key = [args.clips, args.val_clips, args.seed, "causal-v1"]
+    teacher_id = hashlib.sha256(DEFAULT_OUT.read_bytes()).hexdigest()[:16]  # targets made by another teacher are stale
+    key = [args.clips, args.val_clips, args.seed, "causal-v1", teacher_id]
     if isinstance(cache, dict) and list(cache.get("key", [])) == key:
         train, val = _unpack(cache["train"]), _unpack(cache["val"])
     else:
@@ -82,7 +84,7 @@ def train_causal(args: argparse.Namespace) -> int:
     neural = []
     for i, count in enumerate(args.causal_neural_clips):  # sets of Kokoro clips, each seeded and cached on its own
         suffix = "" if i == 0 else f"_{i}"  # the first set keeps the cache keys it had before sets existed
-        neural_key = [count, args.seed + 2 + 100 * i, "causal-neural-v1"]
+        neural_key = [count, args.seed + 2 + 100 * i, "causal-neural-v1", teacher_id]
         if list(cache.get("neural_key" + suffix, [])) == neural_key:
             neural += _unpack(cache["neural" + suffix])
             continue

@@ -189,3 +189,28 @@ def test_packed_ffn_equals_the_plain_ffn():
         plain[0].conv_1.weight.mul_(2)
         torch.testing.assert_close(fast[0](x, mask), plain[0](x, mask), atol=1e-5, rtol=1e-5)
     assert fast[0].state_dict().keys() == plain[0].state_dict().keys()
+
+
+@pytest.mark.parametrize("length", [1, 2, 4, 5, 6, 9, 37])
+def test_banded_attention_equals_the_plain_attention(length):
+    """The fast path's relative attention (flow, text encoder): the band's logits and weights on the score matrix's
+    diagonals, q/k/v in one product; lengths shorter than, equal to and longer than the window (4), with padding."""
+    import copy
+
+    from bert_vits2 import attentions, inference
+
+    torch.manual_seed(length)
+    plain = attentions.Encoder(16, 48, 2, 3, 3, window_size=4, isflow=True, gin_channels=8).eval()
+    fast = copy.deepcopy(plain)
+    assert inference._band_attentions(fast) == 3
+    x, g = torch.randn(1, 16, length), torch.randn(1, 8, 1)
+    for mask in (torch.ones(1, 1, length), torch.arange(length).view(1, 1, -1).lt(max(1, length - 2)).float()):
+        with torch.no_grad():
+            torch.testing.assert_close(fast(x, mask, g=g), plain(x, mask, g=g), atol=1e-6, rtol=1e-5)
+    attn = fast.attn_layers[0]
+    assert attn.conv_k.weight.data_ptr() == attn._qkv[0][16:].data_ptr()  # a view of the fused q/k/v, no copy
+    with torch.no_grad():
+        attn.conv_k.weight.mul_(2)  # weights changed later (a load): both paths see them
+        plain.attn_layers[0].conv_k.weight.mul_(2)
+        torch.testing.assert_close(fast(x, mask, g=g), plain(x, mask, g=g), atol=1e-6, rtol=1e-5)
+    assert fast.state_dict().keys() == plain.state_dict().keys()
