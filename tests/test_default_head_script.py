@@ -62,3 +62,14 @@ def test_causal_head_script_averages_the_last_epochs(tmp_path):
     live = LiveFace(44100, head=out, alive=False)
     frames = np.concatenate([live.feed(np.zeros(4410, np.float32)) for _ in range(10)] + [live.close()])
     assert frames.shape == (60, 61)
+
+
+def test_causal_init_at_or_past_the_last_epoch_is_refused_before_making_clips(tmp_path, capsys):
+    """A resumed run whose --init is already at --epochs would make its clips for half an hour and train nothing."""
+    main = runpy.run_path(str(REPO / "scripts" / "train_default_head.py"))["main"]
+    init = tmp_path / "V_75.pth"
+    torch.save({"epoch": 75, "model": {}}, init)
+    assert main(["--causal", "--init", str(init), "--epochs", "25", "--out", str(tmp_path / "h.pth")]) == 2
+    err = capsys.readouterr().err
+    assert "epoch 75" in err and "--epochs above 75" in err
+    assert not (tmp_path / "h.pth").exists()

@@ -146,6 +146,10 @@ class FaceMaker:
     # by emotion_intensity (0..2); lips still close on /p b m/ and JawOpen still follows the speech
     emotion: Any = None
     emotion_intensity: float = 1.0
+    # faces the shipped default head reads from audio get their lips sealed where a phone recogniser (PocketSphinx,
+    # when installed) hears /p b m/ and the head's lips are nearly closed already (motion.face.bilabials): the head
+    # alone misses about half the closures of engines it never heard
+    bilabial_finder: bool = True
     model: Any = field(default=None, repr=False)  # motion.face.model.ExpressionModel of head_path
     _default: Any = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -207,7 +211,7 @@ class FaceMaker:
 
     def _finish(self, frames: np.ndarray, src_fps: float, duration_s: float, source: str,
                 audio: np.ndarray | None = None, sample_rate: int = TTS_SAMPLE_RATE, trained: bool = False,
-                start_s: float = 0.0, result: Any = None) -> FaceResult:
+                start_s: float = 0.0, result: Any = None, bilabials: list | None = None) -> FaceResult:
         """Resample to the output grid, add the alive layer (a trained head keeps the groups it predicts; the default
         head and the rules predict none), delay, post-process, add the emotion (last, so it is the same on every
         source and a timeline applied later to emotion-free frames gives the same face)."""
@@ -216,6 +220,10 @@ class FaceMaker:
         n = num_frames_for(duration_s, self.fps)
         if src_fps != self.fps or len(frames) != n:
             frames = resample_curves(frames, src_fps, self.fps, n)
+        if bilabials:
+            from motion.face.bilabials import seal_bilabials
+
+            frames = seal_bilabials(frames, self.fps, bilabials)
         if self.alive:
             from motion.face.alive import AliveOptions, make_alive
 
@@ -300,9 +308,11 @@ class FaceMaker:
             mel = self._mel_model()
             if mel is not None:
                 model, label = mel
-                raw = self._mel_raw(model, _to_tts_rate(result.audio, result.sample_rate))
+                audio44 = _to_tts_rate(result.audio, result.sample_rate)
+                raw = self._mel_raw(model, audio44)
                 face = self._finish(raw, FEATURE_FPS, result.duration_s, label, result.audio, result.sample_rate,
-                                    trained=model is self.model, start_s=start_s)
+                                    trained=model is self.model, start_s=start_s,
+                                    bilabials=self._bilabials(model, audio44, TTS_SAMPLE_RATE))
             else:
                 face = self._finish(rule_based_face(result, self.fps), self.fps, result.duration_s,
                                     "rule-based lip-sync from phone durations", result.audio, result.sample_rate,
@@ -343,7 +353,8 @@ class FaceMaker:
         raw = self._mel_raw(model, audio44)
         if duration > _RELEASE_AFTER_S:
             release_memory()  # the feature and activation blocks of a long clip
-        return self._finish(raw, FEATURE_FPS, duration, label, audio44, trained=model is self.model, start_s=start_s)
+        return self._finish(raw, FEATURE_FPS, duration, label, audio44, trained=model is self.model, start_s=start_s,
+                            bilabials=self._bilabials(model, audio44, TTS_SAMPLE_RATE))
 
     def for_audio_blocks(self, blocks: Iterable[np.ndarray], posterior: Any = None,
                          start_s: float = 0.0) -> FaceResult:
@@ -364,11 +375,18 @@ class FaceMaker:
         model, label = mel
         feats = LogMelBlocks(int(model.head.config["n_mels"]))
         slow = soxr.ResampleStream(TTS_SAMPLE_RATE, _ANALYSIS_SR, 1, dtype="float32", quality="LQ") if self.alive else None
+        finder = to16k = None
+        if self._finds_bilabials(model):  # the recogniser hears the blocks as they come (16 kHz, a stream too)
+            from motion.face.bilabials import thread_finder
+
+            finder, to16k = thread_finder(), soxr.ResampleStream(TTS_SAMPLE_RATE, 16000, 1, dtype="float32")
         parts, n, trimmed = [], 0, 0
         for block in blocks:
             block = np.asarray(block, dtype=np.float32).reshape(-1)
             n += len(block)
             feats.push(block)
+            if finder is not None:
+                finder.push(to16k.resample_chunk(block))
             if slow is not None:
                 parts.append(slow.resample_chunk(block))
             if n - trimmed > _RELEASE_AFTER_S * TTS_SAMPLE_RATE:  # the freed STFT blocks, now and then (a long
@@ -384,8 +402,12 @@ class FaceMaker:
         raw = self._predict(model, feats.finish())
         if duration > _RELEASE_AFTER_S:
             release_memory()  # the feature and activation blocks of a long clip
+        bilabials = None
+        if finder is not None:
+            finder.push(to16k.resample_chunk(np.zeros(0, np.float32), last=True))
+            bilabials = finder.finish()
         return self._finish(raw, FEATURE_FPS, duration, label, analysis, _ANALYSIS_SR, trained=model is self.model,
-                            start_s=start_s)
+                            start_s=start_s, bilabials=bilabials)
 
     def for_file(self, path: str | os.PathLike) -> tuple[FaceResult, np.ndarray]:
         """Read any audio/video file (mono 44.1 kHz) and make its face; returns ``(face, audio)``."""
@@ -393,6 +415,28 @@ class FaceMaker:
 
         audio, _ = load_audio(path, TTS_SAMPLE_RATE)
         return self.for_audio(audio, TTS_SAMPLE_RATE), audio
+
+    def _finds_bilabials(self, model: Any) -> bool:
+        """Whether a face the mel head ``model`` reads gets the phone recogniser's lip seals: the default head only
+        (a head trained on your takes knows your voice), when ``bilabial_finder`` is on and PocketSphinx is installed."""
+        if not self.bilabial_finder or model is self.model:
+            return False
+        from motion.face.bilabials import available
+
+        if available():
+            return True
+        if not getattr(FaceMaker, "_warned_no_finder", False):
+            FaceMaker._warned_no_finder = True
+            log.warning("pocketsphinx is not installed: the default head's lip closures are not checked by a phone "
+                        "recogniser (pip install pocketsphinx)")
+        return False
+
+    def _bilabials(self, model: Any, audio: np.ndarray, sample_rate: int) -> list | None:
+        if not self._finds_bilabials(model):
+            return None
+        from motion.face.bilabials import find_bilabials
+
+        return find_bilabials(audio, sample_rate)
 
     def _mel_model(self) -> tuple[Any, str] | None:
         if self.head_kind == "mel":

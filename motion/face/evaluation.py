@@ -42,6 +42,30 @@ def closure_rate(faces: Sequence[np.ndarray], events: Sequence[Events], viseme: 
     return closed, total
 
 
+#: the visemes of open vowels (the lips should be apart in the middle of one)
+OPEN_VOWELS = frozenset({"aa", "E", "I", "O", "U", "@"})
+
+
+def closed_on_open_vowels(faces: Sequence[np.ndarray], events: Sequence[Events], limit: float = CLOSED,
+                          fps: float = 60.0, lang: str = "ipa") -> tuple[int, int]:
+    """(closed, total) over vowels of at least 50 ms: lips closed (gap <= ``limit``) on some frame of the middle half
+    of the vowel. The false closures a lip-closing aid could add; the rule lip-sync has a few itself (short vowels
+    between bilabials, coarticulation)."""
+    total = closed = 0
+    for f, ev in zip(faces, events):
+        for phone, t0, t1 in ev:
+            v = phone_visemes(phone, lang)
+            if not v or not set(v) <= OPEN_VOWELS or t1 - t0 < 0.05:
+                continue
+            i0 = int(round((t0 + 0.25 * (t1 - t0)) * fps))
+            i1 = int(round((t1 - 0.25 * (t1 - t0)) * fps))
+            if i0 >= len(f):
+                continue
+            total += 1
+            closed += bool((f[i0:i1 + 1, JAW] - f[i0:i1 + 1, CLOSE]).min() <= limit)
+    return closed, total
+
+
 def jaw_r(faces: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> tuple[float, list[float]]:
     """JawOpen Pearson r against the targets: pooled over all clips, and per clip (clips cut to the shorter length)."""
     pairs = [(f[: min(len(f), len(t)), JAW], t[: min(len(f), len(t)), JAW]) for f, t in zip(faces, targets)]

@@ -1,0 +1,70 @@
+"""The phone recogniser's lip seals on the default head's faces (motion/face/bilabials.py): seals only where the head's
+lips are nearly closed, never moves the jaw, and gives the same face whether the audio comes whole or in blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from motion.arkit import INDEX, NUM_VALUES
+from motion.face.bilabials import MAX_GAP, seal_bilabials
+
+JAW, CLOSE = INDEX["JawOpen"], INDEX["MouthClose"]
+FPS = 60.0
+
+
+def _face(gaps: list[float]) -> np.ndarray:
+    f = np.zeros((len(gaps), NUM_VALUES), np.float32)
+    f[:, JAW] = 0.4
+    f[:, CLOSE] = 0.4 - np.asarray(gaps, np.float32)
+    return f
+
+
+def test_seal_closes_found_spans_where_the_head_nearly_closes_and_nowhere_else():
+    gaps = [0.4] * 60
+    gaps[10:14] = [0.3, 0.15, 0.12, 0.3]  # the head nearly closes: a find here seals
+    gaps[40:44] = [0.4, 0.35, 0.3, 0.4]  # the head's lips are well apart: a find here is ignored
+    face = _face(gaps)
+    out = seal_bilabials(face, FPS, [(10 / FPS, 14 / FPS), (40 / FPS, 44 / FPS)])
+    gap = out[:, JAW] - out[:, CLOSE]
+    assert gap[11:14].max() <= 1e-6  # the span's middle (25 ms each side of its centre) is sealed
+    assert np.array_equal(out[40:44], face[40:44]) and np.array_equal(out[:9], face[:9])
+    assert np.array_equal(out[:, JAW], face[:, JAW])  # the jaw never moves: JawOpen r is unchanged
+    assert np.array_equal(np.delete(out, CLOSE, axis=1), np.delete(face, CLOSE, axis=1))
+    # the gap threshold is what decides: just above it, nothing happens
+    above = _face([MAX_GAP + 0.01] * 20)
+    assert np.array_equal(seal_bilabials(above, FPS, [(0.1, 0.2)]), above)
+    # a span shorter than a frame seals its nearest frame
+    short = seal_bilabials(_face([0.1] * 20), FPS, [(0.1, 0.105)])
+    assert (short[:, JAW] - short[:, CLOSE]).min() <= 1e-6
+
+
+@pytest.fixture(scope="module")
+def joe_clip():
+    from face_clips import evaluation_clips
+
+    from motion.face.synth_data import OTHER_ENGINE_VOICES
+
+    return evaluation_clips(OTHER_ENGINE_VOICES, 4, seed=17)[0]
+
+
+@pytest.mark.slow
+def test_finder_hears_bilabials_and_gives_the_same_face_whole_or_in_blocks(joe_clip):
+    pytest.importorskip("pocketsphinx")
+    from motion.face.api import FaceMaker
+    from motion.face.bilabials import find_bilabials
+    from motion.face.evaluation import phone_visemes
+
+    audio = joe_clip.audio
+    found = find_bilabials(audio, 44100)
+    assert find_bilabials(audio, 44100) == found  # the decoder keeps no state from one clip to the next
+    refs = [(t0, t1) for p, t0, t1 in joe_clip.events if "PP" in phone_visemes(p, "ipa")]
+    hits = sum(any(s < t1 + 0.04 and e > t0 - 0.04 for s, e in found) for t0, t1 in refs)
+    assert hits >= 0.6 * len(refs), (hits, len(refs))
+    maker = FaceMaker()
+    whole = maker.for_audio(audio, 44100).frames
+    blocks = maker.for_audio_blocks([audio[i:i + 7000] for i in range(0, len(audio), 7000)]).frames
+    np.testing.assert_array_equal(blocks, whole)
+    head_only = FaceMaker(bilabial_finder=False).for_audio(audio, 44100).frames
+    assert not np.array_equal(head_only[:, CLOSE], whole[:, CLOSE])  # the finder did seal something
+    np.testing.assert_array_equal(head_only[:, JAW], whole[:, JAW])
