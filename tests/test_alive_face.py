@@ -74,11 +74,11 @@ def test_alive_is_deterministic_switchable_and_keeps_what_the_source_predicts():
 #: benchmarks/bench_face_quality.py. Kokoro is the costly engine (59 CPU seconds for the 52 s of speech of 4 clips, loaded
 #: 2-core Xeon): its fourth clip (17 s of Japanese) was a third of that and is left to the benchmark.
 TEST_CLIPS = {"espeak": 6, "kokoro": 6, "piper": 4}
-#: bilabial closures asserted per group. The issue's target is 90 %; on the small CI sets the head was measured at
-#: eSpeak NG 29/33 (87.9 %, clips each spoken by a fresh eSpeak NG engine; 28/33 before; the full 12-clip set: 68/75), Kokoro 47/56 (83.9 %,
-#: r 0.909; 6 clips, shared with test_live_face.py's Kokoro check; 3 clips 19/27; full 95/109),
-#: joe 8-11/26 (full 30/73). eSpeak NG, which meets the target on the full set, is held to its small-set floor with a
-#: margin (80 %); the groups short of the target on the full set keep the target under a strict xfail (see _known_gap).
+#: bilabial closures asserted per group. The issue's target is 90 %; on the small CI sets the head (trained with speaker
+#: and channel augmentation, session 9) was measured at eSpeak NG 32/33 (97.0 %, clips each spoken by a fresh eSpeak NG
+#: engine; full 12-clip set 73/75), Kokoro 51/56 (91.1 %, r 0.916; 6 clips, shared with test_live_face.py's Kokoro
+#: check; full 103/109), joe 15/26 (r 0.730; full 36/73). eSpeak NG is held to its small-set floor with a margin
+#: (80 %); Kokoro to the target; joe, short of the target on the full set, keeps it under a strict xfail (_known_gap).
 CLOSURE_FLOOR = {"espeak": 0.80, "kokoro": 0.90, "piper": 0.90}
 
 
@@ -118,11 +118,10 @@ def test_rule_lipsync_seals_short_bilabials_and_nearly_closes_labiodentals():
 
 def _known_gap(name: str, measure: str, request) -> None:
     """Where the shipped default head (trained on eSpeak NG and Kokoro-82M) is known to miss a target: on Piper's joe,
-    an engine it never heard, JawOpen r is ~0.77 and the lips close on ~40 % of bilabials; on Kokoro's unseen speaker
-    they close on ~87 % (target 90 %). motion/assets/README.md has the figures (full sets); on the small CI sets joe
-    measures r 0.743-0.746 and 8-11/26 closures, Kokoro 47/56 closures (r 0.909). Strict: the test reports XPASS as a
-    failure once a head meets the target there, so the mark must then go."""
-    if (name, measure) in {("piper", "jaw"), ("piper", "closure"), ("kokoro", "closure")}:
+    an engine it never heard, JawOpen r is ~0.75 and the lips close on ~49 % of bilabials (full set 36/73).
+    motion/assets/README.md has the figures (full sets); on the small CI set joe measures r 0.730 and 15/26 closures.
+    Strict: the test reports XPASS as a failure once a head meets the target there, so the mark must then go."""
+    if (name, measure) in {("piper", "jaw"), ("piper", "closure")}:
         request.applymarker(pytest.mark.xfail(strict=True, reason=f"default head short of the {measure} target on {name}"))
 
 
@@ -138,11 +137,40 @@ def test_bilabials_close_the_lips(held_out, faces, request):
     ff_rule, ff_total = closure_rate([u.targets for u in clips], events, "FF", 0.05)
     ff_head, _ = closure_rate(faces, events, "FF", 0.05)
     print(f"\n{name}: bilabial closures (JawOpen - MouthClose <= {CLOSED}): rule lip-sync {rule_closed}/{total} "
-          f"({rule_closed / total:.1%}), default mel head on audio only {head_closed}/{total} ({head_closed / total:.1%}); "
+          f"({rule_closed / total:.1%}), default mel head on audio (FaceMaker()) {head_closed}/{total} "
+          f"({head_closed / total:.1%}); "
           f"labiodentals within 0.05: rule {ff_rule}/{ff_total}, head {ff_head}/{ff_total}")
     assert total >= 25  # enough bilabials for a rate (small sets: 26-33)
     assert rule_closed / total >= 0.9
     assert head_closed / total >= CLOSURE_FLOOR[name]
+
+
+@pytest.mark.slow
+def test_unseen_engine_closes_three_quarters_of_its_bilabials(held_out, faces):
+    """Issue 25's target on the engine the head never heard (Piper joe): lips closed on >= 75 % of /p b m/. The head
+    alone closed 15 of the 26 of this set; the phone recogniser's seals (motion/face/bilabials.py) bring it to 21."""
+    from motion.face.evaluation import closure_rate
+
+    name, clips = held_out
+    if name != "piper":
+        pytest.skip("the other groups are held to 80-90 % by test_bilabials_close_the_lips")
+    closed, total = closure_rate(faces, [u.events for u in clips])
+    assert closed / total >= 0.75, f"{closed}/{total}"
+
+
+@pytest.mark.slow
+def test_open_vowels_stay_open(held_out, faces):
+    """Sealing the lips on the recogniser's finds must not close them on vowels: no more vowels closed than the rule
+    lip-sync closes itself (coarticulation between bilabials) plus 3 % of the vowels."""
+    from motion.face.evaluation import closed_on_open_vowels
+
+    name, clips = held_out
+    events = [u.events for u in clips]
+    head, total = closed_on_open_vowels(faces, events)
+    rule, _ = closed_on_open_vowels([u.targets for u in clips], events)
+    print(f"\n{name}: open vowels with the lips closed: rule lip-sync {rule}/{total}, FaceMaker() {head}/{total}")
+    assert total >= 60
+    assert head <= rule + 0.03 * total
 
 
 def _pause_mask(audio: np.ndarray, n: int, sr: int = 44100) -> np.ndarray:
