@@ -58,6 +58,12 @@ def test_finder_hears_bilabials_and_gives_the_same_face_whole_or_in_blocks(joe_c
     audio = joe_clip.audio
     found = find_bilabials(audio, 44100)
     assert find_bilabials(audio, 44100) == found  # the decoder keeps no state from one clip to the next
+    from motion.face.bilabials import borrowed_finder
+
+    with pytest.raises(RuntimeError), borrowed_finder() as finder:  # a request that fails mid-utterance...
+        finder.push(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)
+        raise RuntimeError("upload broke")
+    assert find_bilabials(audio, 44100) == found  # ...leaves nothing behind in the pooled decoder
     refs = [(t0, t1) for p, t0, t1 in joe_clip.events if "PP" in phone_visemes(p, "ipa")]
     hits = sum(any(s < t1 + 0.04 and e > t0 - 0.04 for s, e in found) for t0, t1 in refs)
     assert hits >= 0.6 * len(refs), (hits, len(refs))

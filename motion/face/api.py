@@ -17,6 +17,7 @@ post-processing (:mod:`motion.face.postprocess`), so the same audio and head alw
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -376,10 +377,20 @@ class FaceMaker:
         feats = LogMelBlocks(int(model.head.config["n_mels"]))
         slow = soxr.ResampleStream(TTS_SAMPLE_RATE, _ANALYSIS_SR, 1, dtype="float32", quality="LQ") if self.alive else None
         finder = to16k = None
-        if self._finds_bilabials(model):  # the recogniser hears the blocks as they come (16 kHz, a stream too)
-            from motion.face.bilabials import thread_finder
+        with contextlib.ExitStack() as stack:
+            if self._finds_bilabials(model):  # the recogniser hears the blocks as they come (16 kHz, a stream too)
+                from motion.face.bilabials import borrowed_finder
 
-            finder, to16k = thread_finder(), soxr.ResampleStream(TTS_SAMPLE_RATE, 16000, 1, dtype="float32")
+                finder = stack.enter_context(borrowed_finder())
+                to16k = soxr.ResampleStream(TTS_SAMPLE_RATE, 16000, 1, dtype="float32")
+            return self._blocks_face(blocks, model, label, feats, slow, finder, to16k, start_s)
+
+    def _blocks_face(self, blocks: Iterable[np.ndarray], model: Any, label: str, feats: Any, slow: Any, finder: Any,
+                     to16k: Any, start_s: float) -> FaceResult:
+        """:meth:`for_audio_blocks`' work once its readers exist (the log-mel blocks, the alive layer's 8 kHz stream,
+        the bilabial finder and its 16 kHz stream, each None when unused)."""
+        from motion.face.alive import _ANALYSIS_SR
+
         parts, n, trimmed = [], 0, 0
         for block in blocks:
             block = np.asarray(block, dtype=np.float32).reshape(-1)

@@ -21,13 +21,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_GAP", "SEAL_HALF_S", "BilabialFinder", "available", "find_bilabials", "seal_bilabials", "thread_finder"]
+__all__ = ["MAX_GAP", "SEAL_HALF_S", "BilabialFinder", "available", "find_bilabials", "seal_bilabials", "borrowed_finder"]
 
 #: a found segment seals the lips only where the head's lip gap inside it is already at most this (the finder's
 #: false finds, about half of them, mostly fall where the head's lips are well apart)
@@ -85,6 +86,13 @@ class BilabialFinder:
             self._decoder.process_raw(self._pending[i:i + _BLOCK].tobytes(), False, False)
         self._pending = self._pending[usable:]
 
+    def reset(self) -> None:
+        """Drop an unfinished utterance (after an error): the next :meth:`push` starts a new one."""
+        if self._started:
+            self._decoder.end_utt()
+            self._started = False
+        self._pending = np.zeros(0, np.int16)
+
     def finish(self) -> list[tuple[float, float]]:
         """End the utterance: the recognised bilabials' spans in seconds from the first sample pushed."""
         if not self._started:
@@ -98,27 +106,36 @@ class BilabialFinder:
                 if s.word in _BILABIALS]
 
 
-_local = threading.local()
+_idle: list[BilabialFinder] = []
+_idle_lock = threading.Lock()
 
 
-def thread_finder() -> BilabialFinder:
-    """This thread's finder (made once per thread: loading the model takes about 0.13 s)."""
-    finder = getattr(_local, "finder", None)
+@contextmanager
+def borrowed_finder() -> Iterator[BilabialFinder]:
+    """A finder for one utterance, from a small pool (loading the model takes about 0.13 s, and the server runs each
+    request in a thread of its own: a per-thread finder would be made again for every request)."""
+    with _idle_lock:
+        finder = _idle.pop() if _idle else None
     if finder is None:
-        finder = _local.finder = BilabialFinder()
-    return finder
+        finder = BilabialFinder()
+    try:
+        yield finder
+    finally:
+        finder.reset()  # an utterance left open by an error never runs into the next one
+        with _idle_lock:
+            _idle.append(finder)
 
 
 def find_bilabials(audio: np.ndarray, sample_rate: int) -> list[tuple[float, float]]:
-    """``(start_s, end_s)`` of the /p b m/ that the recogniser hears in mono ``audio`` (one decoder per thread)."""
+    """``(start_s, end_s)`` of the /p b m/ that the recogniser hears in mono ``audio``."""
     import soxr
 
-    finder = thread_finder()
     audio = np.asarray(audio, np.float32).reshape(-1)
     if sample_rate != _RATE:  # the stream resampler, as FaceMaker.for_audio_blocks uses: the same samples
         audio = soxr.ResampleStream(sample_rate, _RATE, 1, dtype="float32").resample_chunk(audio, last=True)
-    finder.push(audio)
-    return finder.finish()
+    with borrowed_finder() as finder:
+        finder.push(audio)
+        return finder.finish()
 
 
 def seal_bilabials(frames: np.ndarray, fps: float, spans: Iterable[Sequence[float]], max_gap: float = MAX_GAP,
