@@ -74,3 +74,29 @@ def test_finder_hears_bilabials_and_gives_the_same_face_whole_or_in_blocks(joe_c
     head_only = FaceMaker(bilabial_finder=False).for_audio(audio, 44100).frames
     assert not np.array_equal(head_only[:, CLOSE], whole[:, CLOSE])  # the finder did seal something
     np.testing.assert_array_equal(head_only[:, JAW], whole[:, JAW])
+
+
+def test_results_known_to_be_chinese_or_japanese_do_without_the_finder(monkeypatch):
+    """The recogniser's model is English: a synthesis result's face made from its audio uses it when the result has
+    English (or eSpeak NG's IPA, language unknown) phones, not when they are all Chinese/Japanese."""
+    import dataclasses
+
+    from motion.demo_voice import DemoVoice
+    from motion.face import bilabials
+    from motion.face.api import FaceMaker
+
+    calls = []
+    monkeypatch.setattr(bilabials, "available", lambda: True)
+    monkeypatch.setattr(bilabials, "find_bilabials", lambda audio, sr: calls.append(len(audio)) or [])
+    result = DemoVoice().synthesize("Maybe Bob will buy a map.", None, "EN")
+    maker = FaceMaker(result_source="audio", alive=False)
+    maker.for_result(result)
+    assert len(calls) == 1  # IPA phones: the language is not known, the finder runs
+    maker.for_result(dataclasses.replace(result, phone_langs=["en"] * len(result.phones)))
+    assert len(calls) == 2
+    for langs in (["zh"], ["ja"], ["zh", "ja"]):
+        maker.for_result(dataclasses.replace(result, phone_langs=[langs[i % len(langs)] for i in
+                                                                   range(len(result.phones))]))
+    assert len(calls) == 2
+    FaceMaker(result_source="audio", alive=False, bilabial_finder=False).for_result(result)
+    assert len(calls) == 2

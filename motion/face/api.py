@@ -311,9 +311,13 @@ class FaceMaker:
                 model, label = mel
                 audio44 = _to_tts_rate(result.audio, result.sample_rate)
                 raw = self._mel_raw(model, audio44)
+                # the recogniser's model is English: a result known to be Chinese/Japanese only does without it
+                # (on Japanese it added false closures and no bilabials the head had missed)
+                langs = set(getattr(result, "phone_langs", None) or ())
+                heard = (self._bilabials(model, audio44, TTS_SAMPLE_RATE)
+                         if not langs or langs - {"zh", "ja"} else None)
                 face = self._finish(raw, FEATURE_FPS, result.duration_s, label, result.audio, result.sample_rate,
-                                    trained=model is self.model, start_s=start_s,
-                                    bilabials=self._bilabials(model, audio44, TTS_SAMPLE_RATE))
+                                    trained=model is self.model, start_s=start_s, bilabials=heard)
             else:
                 face = self._finish(rule_based_face(result, self.fps), self.fps, result.duration_s,
                                     "rule-based lip-sync from phone durations", result.audio, result.sample_rate,

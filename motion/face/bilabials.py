@@ -12,8 +12,9 @@ segment (or within 30 ms of it) is at most :data:`MAX_GAP` and the lips do not a
 Measured (motion/assets/README.md, ``benchmarks/bench_face_quality.py``): Piper joe's closures rise from about half
 to over three quarters with closures on open vowels no more frequent than the rule lip-sync's own; Kokoro's unseen
 speaker and eSpeak NG voices do not lose closures. Cost: about 0.06-0.09 CPU seconds per second of audio (2-core
-Xeon). The model is English; on other languages it still finds bilabials (they are among the most distinct phones),
-which the head's own gap then confirms. Nothing here runs at import; the decoder is made on first use.
+Xeon). The model is English: on Japanese it added false closures and found no bilabial the head had missed, so a
+synthesis result whose phones are all Chinese/Japanese does without it (``FaceMaker.for_result``); audio of unknown
+language (``for_audio``) always gets it. Nothing here runs at import; the decoder is made on first use.
 """
 
 from __future__ import annotations
