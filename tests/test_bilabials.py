@@ -40,22 +40,29 @@ def test_seal_closes_found_spans_where_the_head_nearly_closes_and_nowhere_else()
 
 
 @pytest.fixture(scope="module")
-def joe_clip():
+def joe_clips():
     from face_clips import evaluation_clips
 
     from motion.face.synth_data import OTHER_ENGINE_VOICES
 
-    return evaluation_clips(OTHER_ENGINE_VOICES, 4, seed=17)[0]
+    return evaluation_clips(OTHER_ENGINE_VOICES, 4, seed=17)
 
 
 @pytest.mark.slow
-def test_finder_hears_bilabials_and_gives_the_same_face_whole_or_in_blocks(joe_clip):
+def test_finder_hears_bilabials_and_gives_the_same_face_whole_or_in_blocks(joe_clips):
     pytest.importorskip("pocketsphinx")
     from motion.face.api import FaceMaker
     from motion.face.bilabials import find_bilabials
     from motion.face.evaluation import phone_visemes
 
-    audio = joe_clip.audio
+    hits = total = 0  # pooled over the clips: Piper's waveform varies from synthesis to synthesis (17/26 in two)
+    for clip in joe_clips:
+        heard = find_bilabials(clip.audio, 44100)
+        refs = [(t0, t1) for p, t0, t1 in clip.events if "PP" in phone_visemes(p, "ipa")]
+        hits += sum(any(s < t1 + 0.04 and e > t0 - 0.04 for s, e in heard) for t0, t1 in refs)
+        total += len(refs)
+    assert hits >= 0.6 * total, (hits, total)
+    audio = joe_clips[0].audio
     found = find_bilabials(audio, 44100)
     assert find_bilabials(audio, 44100) == found  # the decoder keeps no state from one clip to the next
     from motion.face.bilabials import borrowed_finder
@@ -64,9 +71,6 @@ def test_finder_hears_bilabials_and_gives_the_same_face_whole_or_in_blocks(joe_c
         finder.push(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)
         raise RuntimeError("upload broke")
     assert find_bilabials(audio, 44100) == found  # ...leaves nothing behind in the pooled decoder
-    refs = [(t0, t1) for p, t0, t1 in joe_clip.events if "PP" in phone_visemes(p, "ipa")]
-    hits = sum(any(s < t1 + 0.04 and e > t0 - 0.04 for s, e in found) for t0, t1 in refs)
-    assert hits >= 0.6 * len(refs), (hits, len(refs))
     maker = FaceMaker()
     whole = maker.for_audio(audio, 44100).frames
     blocks = maker.for_audio_blocks([audio[i:i + 7000] for i in range(0, len(audio), 7000)]).frames
