@@ -141,8 +141,9 @@ def find_bilabials(audio: np.ndarray, sample_rate: int) -> list[tuple[float, flo
 
 def seal_bilabials(frames: np.ndarray, fps: float, spans: Iterable[Sequence[float]], max_gap: float = MAX_GAP,
                    half_s: float = SEAL_HALF_S) -> np.ndarray:
-    """A copy of ``frames`` [T, 61] with the lips sealed (MouthClose = JawOpen) around each found span's centre
-    where the lip gap inside the span is at most ``max_gap``; every other value and frame unchanged."""
+    """A copy of ``frames`` [T, 61] with the lips sealed (MouthClose = JawOpen) over ``half_s`` each side of each
+    found span's centre, where the lip gap in or within 30 ms of the span is at most ``max_gap`` and above the closure
+    limit (the head has not closed them itself); every other value and frame unchanged."""
     from motion.arkit import INDEX
 
     jaw, close = INDEX["JawOpen"], INDEX["MouthClose"]
