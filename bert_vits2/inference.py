@@ -238,6 +238,16 @@ class FastGenerator(nn.Module):
         xi = x[:, :, lo:hi] if padded == m else F.pad(x[:, :, lo:hi], (0, padded - m))
         return self._decode(xi, g, m if padded > m else None, span=(a - lo, b - lo))[0]
 
+    def span_decoder(self, latent: torch.Tensor, g: torch.Tensor | None):
+        """A :class:`bert_vits2.stream_decoder.IncrementalDecoder` for ``latent`` [1, C, T] (chunks in order, each
+        sample of the costly early stages computed once), or None where the windowed :meth:`decode_span` is the
+        better choice: the bucketed (bf16 CPU) path, whose point is a small set of shapes that oneDNN has built."""
+        if self.bucketed or latent.shape[0] != 1 or _tracing():
+            return None
+        from bert_vits2.stream_decoder import IncrementalDecoder
+
+        return IncrementalDecoder(self, latent, g)
+
     @staticmethod
     def _crop(x: torch.Tensor, valid: int | None, off: int, lo: int, hi: int) -> tuple[torch.Tensor, int | None, int]:
         """Keep samples ``[lo, hi)`` (absolute) of ``x``, which starts at absolute ``off``; the real end (and the
@@ -335,10 +345,19 @@ class FastGenerator(nn.Module):
         if g is not None and self.cond is not None:
             x = x + self.cond(g.float()).to(self.dtype).unsqueeze(2)
         self._mask(x, valid)
-        off, rate = 0, 1  # the absolute position (at the current rate) of x's first sample
+        off = 0  # the absolute position (at the current rate) of x's first sample
         if span is not None:
             x, valid, off = self._crop(x, valid, off, span[0] - self._span_reach[1], span[1] + self._span_reach[1])
-        for i in range(self.num_upsamples):
+        return self._run_stages(x, valid, off, 0, span)
+
+    def _run_stages(self, x: torch.Tensor, valid: int | None, off: int, first: int,
+                    span: tuple[int, int] | None) -> torch.Tensor:
+        """Stages ``first`` on and conv_post on ``x`` (channels-last, the output of stage ``first - 1`` or of
+        conv_pre; its first sample at absolute position ``off`` at that rate). ``span``: only frames ``[a, b)`` are
+        wanted (every stage's output cropped to what the later layers need). :class:`bert_vits2.stream_decoder.
+        IncrementalDecoder` enters here after the stages it computes itself."""
+        rate = math.prod(self.up_cfg[i][1] for i in range(first))
+        for i in range(first, self.num_upsamples):
             valid = None if valid is None else valid * self.up_cfg[i][1]
             off, rate = off * self.up_cfg[i][1], rate * self.up_cfg[i][1]
             x = self._mask(self._up(F.leaky_relu(x, modules.LRELU_SLOPE), i), valid)

@@ -1,0 +1,145 @@
+"""Incremental HiFi-GAN decoding for streams (issue 27: the streamed decoder should cost what a whole decode costs):
+chunks equal the whole decode, each early-stage sample is computed once, old samples are dropped, and streams use it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bert_vits2.inference import FastGenerator, remove_weight_norm_
+from bert_vits2.models import Generator
+from bert_vits2.stream_decoder import IncrementalDecoder
+from bert_vits2.streaming import chunk_spans
+from bert_vits2.synthesis import Voice, find_model_files
+
+V23_DEC = dict(initial_channel=192, resblock="1", resblock_kernel_sizes=[3, 7, 11],
+               resblock_dilation_sizes=[[1, 3, 5]] * 3, upsample_rates=[8, 8, 2, 2, 2],
+               upsample_initial_channel=32, upsample_kernel_sizes=[16, 16, 8, 2, 2], gin_channels=8)
+#: ResBlock2, odd transposed kernels and a kernel == stride stage first: the other layer kinds
+OTHER_DEC = dict(initial_channel=24, resblock="2", resblock_kernel_sizes=[3, 5], resblock_dilation_sizes=[[1, 2], [2, 3]],
+                 upsample_rates=[4, 3, 2], upsample_initial_channel=32, upsample_kernel_sizes=[4, 7, 6],
+                 gin_channels=0)
+
+
+def make_dec(cfg: dict) -> FastGenerator:
+    torch.manual_seed(0)
+    dec = remove_weight_norm_(Generator(**cfg).eval())
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.mul_(1.8)  # larger weights than the init: a missing or misplaced sample would show
+    return FastGenerator(dec, bucketed=False)
+
+
+@pytest.fixture(scope="module")
+def v23() -> FastGenerator:
+    return make_dec(V23_DEC)
+
+
+@pytest.fixture(scope="module")
+def other() -> FastGenerator:
+    return make_dec(OTHER_DEC)
+
+
+def spans_of(n: int, cuts: list[int]) -> list[tuple[int, int]]:
+    edges = [0, *cuts, n]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+@pytest.mark.parametrize("stages", [0, 1, 2, 5])
+@pytest.mark.parametrize("cuts", [[16, 48], [1, 2, 3, 40], [69], []])
+def test_chunks_equal_the_whole_decode_v23_shape(v23, stages, cuts):
+    z, g = torch.randn(1, 192, 70), torch.randn(1, 8, 1)
+    with torch.no_grad():
+        whole = v23(z, g=g)[0, 0].numpy()
+        inc = IncrementalDecoder(v23, z, g, stages)
+        got = np.concatenate([inc.decode(a, b).numpy() for a, b in spans_of(70, cuts)])
+    assert got.shape == whole.shape
+    np.testing.assert_allclose(got, whole, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("stages", [1, 3])
+def test_chunks_equal_the_whole_decode_other_layer_kinds(other, stages):
+    z = torch.randn(1, 24, 33)
+    with torch.no_grad():
+        whole = other(z)[0, 0].numpy()
+        inc = IncrementalDecoder(other, z, None, stages)
+        got = np.concatenate([inc.decode(a, b).numpy() for a, b in chunk_spans(33, 2, 8)])
+    np.testing.assert_allclose(got, whole, atol=2e-5, rtol=0)
+
+
+def test_a_piece_inside_a_longer_latent_starts_where_it_starts(v23):
+    """A piece's frames ``[f0, f1)`` of a longer latent (``latent_span``): the first chunk starts at ``f0``, and
+    the samples equal the whole latent's decode there (its context comes from the frames before ``f0``)."""
+    z, g = torch.randn(1, 192, 60), torch.randn(1, 8, 1)
+    hop = v23.hop
+    with torch.no_grad():
+        whole = v23(z, g=g)[0, 0].numpy()
+        inc = IncrementalDecoder(v23, z, g)
+        got = np.concatenate([inc.decode(a, b).numpy() for a, b in [(20, 28), (28, 45)]])
+    np.testing.assert_allclose(got, whole[20 * hop:45 * hop], atol=2e-5, rtol=0)
+
+
+def test_chunks_must_come_in_order(v23):
+    inc = IncrementalDecoder(v23, torch.randn(1, 192, 40), None)
+    inc.decode(0, 10)
+    with pytest.raises(ValueError, match="in order"):
+        inc.decode(5, 15)
+    with pytest.raises(ValueError, match="in order"):
+        inc.decode(10, 41)
+
+
+def test_every_early_sample_is_computed_once_and_old_ones_are_dropped(v23):
+    """What makes it cheaper than windows: over the whole piece, the incremental stages' convolutions produce each
+    sample once (as many as one whole decode produces), and no layer keeps more than a chunk plus its reach."""
+    z = torch.randn(1, 192, 96)
+    produced: dict[str, int] = {}
+    real = v23._conv
+
+    def spy(x, name, *args, **kwargs):
+        y = real(x, name, *args, **kwargs)
+        produced[name] = produced.get(name, 0) + y.shape[-1]
+        return y
+
+    v23._conv = spy
+    try:
+        with torch.no_grad():
+            v23(z)
+            whole = dict(produced)
+            produced.clear()
+            inc = IncrementalDecoder(v23, z, None, 2)
+            kept = []
+            for a, b in chunk_spans(96, 8, 16):
+                inc.decode(a, b)
+                kept.append(max(layer.end - layer.start for layer in inc.order[1:]))
+    finally:
+        del v23._conv
+    early = [name for name in whole if name == "conv_pre" or name.startswith(("rb0_", "rb1_", "rb2_", "rb3_",
+                                                                               "rb4_", "rb5_"))]
+    assert len(early) == 1 + 2 * 3 * 3 * 2  # conv_pre, 2 stages x 3 blocks x 3 pairs x 2 convs
+    assert {name: produced[name] for name in early} == {name: whole[name] for name in early}
+    # stage 1 runs at 64 samples per frame: a layer holding the whole piece would keep 96 * 64 samples
+    assert max(kept[2:]) < 40 * 64
+
+
+def test_streams_decode_incrementally_and_equal_synthesize(tmp_path, bv2_ref, monkeypatch):
+    """Voice.stream goes through the incremental decoder (the windowed span decode is never called) and its audio
+    still equals synthesize."""
+    from webui_helpers import make_tiny_voice
+
+    voice = Voice.load(find_model_files(make_tiny_voice(bv2_ref, tmp_path / "voice")))
+    assert isinstance(voice.model.dec, FastGenerator) and not voice.model.dec.bucketed
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("windowed decode_span called")
+
+    text = "今天天气很好，我们一起去公园散步吧。"
+    res = voice.synthesize(text, "", "ZH", seed=3)
+    monkeypatch.setattr(voice.model.dec, "decode_span", refuse)
+    from bert_vits2.streaming import StreamOptions
+
+    chunks = list(voice.stream(text, "", "ZH", seed=3, options=StreamOptions(first_chunk_frames=4,
+                                                                              max_chunk_frames=16)))
+    assert sum(1 for c in chunks if len(c.audio)) > 3
+    np.testing.assert_allclose(np.concatenate([c.audio for c in chunks]), res.audio, atol=1e-4)
