@@ -135,6 +135,11 @@ class StreamOptions:
     #: compute the next piece in a producer thread while this one is decoded (None: only when the decoder is on a
     #: GPU; on the CPU a second torch thread slows both, see the module docstring)
     pipeline: bool | None = None
+    #: let chunks grow faster than doubling (up to ``max_chunk_frames``) when the audio already sent covers their
+    #: decode with room to spare (see :class:`_Pacer`); False: exactly :func:`chunk_spans`' sizes. Paced chunk
+    #: boundaries follow timing, so two runs of a seeded stream agree within float rounding (about 1e-7), not bit
+    #: for bit; ``pace=False`` repeats bit-identically
+    pace: bool = True
 
     def __post_init__(self) -> None:
         for name in ("first_chunk_frames", "max_chunk_frames"):
@@ -214,6 +219,40 @@ class _InThread:
             close()
 
 
+class _Pacer:
+    """The size of a piece's next chunk: doubling from ``first_chunk_frames`` (:func:`chunk_spans`), or more when the
+    playback lead allows it.
+
+    Why: every chunk costs more per frame than one long decode (a convolution over a few hundred samples runs up to
+    40 % slower per sample than over thousands), and restarting at a small chunk for every sentence paid that again
+    and again. The lead is the audio already sent minus the time since the first audio went out (what a listener
+    who started playing at the first chunk still has buffered); a chunk may take ``SAFETY`` of it at the decoder's
+    measured speed (seconds per z frame of the latest chunk). A small rest of the piece joins the chunk when that
+    still fits. The first chunk of a stream has no lead yet: it is always ``first_chunk_frames``."""
+
+    SAFETY = 0.5  # of the lead: the VM's speed varies +-30 % from one call to the next
+
+    def __init__(self, options: StreamOptions) -> None:
+        self.first, self.max = int(options.first_chunk_frames), int(options.max_chunk_frames)
+        self.enabled = bool(options.pace)
+        self.s_per_frame: float | None = None
+
+    def record(self, frames: int, seconds: float) -> None:
+        if frames > 0:
+            self.s_per_frame = seconds / frames
+
+    def size(self, prev: int | None, remaining: int, lead_s: float | None) -> int:
+        n = self.first if prev is None else min(self.max, prev * 2)
+        affordable = None
+        if self.enabled and lead_s is not None and self.s_per_frame:
+            affordable = int(self.SAFETY * lead_s / self.s_per_frame)
+            n = max(n, min(self.max, affordable))
+        n = max(1, min(n, remaining))
+        if affordable is not None and n < remaining <= min(affordable, self.max + self.max // 4):
+            n = remaining  # the rest of the piece fits the lead: one chunk, not a small one after this
+        return n
+
+
 class _Emitter:
     """Numbers the chunks and keeps their positions on the stream's sample and z-frame axes."""
 
@@ -223,6 +262,13 @@ class _Emitter:
         self.pos = 0  # samples emitted so far: the start of the next chunk
         self.index = 0
         self.t_start = time.perf_counter()
+        self.t_first_audio: float | None = None
+
+    def lead_s(self) -> float | None:
+        """Seconds of audio sent and not yet played by a listener who started at the first audio (None before it)."""
+        if self.t_first_audio is None:
+            return None
+        return self.pos / self.sr - (time.perf_counter() - self.t_first_audio)
 
     def chunk(self, audio: np.ndarray, z: np.ndarray | None, piece: int, text: str, pause: bool,
               timings: dict[str, float], piece_start: int, piece_result: SynthesisResult | None,
@@ -233,6 +279,8 @@ class _Emitter:
             timings={**timings, "ready_s": time.perf_counter() - self.t_start}, voice=self.voice,
             piece_start=piece_start, piece_result=piece_result, piece_plan=piece_plan,
         )
+        if self.t_first_audio is None and len(ch.audio):
+            self.t_first_audio = time.perf_counter()
         self.pos += len(ch.audio)
         self.index += 1
         return ch
@@ -245,16 +293,27 @@ class _Emitter:
         )
 
 
+def _paced_spans(num_frames: int, pacer: _Pacer, em: _Emitter) -> Iterator[tuple[int, int]]:
+    """``[a, b)`` spans over ``num_frames``, each sized when it is due (:class:`_Pacer`)."""
+    a, prev = 0, None
+    while a < num_frames:
+        n = pacer.size(prev, num_frames - a, em.lead_s())
+        yield a, a + n
+        a, prev = a + n, n
+
+
 def _piece_chunks(part: PieceOutput, piece: int, em: _Emitter, dec: Callable[..., torch.Tensor] | None,
-                  options: StreamOptions, context: int, cancel: threading.Event | None) -> Iterator[StreamChunk]:
+                  options: StreamOptions, context: int, cancel: threading.Event | None,
+                  pacer: _Pacer) -> Iterator[StreamChunk]:
     """The chunks of one piece: its audio (decoded chunk by chunk from its latent, or cut from its waveform), then
     the pause after it. The chunk that completes the piece carries the piece's own result."""
     piece_start, step = em.pos, em.step
     if part.latent is not None:
         f0, f1 = part.latent_span or (0, int(part.latent.shape[-1]))
-        spans = chunk_spans(f1 - f0, options.first_chunk_frames, options.max_chunk_frames)
+        spans = _paced_spans(f1 - f0, pacer, em)
         # chunks in order, nothing decoded twice (FastGenerator, unless a context was asked for); else windows
-        make = getattr(dec, "span_decoder", None) if options.context_frames is None and len(spans) > 1 else None
+        single = f1 - f0 <= options.first_chunk_frames
+        make = getattr(dec, "span_decoder", None) if options.context_frames is None and not single else None
         incremental = make(part.latent, part.g) if make is not None else None
 
         def decode(a: int, b: int) -> np.ndarray:
@@ -274,7 +333,7 @@ def _piece_chunks(part: PieceOutput, piece: int, em: _Emitter, dec: Callable[...
         def z_of(a: int, b: int) -> np.ndarray | None:  # a waveform piece with z (a pause): whole frames
             return part.z[:, a // step:b // step] if part.z is not None and em.hop else None
     n_pause = pause_samples(float(part.pause_after_s), em.sr, em.hop)
-    n_audio = (spans[-1][1] * step if part.latent is not None else spans[-1][1]) if spans else 0
+    n_audio = (f1 - f0) * step if part.latent is not None else len(audio)
     plan: PiecePlan | None = PiecePlan.of(part, n_audio, n_pause, em.sr, em.hop, em.voice)
     decoded: list[np.ndarray] = []
 
@@ -285,14 +344,18 @@ def _piece_chunks(part: PieceOutput, piece: int, em: _Emitter, dec: Callable[...
         result.voice = em.voice
         return result
 
-    for i, (a, b) in enumerate(spans):
+    total = f1 - f0 if part.latent is not None else len(audio)
+    for a, b in spans:
         if cancel is not None and cancel.is_set():
             return
         t0 = time.perf_counter()
         samples = decode(a, b)
         decoded.append(samples)
-        timing = {"decode_s": time.perf_counter() - t0} if part.latent is not None else {}
-        done = finished() if i == len(spans) - 1 and n_pause == 0 else None
+        timing = {}
+        if part.latent is not None:
+            timing = {"decode_s": time.perf_counter() - t0}
+            pacer.record(b - a, timing["decode_s"])
+        done = finished() if b == total and n_pause == 0 else None
         yield em.chunk(samples, z_of(a, b), piece, part.text, False, timing, piece_start, done, plan)
         plan = None  # only the piece's first chunk carries it
     if n_pause > 0:
@@ -321,6 +384,7 @@ def run_stream(
     """
     context = options.context_frames if options.context_frames is not None else context_frames
     em = _Emitter(sample_rate, hop, voice)
+    pacer = _Pacer(options)
     pipeline = options.pipeline if options.pipeline is not None else _decoder_device(dec).type != "cpu"
     pieces = _Producer(produce, cancel) if pipeline else _InThread(produce)
     pieces.start()
@@ -334,7 +398,7 @@ def run_stream(
                 raise item
             if kind == "end":
                 break
-            yield from _piece_chunks(item, piece, em, dec, options, context, cancel)
+            yield from _piece_chunks(item, piece, em, dec, options, context, cancel, pacer)
             piece += 1
         if em.pos == 0:
             raise SynthesisError("nothing to synthesise: the text is empty after splitting; type some words")

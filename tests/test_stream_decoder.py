@@ -143,3 +143,56 @@ def test_streams_decode_incrementally_and_equal_synthesize(tmp_path, bv2_ref, mo
                                                                               max_chunk_frames=16)))
     assert sum(1 for c in chunks if len(c.audio)) > 3
     np.testing.assert_allclose(np.concatenate([c.audio for c in chunks]), res.audio, atol=1e-4)
+
+
+# --- chunk sizes from the playback lead --------------------------------------------------------------------------
+
+
+def test_pacer_starts_small_doubles_without_a_lead_and_grows_with_one():
+    from bert_vits2.streaming import StreamOptions, _Pacer
+
+    pacer = _Pacer(StreamOptions(first_chunk_frames=16, max_chunk_frames=256))
+    assert pacer.size(None, 500, None) == 16  # the stream's first chunk: no lead yet
+    assert pacer.size(16, 484, None) == 32  # no speed measured yet: doubling
+    pacer.record(16, 0.16)  # 10 ms per frame
+    assert pacer.size(16, 484, 0.5) == 32  # a short lead: no faster than doubling
+    assert pacer.size(16, 484, 3.0) == 150  # half of 3 s at 10 ms per frame
+    assert pacer.size(16, 484, 100.0) == 256  # never above max_chunk_frames
+    assert pacer.size(128, 260, 100.0) == 260  # a small rest joins the chunk when the lead covers it
+    assert pacer.size(128, 400, 100.0) == 256  # not a large one
+    assert pacer.size(None, 300, 4.0) == 200  # a later piece's first chunk: from the lead too
+    fixed = _Pacer(StreamOptions(first_chunk_frames=16, max_chunk_frames=256, pace=False))
+    fixed.record(16, 0.16)
+    assert [fixed.size(None, 500, 100.0), fixed.size(16, 484, 100.0), fixed.size(32, 452, 100.0)] == [16, 32, 64]
+
+
+@pytest.mark.parametrize("pace", [True, False])
+def test_paced_chunks_never_outrun_playback_in_a_simulation(pace):
+    """A simulated decoder at a fixed cost (40 ms per chunk + 4 ms per frame of 11.6 ms: RTF 0.35 plus the per-call
+    cost) and five 300-frame sentences with 0.3 s pauses, the text and flow of each sentence taking 0.3 s: every
+    chunk is ready before a listener who started at the first chunk reaches it, and pacing needs fewer chunks."""
+    from bert_vits2.streaming import StreamOptions, _Pacer
+
+    frame_s, pause_s = 512 / 44100, 0.3
+    pacer = _Pacer(StreamOptions(pace=pace))
+    clock, sent_s, first_at, chunks = 0.0, 0.0, None, 0
+    for _piece in range(5):
+        clock += 0.3  # text, BERT, encoder and flow of the piece
+        a, prev = 0, None
+        while a < 300:
+            lead = None if first_at is None else sent_s - (clock - first_at)
+            n = pacer.size(prev, 300 - a, lead)
+            cost = 0.040 + 0.004 * n
+            clock += cost
+            pacer.record(n, cost)
+            if first_at is None:
+                first_at = clock
+            else:
+                assert clock - first_at <= sent_s + 1e-9, f"chunk {chunks} late: {clock - first_at:.3f} > {sent_s:.3f}"
+            sent_s += n * frame_s
+            a, prev, chunks = a + n, n, chunks + 1
+        sent_s += pause_s
+    if pace:
+        assert chunks <= 12, chunks
+    else:
+        assert chunks == 5 * len(chunk_spans(300))  # 16, 32, 64, 128, 60 for every sentence
