@@ -250,29 +250,59 @@ def in_process(folder: Path, threads: int, repeats: int) -> None:
         print(f"int8 BERT vs fp32, the 30-char sentence: lengths differ ({len(b)} vs {len(a)} samples: the durations "
               "moved)", flush=True)
     v.bert_precision = "fp32"
-    for name, text in (("sentence", SENTENCE), ("5 sentences", FIVE)):
-        v.synthesize(text, "spk0", "ZH", split_sentences=True, seed=1)
-        syn, stream, dec_whole, dec_chunks = [], [], [], []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            res = v.synthesize(text, "spk0", "ZH", split_sentences=True, seed=1)
-            syn.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            chunks = list(v.stream(text, "spk0", "ZH", split_sentences=True, seed=1))
-            stream.append(time.perf_counter() - t0)
-            dec_chunks.append(sum(c.timings.get("decode_s", 0.0) for c in chunks))
-            with torch.no_grad():  # the decoder alone on the whole latent (one piece: the sentence)
-                z = torch.from_numpy(np.ascontiguousarray(res.z))[None]
-                g = v.model.emb_g(torch.LongTensor([0])).unsqueeze(-1)
-                t0 = time.perf_counter()
-                v.model.dec(z, g=g)
-                dec_whole.append(time.perf_counter() - t0)
-        a = res.duration_s
-        alone = (f"; decoder alone: whole piece {med(dec_whole) / a:.3f}, chunked {med(dec_chunks) / a:.3f}"
-                 if name == "sentence" else f"; decoder alone, chunked {med(dec_chunks) / a:.3f}")
-        print(f"{name:<11} {a:.2f} s of audio: RTF synthesize {med(syn) / a:.3f}, stream (all chunks) "
-              f"{med(stream) / a:.3f}{alone}", flush=True)
+    rtf_of_streams(v, repeats)
     del v
+
+
+#: sentences of varied lengths for the real-time factors: a new length makes oneDNN build new primitives for every
+#: convolution (0.5-0.65 ms each here), which one repeated text would hide
+VARIED = ["今天天气很好，我们一起去公园散步吧，湖边的柳树已经发芽了。", "我明天要去北京开会，大概下周三回来。",
+          "这本书我已经看了三遍，每次都有新的体会和收获。", "你好！", "请把窗户打开，房间里太闷了，我们需要一点新鲜空气。",
+          "他说他会晚一点到，让我们先吃饭，不用等他。"]
+
+
+def rtf_of_streams(v, repeats: int) -> None:
+    """Real-time factor of whole-utterance synthesis against the stream, whole request and decoder alone, over
+    requests of varied lengths (one sentence each, then three at a time), interleaved (the machine's speed drifts):
+    ``synthesize`` (the decoder on whole pieces), ``stream`` (the default: incremental decoder, paced chunks),
+    ``fixed`` (incremental, doubling chunks) and ``windowed`` (each chunk with its context, as before issue 27's
+    incremental decoder)."""
+    from bert_vits2.streaming import StreamOptions
+
+    clock = {"t0": 0.0, "sum": 0.0}  # the whole-piece decoder calls inside synthesize, timed by hooks
+    hooks = [v.model.dec.register_forward_pre_hook(lambda m, a: clock.update(t0=time.perf_counter())),
+             v.model.dec.register_forward_hook(
+                 lambda m, a, o: clock.update(sum=clock["sum"] + time.perf_counter() - clock["t0"]))]
+    variants = {"synthesize": None, "stream": StreamOptions(), "fixed": StreamOptions(pace=False),
+                "windowed": StreamOptions(context_frames=v.model.dec.context, pace=False)}
+    groups = {"1 sentence": VARIED, "3 sentences": ["".join(VARIED[i:i + 3]) for i in (0, 1, 3)]}
+    try:
+        for group, texts in groups.items():
+            rows = {k: [] for k in variants}  # (wall RTF, decoder RTF) per request
+            for r in range(repeats + 1):
+                for text in texts:
+                    for name, options in variants.items():
+                        clock["sum"] = 0.0
+                        t0 = time.perf_counter()
+                        if options is None:
+                            res = v.synthesize(text, "spk0", "ZH", split_sentences=True, seed=r)
+                            decode, seconds = clock["sum"], res.duration_s
+                        else:
+                            chunks = list(v.stream(text, "spk0", "ZH", split_sentences=True, seed=r, options=options))
+                            decode = sum(c.timings.get("decode_s", 0.0) for c in chunks)
+                            seconds = sum(len(c.audio) for c in chunks) / v.sample_rate
+                        if r:  # round 0: warm-up (each round's seed gives new lengths)
+                            rows[name].append(((time.perf_counter() - t0) / seconds, decode / seconds))
+            base = rows["synthesize"]
+            parts = []
+            for name, xs in rows.items():
+                ratio = med([x[1] / b[1] for x, b in zip(xs, base)])
+                parts.append(f"{name} {med([x[0] for x in xs]):.3f} (decoder {med([x[1] for x in xs]):.3f}, "
+                             f"{ratio:.2f}x whole)")
+            print(f"RTF, {group}, {len(texts)} texts x {repeats} (median): " + "; ".join(parts), flush=True)
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def http_stream_once(base: str, text: str) -> tuple[float, float]:
