@@ -140,6 +140,8 @@ async def ws_once(url: str, text: str, face: bool) -> tuple[float, float, float]
 
 
 CLAUSE = "今天天气很好，我们走。"  # a first clause of about 10 characters
+CLAUSES = ["今天天气很好，我们走。", "明天下雨，别出门了。", "你吃饭了吗？我饿了。", "快点过来，要开始了。", "这个问题很简单。",
+           "我们下午三点见面。", "他已经回家了吧？", "谢谢你的帮助！", "请稍等一下，马上好。", "天黑了，快回去。"]
 SENTENCE = "今天天气很好，我们一起去公园散步吧，湖边的柳树已经发芽了。"  # a first sentence of about 30
 
 
@@ -237,6 +239,18 @@ def in_process(folder: Path, threads: int, repeats: int) -> None:
         print(f"{name:<9} Voice.stream's first chunk: {med(firsts[1:]):.3f} s wall (the parts above: "
               f"{t_text + t_gen + t_dec:.3f} s; the WebSocket table's difference to this is the server path)",
               flush=True)
+    v.bert_precision = "fp32"
+    firsts = []
+    for r in range(repeats + 1):  # clauses as users send them: a different text (and length) every request
+        for i, text in enumerate(CLAUSES):
+            t0 = time.perf_counter()
+            stream = v.stream(text, "spk0", "ZH", split_sentences=True, seed=100 * r + i)
+            next(iter(stream))
+            if r:
+                firsts.append(time.perf_counter() - t0)
+            stream.close()
+    print(f"clauses   Voice.stream's first chunk over {len(CLAUSES)} different clauses of 7-10 characters, fp32: "
+          f"median {med(firsts):.3f} s, slowest {max(firsts):.3f} s", flush=True)
     outs = {}
     for bert_precision in ("fp32", "int8"):  # what the int8 BERT costs in accuracy, on this (random) BERT
         v.bert_precision = bert_precision
@@ -264,24 +278,26 @@ VARIED = ["今天天气很好，我们一起去公园散步吧，湖边的柳树
 def rtf_of_streams(v, repeats: int) -> None:
     """Real-time factor of whole-utterance synthesis against the stream, whole request and decoder alone, over
     requests of varied lengths (one sentence each, then three at a time), interleaved (the machine's speed drifts):
-    ``synthesize`` (the decoder on whole pieces), ``stream`` (the default: incremental decoder, paced chunks),
-    ``fixed`` (incremental, doubling chunks) and ``windowed`` (each chunk with its context, as before issue 27's
-    incremental decoder)."""
+    ``synthesize`` (the decoder on whole pieces), ``stream`` (the default: incremental decoder, doubling chunks),
+    ``paced`` (``StreamOptions(pace=True)``) and ``windowed`` (each chunk with its context, as before the incremental
+    decoder). The variants take turns in a rotating order: a chunk length one variant met first would find its
+    oneDNN primitives built for the next."""
     from bert_vits2.streaming import StreamOptions
 
     clock = {"t0": 0.0, "sum": 0.0}  # the whole-piece decoder calls inside synthesize, timed by hooks
     hooks = [v.model.dec.register_forward_pre_hook(lambda m, a: clock.update(t0=time.perf_counter())),
              v.model.dec.register_forward_hook(
                  lambda m, a, o: clock.update(sum=clock["sum"] + time.perf_counter() - clock["t0"]))]
-    variants = {"synthesize": None, "stream": StreamOptions(), "fixed": StreamOptions(pace=False),
+    variants = {"synthesize": None, "stream": StreamOptions(), "paced": StreamOptions(pace=True),
                 "windowed": StreamOptions(context_frames=v.model.dec.context, pace=False)}
     groups = {"1 sentence": VARIED, "3 sentences": ["".join(VARIED[i:i + 3]) for i in (0, 1, 3)]}
     try:
         for group, texts in groups.items():
             rows = {k: [] for k in variants}  # (wall RTF, decoder RTF) per request
             for r in range(repeats + 1):
-                for text in texts:
-                    for name, options in variants.items():
+                for t, text in enumerate(texts):
+                    order = list(variants.items())
+                    for name, options in order[(r + t) % len(order):] + order[:(r + t) % len(order)]:
                         clock["sum"] = 0.0
                         t0 = time.perf_counter()
                         if options is None:

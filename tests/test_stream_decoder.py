@@ -42,6 +42,12 @@ def other() -> FastGenerator:
     return make_dec(OTHER_DEC)
 
 
+#: float rounding through five stages of a decoder whose weights are 1.8x the init: chunks typically differ from the
+#: whole decode by 1.3e-6, but twice (one pytest run, one fresh script) by 3.9e-5 at one spot, which the same inputs
+#: did not show again on reruns (a fresh process's first run of a shape); a misplaced sample differs by 1e-2 or more
+TOL = 1e-4
+
+
 def spans_of(n: int, cuts: list[int]) -> list[tuple[int, int]]:
     edges = [0, *cuts, n]
     return list(zip(edges[:-1], edges[1:]))
@@ -50,35 +56,37 @@ def spans_of(n: int, cuts: list[int]) -> list[tuple[int, int]]:
 @pytest.mark.parametrize("stages", [0, 1, 2, 5])
 @pytest.mark.parametrize("cuts", [[16, 48], [1, 2, 3, 40], [69], []])
 def test_chunks_equal_the_whole_decode_v23_shape(v23, stages, cuts):
-    z, g = torch.randn(1, 192, 70), torch.randn(1, 8, 1)
+    gen = torch.Generator().manual_seed(stages * 10 + len(cuts))
+    z, g = torch.randn(1, 192, 70, generator=gen), torch.randn(1, 8, 1, generator=gen)
     with torch.no_grad():
         whole = v23(z, g=g)[0, 0].numpy()
         inc = IncrementalDecoder(v23, z, g, stages)
         got = np.concatenate([inc.decode(a, b).numpy() for a, b in spans_of(70, cuts)])
     assert got.shape == whole.shape
-    np.testing.assert_allclose(got, whole, atol=2e-5, rtol=0)
+    np.testing.assert_allclose(got, whole, atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("stages", [1, 3])
 def test_chunks_equal_the_whole_decode_other_layer_kinds(other, stages):
-    z = torch.randn(1, 24, 33)
+    z = torch.randn(1, 24, 33, generator=torch.Generator().manual_seed(stages))
     with torch.no_grad():
         whole = other(z)[0, 0].numpy()
         inc = IncrementalDecoder(other, z, None, stages)
         got = np.concatenate([inc.decode(a, b).numpy() for a, b in chunk_spans(33, 2, 8)])
-    np.testing.assert_allclose(got, whole, atol=2e-5, rtol=0)
+    np.testing.assert_allclose(got, whole, atol=TOL, rtol=0)
 
 
 def test_a_piece_inside_a_longer_latent_starts_where_it_starts(v23):
     """A piece's frames ``[f0, f1)`` of a longer latent (``latent_span``): the first chunk starts at ``f0``, and
     the samples equal the whole latent's decode there (its context comes from the frames before ``f0``)."""
-    z, g = torch.randn(1, 192, 60), torch.randn(1, 8, 1)
+    gen = torch.Generator().manual_seed(5)
+    z, g = torch.randn(1, 192, 60, generator=gen), torch.randn(1, 8, 1, generator=gen)
     hop = v23.hop
     with torch.no_grad():
         whole = v23(z, g=g)[0, 0].numpy()
         inc = IncrementalDecoder(v23, z, g)
         got = np.concatenate([inc.decode(a, b).numpy() for a, b in [(20, 28), (28, 45)]])
-    np.testing.assert_allclose(got, whole[20 * hop:45 * hop], atol=2e-5, rtol=0)
+    np.testing.assert_allclose(got, whole[20 * hop:45 * hop], atol=TOL, rtol=0)
 
 
 def test_chunks_must_come_in_order(v23):
@@ -151,7 +159,7 @@ def test_streams_decode_incrementally_and_equal_synthesize(tmp_path, bv2_ref, mo
 def test_pacer_starts_small_doubles_without_a_lead_and_grows_with_one():
     from bert_vits2.streaming import StreamOptions, _Pacer
 
-    pacer = _Pacer(StreamOptions(first_chunk_frames=16, max_chunk_frames=256))
+    pacer = _Pacer(StreamOptions(first_chunk_frames=16, max_chunk_frames=256, pace=True))
     assert pacer.size(None, 500, None) == 16  # the stream's first chunk: no lead yet
     assert pacer.size(16, 484, None) == 32  # no speed measured yet: doubling
     pacer.record(16, 0.16)  # 10 ms per frame
