@@ -113,7 +113,7 @@ def start_server(folder: Path, port: int, threads: int, precision: str = "fp32",
         time.sleep(0.5)
 
 
-async def ws_once(url: str, text: str, face: bool) -> tuple[float, float, float]:
+async def ws_once(url: str, text: str, face: bool, seed: int = 1) -> tuple[float, float, float]:
     """(first audio chunk s, whole result s, audio seconds) over the WebSocket."""
     import websockets
 
@@ -121,7 +121,7 @@ async def ws_once(url: str, text: str, face: bool) -> tuple[float, float, float]
     first = None
     samples = sr = 0
     async with websockets.connect(url, max_size=None) as ws:
-        await ws.send(json.dumps({"text": text, "speaker_id": 0, "auto_split": True, "face": face, "seed": 1,
+        await ws.send(json.dumps({"text": text, "speaker_id": 0, "auto_split": True, "face": face, "seed": seed,
                                   "language": "ZH"}))
         while True:
             m = await ws.recv()
@@ -169,7 +169,8 @@ async def ws_text_stream_once(url: str, text: str, face: bool, token_chars: int 
 
 def ttfa(folder: Path, threads: int, repeats: int, precisions: list[str]) -> None:
     """Time to first audio, warm: a ~10-character first clause and a ~30-character first sentence, with and without
-    faces, per server precision; and for text streamed in token by token."""
+    faces, per server precision (one text repeated: its lengths' oneDNN primitives are built); ten different clauses
+    (new lengths, as users send them); and text streamed in token by token."""
     print("\n== time to first audio (WebSocket, warm, median of %d) ==" % repeats)
     print(f"{'precision':<10} {'first piece':<22} {'faces':<6} {'first audio':>12} {'whole':>9}")
     for precision in precisions:  # "fp32", "auto", or "fp32:int8" (generator fp32, BERT int8)
@@ -185,6 +186,12 @@ def ttfa(folder: Path, threads: int, repeats: int, precisions: list[str]) -> Non
                     rows = [asyncio.run(ws_once(ws, text, face)) for _ in range(repeats)]
                     print(f"{precision:<10} {name:<22} {'on' if face else 'off':<6} {med([r[0] for r in rows]):>10.3f} s"
                           f" {med([r[1] for r in rows]):>7.3f} s", flush=True)
+            for face in (False, True):  # as users send them: a different clause (and length) every request
+                rows = [asyncio.run(ws_once(ws, text, face, seed=100 * r + i))
+                        for r in range(repeats) for i, text in enumerate(CLAUSES)]
+                print(f"{precision:<10} {'10 clauses, varied':<22} {'on' if face else 'off':<6} "
+                      f"{med([r[0] for r in rows]):>10.3f} s {med([r[1] for r in rows]):>7.3f} s "
+                      f"(slowest first audio {max(r[0] for r in rows):.3f} s)", flush=True)
             for face in (False, True):
                 rows = [asyncio.run(ws_text_stream_once(ws, CLAUSE + SENTENCE, face)) for _ in range(repeats)]
                 print(f"{precision:<10} {'streamed text, 1st':<22} {'on' if face else 'off':<6} {med(rows):>10.3f} s "
@@ -356,6 +363,8 @@ def main() -> None:
     ap.add_argument("--ref", default=str(ROOT.parent / "shared" / "reference" / "bv2"))
     ap.add_argument("--skip-batch", action="store_true", help="skip the in-process Voice.synthesize reference")
     ap.add_argument("--ttfa-only", action="store_true", help="only the time-to-first-audio table (fp32 and auto)")
+    ap.add_argument("--skip-in-process", action="store_true",
+                    help="with --ttfa-only: only the WebSocket table (no in-process parts and real-time factors)")
     ap.add_argument("--precisions", default="fp32,auto,fp32:int8",
                     help="server precisions for the time-to-first-audio table; PRECISION:BERT_PRECISION sets the "
                          "BERT's too (fp32:int8 = --precision fp32 --bert-precision int8)")
@@ -369,7 +378,8 @@ def main() -> None:
     print(f"voice folder written in {time.time() - t:.1f} s (BERT: {args.bert})", flush=True)
     print(f"CPU: {cpu_name()}, {args.threads} threads, load average {os.getloadavg()[0]:.1f}", flush=True)
     if args.ttfa_only:
-        in_process(folder, args.threads, args.repeats)
+        if not args.skip_in_process:
+            in_process(folder, args.threads, args.repeats)
         ttfa(folder, args.threads, args.repeats, args.precisions.split(","))
         shutil.rmtree(tmp, ignore_errors=True)
         return
