@@ -143,6 +143,11 @@ CLAUSE = "今天天气很好，我们走。"  # a first clause of about 10 chara
 CLAUSES = ["今天天气很好，我们走。", "明天下雨，别出门了。", "你吃饭了吗？我饿了。", "快点过来，要开始了。", "这个问题很简单。",
            "我们下午三点见面。", "他已经回家了吧？", "谢谢你的帮助！", "请稍等一下，马上好。", "天黑了，快回去。"]
 SENTENCE = "今天天气很好，我们一起去公园散步吧，湖边的柳树已经发芽了。"  # a first sentence of about 30
+#: sentences of varied lengths for the real-time factors: a new length makes oneDNN build new primitives for every
+#: convolution (0.5-0.65 ms each here), which one repeated text would hide
+VARIED = ["今天天气很好，我们一起去公园散步吧，湖边的柳树已经发芽了。", "我明天要去北京开会，大概下周三回来。",
+          "这本书我已经看了三遍，每次都有新的体会和收获。", "你好！", "请把窗户打开，房间里太闷了，我们需要一点新鲜空气。",
+          "他说他会晚一点到，让我们先吃饭，不用等他。"]
 
 
 async def ws_text_stream_once(url: str, text: str, face: bool, token_chars: int = 2) -> float:
@@ -201,10 +206,20 @@ def ttfa(folder: Path, threads: int, repeats: int, precisions: list[str]) -> Non
             proc.wait(30)
 
 
+def stream_first_chunk_s(v, text: str, seed: int) -> float:
+    """Seconds from ``Voice.stream`` to its first chunk (the rest of the stream is closed unread)."""
+    t0 = time.perf_counter()
+    stream = v.stream(text, "spk0", "ZH", split_sentences=True, seed=seed)
+    next(iter(stream))
+    first = time.perf_counter() - t0
+    stream.close()
+    return first
+
+
 def in_process(folder: Path, threads: int, repeats: int) -> None:
     """In-process, fp32, the same voice: where the first audio's time goes (text frontend + BERT, the generator up to
-    z, the first chunk's decode), and the real-time factor of whole-utterance synthesis against the stream, for the
-    whole request and for the decoder alone (whole-piece decode vs the sum of the chunks' decodes)."""
+    z, the first chunk's decode), the first chunk over ten different clauses, and the real-time factors
+    (:func:`rtf_of_streams`)."""
     import numpy as np
     import torch
 
@@ -236,26 +251,14 @@ def in_process(folder: Path, threads: int, repeats: int) -> None:
               f"(whole piece, {part.latent.shape[-1]} z frames) {t_gen:.3f} s, first chunk decode "
               f"({opts.first_chunk_frames} frames + context) {t_dec:.3f} s = {t_text + t_gen + t_dec:.3f} s wall; "
               f"process CPU {c_inputs:.3f} s up to z, {c_dec:.3f} s decode", flush=True)
-        firsts = []
-        for _ in range(repeats + 1):  # the same first audio through the public API (what the server calls)
-            t0 = time.perf_counter()
-            stream = v.stream(text, "spk0", "ZH", split_sentences=True, seed=1)
-            next(iter(stream))
-            firsts.append(time.perf_counter() - t0)
-            stream.close()
+        # the same first audio through the public API (what the server calls)
+        firsts = [stream_first_chunk_s(v, text, seed=1) for _ in range(repeats + 1)]
         print(f"{name:<9} Voice.stream's first chunk: {med(firsts[1:]):.3f} s wall (the parts above: "
               f"{t_text + t_gen + t_dec:.3f} s; the WebSocket table's difference to this is the server path)",
               flush=True)
     v.bert_precision = "fp32"
-    firsts = []
-    for r in range(repeats + 1):  # clauses as users send them: a different text (and length) every request
-        for i, text in enumerate(CLAUSES):
-            t0 = time.perf_counter()
-            stream = v.stream(text, "spk0", "ZH", split_sentences=True, seed=100 * r + i)
-            next(iter(stream))
-            if r:
-                firsts.append(time.perf_counter() - t0)
-            stream.close()
+    firsts = [stream_first_chunk_s(v, text, seed=100 * r + i)  # as users send them: a new text (and length) each
+              for r in range(repeats + 1) for i, text in enumerate(CLAUSES)][len(CLAUSES):]  # round 0: warm-up
     print(f"clauses   Voice.stream's first chunk over {len(CLAUSES)} different clauses of 7-10 characters, fp32: "
           f"median {med(firsts):.3f} s, slowest {max(firsts):.3f} s", flush=True)
     outs = {}
@@ -273,13 +276,6 @@ def in_process(folder: Path, threads: int, repeats: int) -> None:
     v.bert_precision = "fp32"
     rtf_of_streams(v, repeats)
     del v
-
-
-#: sentences of varied lengths for the real-time factors: a new length makes oneDNN build new primitives for every
-#: convolution (0.5-0.65 ms each here), which one repeated text would hide
-VARIED = ["今天天气很好，我们一起去公园散步吧，湖边的柳树已经发芽了。", "我明天要去北京开会，大概下周三回来。",
-          "这本书我已经看了三遍，每次都有新的体会和收获。", "你好！", "请把窗户打开，房间里太闷了，我们需要一点新鲜空气。",
-          "他说他会晚一点到，让我们先吃饭，不用等他。"]
 
 
 def rtf_of_streams(v, repeats: int) -> None:

@@ -40,8 +40,9 @@ DEFAULT_INCREMENTAL_STAGES = 1
 class _Layer:
     """One layer's outputs on positions ``[start, end)`` of a sequence of ``n`` positions (zeros outside ``[0, n)``).
 
-    Subclasses compute ``[s, e)`` from their inputs (:meth:`_compute`) and say the lowest input position they still
-    need (:meth:`_needs_from`), so each input can drop what no consumer reads any more."""
+    Subclasses compute ``[s, e)`` from their inputs (:meth:`_compute`) and say which input positions a span of
+    outputs reads (:meth:`_input_start`, :meth:`_input_end`): that plans a chunk, and tells each input what no
+    consumer reads any more (:meth:`_needs_from`)."""
 
     def __init__(self, n: int, channels: int, like: torch.Tensor) -> None:
         self.n, self.channels = int(n), int(channels)
@@ -84,13 +85,9 @@ class _Layer:
         for src in self._sources():
             src._trim()
 
-    def _input_start(self, a: int) -> int:
-        """The first input position that outputs from ``a`` on read (for planning a chunk)."""
-        raise NotImplementedError
-
-    def _input_end(self, e: int) -> int:
-        """The end of the input positions that outputs up to ``e`` read (for planning a chunk)."""
-        raise NotImplementedError
+    def _needs_from(self) -> int:
+        """The first input position the next outputs will read."""
+        return self._input_start(self.end)
 
     def _trim(self) -> None:
         needs = [c._needs_from() for c in self.consumers]
@@ -105,7 +102,12 @@ class _Layer:
     def _compute(self, s: int, e: int) -> torch.Tensor:
         raise NotImplementedError
 
-    def _needs_from(self) -> int:
+    def _input_start(self, a: int) -> int:
+        """The first input position that outputs from ``a`` on read."""
+        raise NotImplementedError
+
+    def _input_end(self, e: int) -> int:
+        """The end of the input positions that outputs up to ``e`` read."""
         raise NotImplementedError
 
     def _sources(self) -> list[_Layer]:
@@ -140,9 +142,6 @@ class _Conv(_Layer):
     def _sources(self) -> list[_Layer]:
         return [self.src] if self.add is None else [self.src, self.add]
 
-    def _needs_from(self) -> int:
-        return self.end - self.pad
-
     def _input_start(self, a: int) -> int:
         return a - self.pad
 
@@ -174,20 +173,14 @@ class _Up(_Layer):
     def _sources(self) -> list[_Layer]:
         return [self.src]
 
-    def _first_input(self, o: int) -> int:
-        return (o + self.p - self.k + 1) // self.s  # floor: may start one input early (its extra outputs are cut)
-
-    def _needs_from(self) -> int:
-        return self._first_input(self.end)
-
     def _input_start(self, a: int) -> int:
-        return self._first_input(a)
+        return (a + self.p - self.k + 1) // self.s  # floor: may start one input early (its extra outputs are cut)
 
     def _input_end(self, e: int) -> int:
         return (e - 1 + self.p) // self.s + 1
 
     def _compute(self, s: int, e: int) -> torch.Tensor:
-        t0, t1 = self._first_input(s), (e - 1 + self.p) // self.s + 1
+        t0, t1 = self._input_start(s), self._input_end(e)
         x = F.leaky_relu(self.src.window(t0, t1), modules.LRELU_SLOPE)
         if self.as_matmul:  # kernel == stride, no padding: output t*k + j from input t alone
             y = self.dec._up(x, self.i)
@@ -209,9 +202,6 @@ class _Mean(_Layer):
 
     def _sources(self) -> list[_Layer]:
         return list(self.srcs)
-
-    def _needs_from(self) -> int:
-        return self.end
 
     def _input_start(self, a: int) -> int:
         return a
