@@ -175,35 +175,61 @@ async def ws_text_stream_once(url: str, text: str, face: bool, token_chars: int 
 def ttfa(folder: Path, threads: int, repeats: int, precisions: list[str]) -> None:
     """Time to first audio, warm: a ~10-character first clause and a ~30-character first sentence, with and without
     faces, per server precision (one text repeated: its lengths' oneDNN primitives are built); ten different clauses
-    (new lengths, as users send them); and text streamed in token by token."""
-    print("\n== time to first audio (WebSocket, warm, median of %d) ==" % repeats)
-    print(f"{'precision':<10} {'first piece':<22} {'faces':<6} {'first audio':>12} {'whole':>9}")
-    for precision in precisions:  # "fp32", "auto", or "fp32:int8" (generator fp32, BERT int8)
-        port = free_port()
-        ws = f"ws://127.0.0.1:{port}/ws/voice"
-        proc = start_server(folder, port, threads, *precision.split(":", 1))
-        try:
+    (new lengths, as users send them); and text streamed in token by token.
+
+    One server per precision, all running, and their requests interleaved in a rotating order (one request at a
+    time): this VM's speed drifts by 30 % within minutes, and servers measured one after the other compared phases of
+    the machine as much as precisions."""
+    print("\n== time to first audio (WebSocket, warm, median of %d, precisions interleaved) ==" % repeats)
+    servers, urls = [], {}
+    try:
+        for precision in precisions:  # "fp32", "auto", or "fp32:int8" (generator fp32, BERT int8)
+            port = free_port()
+            servers.append(start_server(folder, port, threads, *precision.split(":", 1)))
+            urls[precision] = f"ws://127.0.0.1:{port}/ws/voice"
+        for url in urls.values():
             for _ in range(2):
-                asyncio.run(ws_once(ws, SENTENCE, True))  # warm-up (two lengths)
-                asyncio.run(ws_once(ws, CLAUSE, False))
-            for name, text in (("clause (10 chars)", CLAUSE), ("sentence (30 chars)", SENTENCE)):
-                for face in (False, True):
-                    rows = [asyncio.run(ws_once(ws, text, face)) for _ in range(repeats)]
-                    print(f"{precision:<10} {name:<22} {'on' if face else 'off':<6} {med([r[0] for r in rows]):>10.3f} s"
-                          f" {med([r[1] for r in rows]):>7.3f} s", flush=True)
-            for face in (False, True):  # as users send them: a different clause (and length) every request
-                rows = [asyncio.run(ws_once(ws, text, face, seed=100 * r + i))
-                        for r in range(repeats) for i, text in enumerate(CLAUSES)]
-                print(f"{precision:<10} {'10 clauses, varied':<22} {'on' if face else 'off':<6} "
-                      f"{med([r[0] for r in rows]):>10.3f} s {med([r[1] for r in rows]):>7.3f} s "
-                      f"(slowest first audio {max(r[0] for r in rows):.3f} s)", flush=True)
+                asyncio.run(ws_once(url, SENTENCE, True))  # warm-up (two lengths)
+                asyncio.run(ws_once(url, CLAUSE, False))
+
+        def interleaved(calls: list) -> dict[str, list]:
+            """Every call once per precision, the precisions' order rotating from call to call."""
+            got: dict[str, list] = {p: [] for p in precisions}
+            for k, call in enumerate(calls):
+                for j in range(len(precisions)):
+                    p = precisions[(k + j) % len(precisions)]
+                    got[p].append(call(urls[p]))
+            return got
+
+        rows: list[tuple[str, str, bool, dict[str, list]]] = []
+        for name, text in (("clause (10 chars)", CLAUSE), ("sentence (30 chars)", SENTENCE)):
             for face in (False, True):
-                rows = [asyncio.run(ws_text_stream_once(ws, CLAUSE + SENTENCE, face)) for _ in range(repeats)]
-                print(f"{precision:<10} {'streamed text, 1st':<22} {'on' if face else 'off':<6} {med(rows):>10.3f} s "
-                      "(from the first sentence's last token)", flush=True)
-        finally:
+                calls = [lambda u, t=text, f=face: asyncio.run(ws_once(u, t, f)) for _ in range(repeats)]
+                rows.append(("single", name, face, interleaved(calls)))
+        for face in (False, True):  # as users send them: a different clause (and length) every request
+            calls = [lambda u, t=text, f=face, s=100 * r + i: asyncio.run(ws_once(u, t, f, seed=s))
+                     for r in range(repeats) for i, text in enumerate(CLAUSES)]
+            rows.append(("varied", "10 clauses, varied", face, interleaved(calls)))
+        for face in (False, True):
+            calls = [lambda u, f=face: asyncio.run(ws_text_stream_once(u, CLAUSE + SENTENCE, f))
+                     for _ in range(repeats)]
+            rows.append(("streamed", "streamed text, 1st", face, interleaved(calls)))
+    finally:
+        for proc in servers:
             proc.terminate()
+        for proc in servers:
             proc.wait(30)
+    print(f"{'precision':<10} {'first piece':<22} {'faces':<6} {'first audio':>12} {'whole':>9}")
+    for precision in precisions:
+        for kind, name, face, got in rows:
+            r, on = got[precision], "on" if face else "off"
+            if kind == "streamed":
+                print(f"{precision:<10} {name:<22} {on:<6} {med(r):>10.3f} s (from the first sentence's last token)")
+                continue
+            line = f"{precision:<10} {name:<22} {on:<6} {med([x[0] for x in r]):>10.3f} s {med([x[1] for x in r]):>7.3f} s"
+            if kind == "varied":
+                line += f" (slowest first audio {max(x[0] for x in r):.3f} s)"
+            print(line, flush=True)
 
 
 def stream_first_chunk_s(v, text: str, seed: int) -> float:
@@ -361,6 +387,8 @@ def main() -> None:
     ap.add_argument("--ttfa-only", action="store_true", help="only the time-to-first-audio table (fp32 and auto)")
     ap.add_argument("--skip-in-process", action="store_true",
                     help="with --ttfa-only: only the WebSocket table (no in-process parts and real-time factors)")
+    ap.add_argument("--skip-websocket", action="store_true",
+                    help="with --ttfa-only: only the in-process parts and real-time factors (no servers)")
     ap.add_argument("--precisions", default="fp32,auto,fp32:int8",
                     help="server precisions for the time-to-first-audio table; PRECISION:BERT_PRECISION sets the "
                          "BERT's too (fp32:int8 = --precision fp32 --bert-precision int8)")
@@ -376,7 +404,8 @@ def main() -> None:
     if args.ttfa_only:
         if not args.skip_in_process:
             in_process(folder, args.threads, args.repeats)
-        ttfa(folder, args.threads, args.repeats, args.precisions.split(","))
+        if not args.skip_websocket:
+            ttfa(folder, args.threads, args.repeats, args.precisions.split(","))
         shutil.rmtree(tmp, ignore_errors=True)
         return
 
