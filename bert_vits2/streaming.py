@@ -145,8 +145,8 @@ class StreamOptions:
     #: compute the next piece in a producer thread while this one is decoded (None: only when the decoder is on a
     #: GPU; on the CPU a second torch thread slows both, see the module docstring)
     pipeline: bool | None = None
-    #: let chunks grow faster than :func:`chunk_spans` (up to ``max_chunk_frames``) when the audio already sent covers their
-    #: decode with room to spare (see :class:`_Pacer`); False: exactly :func:`chunk_spans`' sizes. Off by default:
+    #: let chunks grow faster than :func:`chunk_spans` (up to ``max_chunk_frames``) when the audio already sent covers
+    #: their decode with room to spare (see :class:`_Pacer`); False: exactly :func:`chunk_spans`' sizes. Off by default:
     #: measured on the 2-core Ice Lake (full-size decoder, varied texts, alternating order) it cut three-sentence
     #: requests from 13.6 to 9.0 chunks but the decoder time only within noise (0.98x), and paced chunk boundaries
     #: follow timing, so two runs of a seeded stream would agree within float rounding, not bit for bit
@@ -265,6 +265,8 @@ class _Pacer:
     def size(self, done: int, remaining: int, lead_s: float | None) -> int:
         """Frames of the next chunk of a piece with ``done`` frames decoded and ``remaining`` to go."""
         n = min(self.max, max(self.first, done))
+        if self.enabled:
+            n = self._on_grid(n)  # after a paced chunk, ``done`` is off the grid of recurring lengths
         affordable = None
         if self.enabled and lead_s is not None and self.s_per_frame:
             affordable = int(self.SAFETY * lead_s / self.s_per_frame)

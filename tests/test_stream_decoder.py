@@ -170,6 +170,7 @@ def test_pacer_starts_small_follows_the_schedule_without_a_lead_and_grows_with_o
     assert pacer.size(128, 260, 100.0) == 260  # a small rest joins the chunk when the lead covers it
     assert pacer.size(128, 400, 100.0) == 256  # not a large one
     assert pacer.size(0, 300, 4.0) == 192  # a later piece's first chunk: from the lead too
+    assert pacer.size(144, 356, 0.1) == 128  # after a paced chunk (16 + 128 done): the schedule, on the grid
     fixed = _Pacer(StreamOptions(first_chunk_frames=16, max_chunk_frames=256, pace=False))
     fixed.record(16, 0.16)
     assert [fixed.size(0, 500, 100.0), fixed.size(16, 484, 100.0), fixed.size(32, 468, 100.0)] == [16, 16, 32]
