@@ -307,9 +307,9 @@ def in_process(folder: Path, threads: int, repeats: int) -> None:
 def rtf_of_streams(v, repeats: int) -> None:
     """Real-time factor of whole-utterance synthesis against the stream, whole request and decoder alone, over
     requests of varied lengths (one sentence each, then three at a time), interleaved (the machine's speed drifts):
-    ``synthesize`` (the decoder on whole pieces), ``stream`` (the default: incremental decoder, :func:`chunk_spans`' sizes),
-    ``paced`` (``StreamOptions(pace=True)``) and ``windowed`` (each chunk with its context, as before the incremental
-    decoder). The variants take turns in a rotating order: a chunk length one variant met first would find its
+    ``synthesize`` (the decoder on whole pieces), ``stream`` (the default: incremental decoder, :func:`chunk_spans`'
+    sizes), ``paced`` (``StreamOptions(pace=True)``) and ``windowed`` (each chunk with its context, as before the
+    incremental decoder). The variants take turns in a rotating order: a chunk length one variant met first would find its
     oneDNN primitives built for the next."""
     from bert_vits2.streaming import StreamOptions
 

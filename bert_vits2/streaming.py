@@ -105,12 +105,16 @@ def chunk_spans(num_frames: int, first: int = DEFAULT_FIRST_CHUNK_FRAMES,
     due after the first chunk's 186 ms of audio: 18 ms to spare, and this VM's speed varies by 30 %. As long as all
     chunks before it, each chunk keeps about half the audio before it in hand at that speed."""
     spans, a = [], 0
-    first, max_frames = max(1, int(first)), max(1, int(max_frames))
     while a < num_frames:
-        b = min(num_frames, a + min(max_frames, max(first, a)))
+        b = min(num_frames, a + _scheduled_size(a, first, max_frames))
         spans.append((a, b))
         a = b
     return spans
+
+
+def _scheduled_size(done: int, first: int, max_frames: int) -> int:
+    """The next chunk's frames after ``done`` frames of a piece: as long as all before it, ``first`` to start."""
+    return min(max(1, int(max_frames)), max(max(1, int(first)), done))
 
 
 def decode_chunk(dec: Callable[..., torch.Tensor], latent: torch.Tensor, g: torch.Tensor | None, a: int, b: int,
@@ -264,7 +268,7 @@ class _Pacer:
 
     def size(self, done: int, remaining: int, lead_s: float | None) -> int:
         """Frames of the next chunk of a piece with ``done`` frames decoded and ``remaining`` to go."""
-        n = min(self.max, max(self.first, done))
+        n = _scheduled_size(done, self.first, self.max)
         if self.enabled:
             n = self._on_grid(n)  # after a paced chunk, ``done`` is off the grid of recurring lengths
         affordable = None
